@@ -1,0 +1,293 @@
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Bus is one physical bus (a serial port or one TCP endpoint) seen from the
+// loop that owns it. Only that loop's goroutine calls it, so implementations
+// need no locks. An implementation resets its own connection after a timeout
+// or a mismatched reply, so that a late reply never answers a later request.
+type Bus interface {
+	// ReadRange reads one range. The returned Block's slices belong to the caller.
+	ReadRange(ctx context.Context, r Range) (Block, error)
+	// WriteRange writes registers or coils and returns once the device confirmed.
+	WriteRange(ctx context.Context, w WriteRequest) error
+}
+
+// ReadingHandler receives each device's poll cycle. It is called on the bus
+// loop's goroutine and must not block for long: it decodes and appends to the
+// buffer, which is the only queue.
+type ReadingHandler interface {
+	HandleReading(ctx context.Context, r Reading)
+}
+
+// ReadingHandlerFunc adapts a function to ReadingHandler.
+type ReadingHandlerFunc func(ctx context.Context, r Reading)
+
+// HandleReading calls f(ctx, r).
+func (f ReadingHandlerFunc) HandleReading(ctx context.Context, r Reading) { f(ctx, r) }
+
+// Device is what the loop needs to know about one device on its bus.
+type Device struct {
+	Name     string
+	Interval time.Duration // poll interval
+	Plan     []Range       // ranges to read each cycle, in order
+}
+
+// LoopConfig configures a bus loop.
+type LoopConfig struct {
+	Bus     string // bus name, for logs
+	Devices []Device
+	Handler ReadingHandler
+
+	// MinBackoff and MaxBackoff bound how long a device that is down waits
+	// before the next attempt (exponential, jittered). Defaults 1s and 1m.
+	MinBackoff, MaxBackoff time.Duration
+	// Pause is an optional silence between two requests on the bus.
+	Pause time.Duration
+	// Now replaces time.Now in tests.
+	Now func() time.Time
+}
+
+// Loop owns one bus: it polls every device at its interval and runs queued
+// writes ahead of pending polls.
+type Loop struct {
+	bus    Bus
+	cfg    LoopConfig
+	logger *slog.Logger
+	writes chan writeJob
+	done   chan struct{}
+}
+
+type writeJob struct {
+	ctx    context.Context
+	req    WriteRequest
+	result chan error
+}
+
+type deviceState struct {
+	dev      Device
+	next     time.Time
+	failures int
+	overrun  bool // an overrun was already reported
+}
+
+// NewLoop builds a loop for bus. It starts nothing; call Run.
+func NewLoop(bus Bus, cfg LoopConfig, logger *slog.Logger) *Loop {
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(time.Minute, cfg.MinBackoff)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{})}
+}
+
+// Run polls until ctx is done and returns nil then. Each device starts at an
+// offset inside its interval derived from its name, so devices on one bus do
+// not all fire at once and the spread is the same after every restart.
+func (l *Loop) Run(ctx context.Context) error {
+	defer close(l.done)
+	if c, ok := l.bus.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	now := l.cfg.Now()
+	devs := make([]*deviceState, len(l.cfg.Devices))
+	for i, d := range l.cfg.Devices {
+		devs[i] = &deviceState{dev: d, next: now.Add(startOffset(d.Name, d.Interval))}
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		due := earliest(devs)
+		if due == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case job := <-l.writes:
+				l.runWrite(job)
+			}
+			continue
+		}
+		timer.Reset(max(0, due.next.Sub(l.cfg.Now())))
+		select {
+		case <-ctx.Done():
+			return nil
+		case job := <-l.writes:
+			l.runWrite(job)
+		case <-timer.C:
+			l.poll(ctx, due)
+		}
+	}
+}
+
+func earliest(devs []*deviceState) *deviceState {
+	var first *deviceState
+	for _, d := range devs {
+		if first == nil || d.next.Before(first.next) {
+			first = d
+		}
+	}
+	return first
+}
+
+// startOffset spreads devices over their interval by a hash of the name.
+func startOffset(name string, interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// poll reads every range of one device and hands the cycle to the handler.
+// Once a range fails with a transport error, the remaining ranges are not
+// tried: a dead device costs one timeout per cycle, not one per range.
+// Queued writes run between the ranges.
+func (l *Loop) poll(ctx context.Context, st *deviceState) {
+	start := l.cfg.Now()
+	deadline := st.dev.Interval
+	if deadline <= 0 {
+		deadline = time.Minute
+	}
+	cycleCtx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	reading := Reading{Device: st.dev.Name, Time: start, Blocks: make([]Block, len(st.dev.Plan))}
+	var transportErr error
+	for i, r := range st.dev.Plan {
+		l.drainWrites()
+		if transportErr == nil && i > 0 && !l.wait(cycleCtx, l.cfg.Pause) {
+			transportErr = fmt.Errorf("%w: poll cycle ran past its deadline of %v", ErrTimeout, deadline)
+		}
+		if transportErr != nil {
+			reading.Blocks[i] = Block{Range: r, Err: transportErr}
+			continue
+		}
+		b, err := l.bus.ReadRange(cycleCtx, r)
+		b.Range, b.Err = r, err
+		reading.Blocks[i] = b
+		if err != nil && IsTransport(err) {
+			transportErr = err
+		}
+	}
+	if ctx.Err() != nil {
+		return // stopping: a cycle cut short is not a device failure
+	}
+	l.cfg.Handler.HandleReading(ctx, reading)
+	l.schedule(st, start, reading)
+}
+
+// schedule sets the next poll: the next interval tick when the device
+// answered, a growing backoff while it is down.
+func (l *Loop) schedule(st *deviceState, start time.Time, r Reading) {
+	now := l.cfg.Now()
+	if deviceDown(r) {
+		st.failures++
+		backoff := l.cfg.MinBackoff << min(st.failures-1, 16)
+		if backoff > l.cfg.MaxBackoff || backoff <= 0 {
+			backoff = l.cfg.MaxBackoff
+		}
+		// Full jitter in the upper half keeps devices that failed together apart.
+		backoff = backoff/2 + rand.N(backoff/2+1)
+		st.next = now.Add(max(backoff, st.dev.Interval))
+		if st.failures == 1 {
+			l.logger.Info("device down", "bus", l.cfg.Bus, "device", st.dev.Name, "err", r.Err())
+		}
+		return
+	}
+	if st.failures > 0 {
+		l.logger.Info("device up", "bus", l.cfg.Bus, "device", st.dev.Name, "failed_cycles", st.failures)
+		st.failures = 0
+	}
+	st.next = st.next.Add(st.dev.Interval)
+	if !st.next.After(now) {
+		if !st.overrun {
+			st.overrun = true
+			l.logger.Warn("poll cycle overran its interval", "bus", l.cfg.Bus, "device", st.dev.Name,
+				"interval", st.dev.Interval, "duration_seconds", now.Sub(start).Seconds())
+		}
+		st.next = now.Add(st.dev.Interval)
+	}
+}
+
+// deviceDown reports whether no range of the cycle could be read for
+// transport reasons (as opposed to exceptions from a reachable device).
+func deviceDown(r Reading) bool {
+	if len(r.Blocks) == 0 {
+		return false
+	}
+	for _, b := range r.Blocks {
+		if b.Err == nil || !IsTransport(b.Err) {
+			return false
+		}
+	}
+	return true
+}
+
+// wait pauses for d or until ctx ends; it reports whether the pause completed.
+func (l *Loop) wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// drainWrites runs the writes that are waiting, so writes jump ahead of the
+// rest of a poll cycle.
+func (l *Loop) drainWrites() {
+	for {
+		select {
+		case job := <-l.writes:
+			l.runWrite(job)
+		default:
+			return
+		}
+	}
+}
+
+func (l *Loop) runWrite(job writeJob) {
+	if err := job.ctx.Err(); err != nil {
+		job.result <- err
+		return
+	}
+	job.result <- l.bus.WriteRange(job.ctx, job.req)
+}
+
+// Write hands a write to the loop and waits for its result. It is safe for
+// concurrent use. It returns ErrClosed when the loop is not running.
+func (l *Loop) Write(ctx context.Context, w WriteRequest) error {
+	job := writeJob{ctx: ctx, req: w, result: make(chan error, 1)}
+	select {
+	case l.writes <- job:
+	case <-l.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-job.result:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

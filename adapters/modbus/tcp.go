@@ -1,0 +1,167 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	mb "github.com/goburrow/modbus"
+
+	"fieldbridge/adapters"
+)
+
+// TCPConfig configures a Modbus TCP endpoint.
+type TCPConfig struct {
+	Address string        // host:port
+	Timeout time.Duration // per request, connect included; default 1s
+}
+
+// TCP is a Modbus TCP bus: one connection to one endpoint, shared by every
+// unit id behind it (a gateway to a serial line, or a single device).
+type TCP struct {
+	cfg     TCPConfig
+	handler *mb.TCPClientHandler
+	client  mb.Client
+	fresh   bool // the connection was opened by the current request
+}
+
+// NewTCP validates cfg. It does not connect; the first request does.
+func NewTCP(cfg TCPConfig) (*TCP, error) {
+	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
+		return nil, fmt.Errorf("modbus tcp address %q: %w", cfg.Address, err)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	h := mb.NewTCPClientHandler(cfg.Address)
+	h.Timeout = cfg.Timeout
+	h.IdleTimeout = 0 // we close on errors ourselves; no background timer
+	return &TCP{cfg: cfg, handler: h, client: mb.NewClient(h)}, nil
+}
+
+// Close closes the connection. The next request reconnects.
+func (t *TCP) Close() error { return t.handler.Close() }
+
+// ReadRange reads one range with FC1-FC4.
+func (t *TCP) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, error) {
+	var raw []byte
+	err := t.do(ctx, r.Unit, func() (err error) {
+		switch r.Table {
+		case adapters.Coil:
+			raw, err = t.client.ReadCoils(r.Address, r.Count)
+		case adapters.DiscreteInput:
+			raw, err = t.client.ReadDiscreteInputs(r.Address, r.Count)
+		case adapters.InputRegister:
+			raw, err = t.client.ReadInputRegisters(r.Address, r.Count)
+		case adapters.HoldingRegister:
+			raw, err = t.client.ReadHoldingRegisters(r.Address, r.Count)
+		default:
+			return fmt.Errorf("read of unknown table %d", r.Table)
+		}
+		return err
+	})
+	if err != nil {
+		return adapters.Block{}, fmt.Errorf("read %s: %w", r, err)
+	}
+	b := adapters.Block{Range: r}
+	if r.Table.IsBit() {
+		b.Bits, err = unpackBits(raw, int(r.Count))
+	} else {
+		b.Registers, err = unpackRegisters(raw, int(r.Count))
+	}
+	if err != nil {
+		t.Close()
+		return adapters.Block{}, fmt.Errorf("read %s: %w", r, err)
+	}
+	return b, nil
+}
+
+// WriteRange writes with FC5/FC6 for one value and FC15/FC16 for several.
+func (t *TCP) WriteRange(ctx context.Context, w adapters.WriteRequest) error {
+	err := t.do(ctx, w.Unit, func() (err error) {
+		switch {
+		case w.Table == adapters.Coil && len(w.Bits) == 1:
+			v := uint16(0)
+			if w.Bits[0] {
+				v = 0xFF00
+			}
+			_, err = t.client.WriteSingleCoil(w.Address, v)
+		case w.Table == adapters.Coil:
+			_, err = t.client.WriteMultipleCoils(w.Address, uint16(len(w.Bits)), packBits(w.Bits))
+		case w.Table == adapters.HoldingRegister && len(w.Registers) == 1:
+			_, err = t.client.WriteSingleRegister(w.Address, w.Registers[0])
+		case w.Table == adapters.HoldingRegister:
+			_, err = t.client.WriteMultipleRegisters(w.Address, uint16(len(w.Registers)), packRegisters(w.Registers))
+		default:
+			return fmt.Errorf("the %s table cannot be written", w.Table)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("write unit %d %s %d+%d: %w", w.Unit, w.Table, w.Address, w.Count(), err)
+	}
+	return nil
+}
+
+// do runs one request for unit. A connection that was idle since the last
+// request may have been closed by the device; if such a reused connection
+// fails before any byte came back, the request is tried once more on a fresh
+// connection.
+func (t *TCP) do(ctx context.Context, unit uint8, call func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.handler.SlaveId = unit
+	t.handler.Timeout = t.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < t.handler.Timeout {
+			if left <= 0 {
+				return context.DeadlineExceeded
+			}
+			t.handler.Timeout = left
+		}
+	}
+	err := translate(call())
+	if errors.Is(err, adapters.ErrNotConnected) && ctx.Err() == nil {
+		t.Close()
+		err = translate(call())
+	}
+	if err != nil && adapters.IsTransport(err) {
+		t.Close()
+	}
+	return err
+}
+
+// translate maps goburrow and net errors onto the adapters errors.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var mbErr *mb.ModbusError
+	if errors.As(err, &mbErr) {
+		return &adapters.ExceptionError{Function: mbErr.FunctionCode &^ 0x80, Code: mbErr.ExceptionCode}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return fmt.Errorf("%w: %v", adapters.ErrTimeout, err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("%w: %v", adapters.ErrNotConnected, err)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return fmt.Errorf("%w: %v", adapters.ErrNotConnected, err)
+	}
+	// goburrow reports malformed and mismatched replies as plain errors
+	// ("response transaction id ... does not match", "length in response ...").
+	if strings.HasPrefix(err.Error(), "modbus: ") {
+		return fmt.Errorf("%w: %v", adapters.ErrBadFrame, strings.TrimPrefix(err.Error(), "modbus: "))
+	}
+	return fmt.Errorf("%w: %v", adapters.ErrNotConnected, err)
+}
