@@ -1,0 +1,208 @@
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"fieldbridge/adapters"
+)
+
+func meterType() *DeviceType {
+	return &DeviceType{
+		Name: "power-meter",
+		Points: []Point{
+			{Name: "voltage", Table: adapters.InputRegister, Address: 0, Type: TypeFloat32, Order: OrderCDAB, Bit: -1, Scale: 1, Decimals: -1},
+			{Name: "energy", Table: adapters.InputRegister, Address: 2, Type: TypeUint32, Bit: -1, Scale: 0.1, Decimals: -1},
+			{Name: "breaker", Table: adapters.DiscreteInput, Address: 0, Type: TypeBool, Bit: -1, Scale: 1, Decimals: -1},
+			{Name: "alarm", Table: adapters.HoldingRegister, Address: 10, Type: TypeBool, Bit: 3, Scale: 1, Decimals: -1},
+			{Name: "setpoint", Table: adapters.HoldingRegister, Address: 100, Type: TypeInt16, Bit: -1, Scale: 1, Decimals: -1},
+		},
+		Events: []Event{
+			{Name: "reading", Points: []string{"voltage", "energy", "breaker"}},
+			{Name: "alarm", Points: []string{"alarm", "setpoint"}, OnChange: true, MaxSilence: time.Minute},
+		},
+	}
+}
+
+// reading builds a poll cycle for the meter's plan with the given values.
+func meterReading(t time.Time, setpoint uint16, alarmBits uint16) adapters.Reading {
+	return adapters.Reading{Device: "m1", Time: t, Blocks: []adapters.Block{
+		{Range: adapters.Range{Unit: 1, Table: adapters.DiscreteInput, Address: 0, Count: 1}, Bits: []bool{true}},
+		// 230.5 as float32 CDAB, then 12345 as uint32 (1234.5 kWh after scale 0.1)
+		{Range: adapters.Range{Unit: 1, Table: adapters.InputRegister, Address: 0, Count: 4}, Registers: []uint16{0x8000, 0x4366, 0, 12345}},
+		{Range: adapters.Range{Unit: 1, Table: adapters.HoldingRegister, Address: 10, Count: 1}, Registers: []uint16{alarmBits}},
+		{Range: adapters.Range{Unit: 1, Table: adapters.HoldingRegister, Address: 100, Count: 1}, Registers: []uint16{setpoint}},
+	}}
+}
+
+func TestDevicePlan(t *testing.T) {
+	d, err := NewDevice("m1", meterType(), 1, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []adapters.Range{
+		{Unit: 1, Table: adapters.DiscreteInput, Address: 0, Count: 1},
+		{Unit: 1, Table: adapters.InputRegister, Address: 0, Count: 4},
+		{Unit: 1, Table: adapters.HoldingRegister, Address: 10, Count: 1},
+		{Unit: 1, Table: adapters.HoldingRegister, Address: 100, Count: 1},
+	}
+	if diff := cmp.Diff(want, d.Plan()); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}
+
+func payloads(t *testing.T, outs []Output) []string {
+	t.Helper()
+	var got []string
+	for i, o := range outs {
+		p := o.AppendPayload(nil, uint64(i+1))
+		if !json.Valid(p) {
+			t.Fatalf("payload is not valid JSON: %s", p)
+		}
+		got = append(got, o.Event+" "+string(p))
+	}
+	return got
+}
+
+func TestDeviceProcess(t *testing.T) {
+	d, err := NewDevice("m1", meterType(), 1, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 24, 10, 15, 30, 120e6, time.UTC)
+
+	got := payloads(t, d.Process(meterReading(t0, 500, 0x0008)))
+	want := []string{
+		`status {"d":{"status":"up"},"ts":"2026-11-24T10:15:30.120Z","seq":1}`,
+		`reading {"d":{"voltage":230.5,"energy":1234.5,"breaker":true},"ts":"2026-11-24T10:15:30.120Z","seq":2}`,
+		`alarm {"d":{"alarm":true,"setpoint":500},"ts":"2026-11-24T10:15:30.120Z","seq":3}`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("first cycle (-want +got):\n%s", diff)
+	}
+
+	// Unchanged: reading goes out every poll, alarm (on change) does not.
+	got = payloads(t, d.Process(meterReading(t0.Add(5*time.Second), 500, 0x0008)))
+	if len(got) != 1 || got[0][:8] != "reading " {
+		t.Fatalf("second cycle = %q, want only the reading event", got)
+	}
+	// Changed bit: alarm goes out.
+	got = payloads(t, d.Process(meterReading(t0.Add(10*time.Second), 500, 0x0000)))
+	if len(got) != 2 || got[1] != `alarm {"d":{"alarm":false,"setpoint":500},"ts":"2026-11-24T10:15:40.120Z","seq":2}` {
+		t.Fatalf("third cycle = %q", got)
+	}
+	// Heartbeat: after max_silence the alarm event goes out unchanged.
+	got = payloads(t, d.Process(meterReading(t0.Add(71*time.Second), 500, 0x0000)))
+	if len(got) != 2 {
+		t.Fatalf("heartbeat cycle = %q, want reading and alarm", got)
+	}
+}
+
+func TestDeviceStatusTransitions(t *testing.T) {
+	d, _ := NewDevice("m1", meterType(), 1, PlanOptions{})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	down := meterReading(t0, 1, 0)
+	timeout := fmt.Errorf("read unit 1: %w", adapters.ErrTimeout)
+	for i := range down.Blocks {
+		down.Blocks[i].Err = timeout
+	}
+	got := payloads(t, d.Process(down))
+	want := []string{`status {"d":{"status":"down","error":"read unit 1: device did not answer in time"},"ts":"2026-01-01T00:00:00.000Z","seq":1}`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("down (-want +got):\n%s", diff)
+	}
+	if got := d.Process(down); len(got) != 0 {
+		t.Fatalf("still down: %d outputs, want none (status only on transitions)", len(got))
+	}
+	// An exception on one range: device is up, the events with failed points are held back.
+	partial := meterReading(t0.Add(time.Second), 1, 0)
+	partial.Blocks[3].Err = &adapters.ExceptionError{Function: 3, Code: adapters.ExIllegalAddress}
+	got = payloads(t, d.Process(partial))
+	want = []string{
+		`status {"d":{"status":"up","error":"device refused a read: modbus exception 2 (illegal data address) on function 3","failed_points":["setpoint"]},"ts":"2026-01-01T00:00:01.000Z","seq":1}`,
+		`reading {"d":{"voltage":230.5,"energy":1234.5,"breaker":true},"ts":"2026-01-01T00:00:01.000Z","seq":2}`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("partial (-want +got):\n%s", diff)
+	}
+	got = payloads(t, d.Process(meterReading(t0.Add(2*time.Second), 1, 0)))
+	if len(got) != 3 || got[0] != `status {"d":{"status":"up"},"ts":"2026-01-01T00:00:02.000Z","seq":1}` {
+		t.Fatalf("recovered = %q", got)
+	}
+}
+
+func TestEventInterval(t *testing.T) {
+	typ := meterType()
+	typ.Events = []Event{{Name: "reading", Points: []string{"voltage"}, Interval: 10 * time.Second}}
+	d, _ := NewDevice("m1", typ, 1, PlanOptions{})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var sent []int
+	for s := 0; s <= 30; s += 5 {
+		for _, o := range d.Process(meterReading(t0.Add(time.Duration(s)*time.Second), 0, 0)) {
+			if o.Event == "reading" {
+				sent = append(sent, s)
+			}
+		}
+	}
+	if diff := cmp.Diff([]int{0, 10, 20, 30}, sent); diff != "" {
+		t.Errorf("seconds with an event (-want +got):\n%s", diff)
+	}
+}
+
+func TestAppendValue(t *testing.T) {
+	scaled := &Point{Type: TypeUint16, Scale: 0.1, Decimals: -1}
+	tests := []struct {
+		name string
+		v    Value
+		p    *Point
+		want string
+	}{
+		{"noise from scaling is hidden", Value{Kind: KindFloat, F: 2314 * 0.1}, scaled, "231.4"},
+		{"float32 shortest", Value{Kind: KindFloat, F: float64(float32(0.1))}, &Point{Type: TypeFloat32, Scale: 1, Decimals: -1}, "0.1"},
+		{"decimals", Value{Kind: KindFloat, F: 1.0 / 3}, &Point{Type: TypeFloat64, Scale: 1, Decimals: 2}, "0.33"},
+		{"NaN is null", Value{Kind: KindFloat, F: nan()}, &Point{Type: TypeFloat32, Scale: 1, Decimals: -1}, "null"},
+		{"int", Value{Kind: KindInt, I: -5}, nil, "-5"},
+		{"string escaped", Value{Kind: KindString, S: "a\"b\\\x01\xff"}, nil, `"a\"b\\\u0001` + "\ufffd" + `"`},
+	}
+	for _, tt := range tests {
+		got := string(appendValue(nil, tt.v, tt.p))
+		if got != tt.want {
+			t.Errorf("%s: appendValue(%+v) = %s, want %s", tt.name, tt.v, got, tt.want)
+		}
+	}
+}
+
+func TestBitPointByteOrder(t *testing.T) {
+	ab := Point{Name: "a", Table: adapters.HoldingRegister, Type: TypeBool, Bit: 0, Scale: 1, Decimals: -1}
+	ba := ab
+	ba.Order = OrderBADC
+	b := &adapters.Block{Range: adapters.Range{Table: adapters.HoldingRegister, Count: 1}, Registers: []uint16{0x0100}}
+	if v, _ := ab.decode(b); v.B {
+		t.Errorf("AB: bit 0 of 0x0100 = true, want false")
+	}
+	if v, _ := ba.decode(b); !v.B {
+		t.Errorf("BA: bit 0 of 0x0100 (low byte first) = false, want true")
+	}
+	if got := ba.SetRegisterBit(0, true); got != 0x0100 {
+		t.Errorf("BA: SetRegisterBit(0, true) = %#04x, want 0x0100", got)
+	}
+}
+
+func nan() float64 { var z float64; return z / z }
+
+func BenchmarkPayload10Points(b *testing.B) {
+	o := Output{Event: "reading", Time: time.Now()}
+	p := &Point{Type: TypeUint16, Scale: 0.1, Decimals: -1}
+	for i := range 10 {
+		o.Fields = append(o.Fields, Field{Name: fmt.Sprintf("point_%d", i), Value: Value{Kind: KindFloat, F: float64(i) * 12.3}, Point: p})
+	}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = o.AppendPayload(buf[:0], 42)
+	}
+}
