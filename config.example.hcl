@@ -1,0 +1,168 @@
+## fieldbridge configuration reference.
+##
+## Every setting is shown; commented-out lines (#) give the default.
+## Check a file with:   bridge validate -config config.hcl
+## Durations are strings ("500ms", "5s", "72h"); sizes too ("256MiB", "2GB").
+## Secrets never need to be inline: env("NAME") reads an environment variable
+## (env("NAME", "default") gives a fallback), token_file reads a file.
+
+## Where events go: the platform's MQTT service.
+platform {
+  ## Organisation id assigned by the platform. "quickstart" selects quickstart
+  ## mode (no credentials, plain TCP, QoS 0, at most one event per second).
+  org = "ab12cd"
+
+  ## device:     one MQTT connection per device, as d:<org>:<type>:<id>
+  ## gateway:    one connection as g:<org>:<type>:<id> for all devices
+  ## quickstart: the platform's try-out service
+  # mode = "device"
+
+  ## The broker is <org>.messaging.<domain> unless host is given.
+  # domain = "internetofthings.ibmcloud.com"
+  # host   = "broker.example.net"
+
+  ## TLS 1.2+ is on by default (port 8883; 443 for websocket). Plain TCP
+  ## (port 1883) only when tls = false. ca_file pins the platform's CA;
+  ## otherwise the system roots are used.
+  # tls       = true
+  # port      = 8883
+  # transport = "tcp"         # tcp | websocket
+  # ca_file   = "/etc/bridge/messaging.pem"
+  # client_cert = "/etc/bridge/client.pem"
+  # client_key  = "/etc/bridge/client.key"
+  # insecure_skip_verify = false   # never in production; logged as a warning
+
+  ## qos 1 sends every event at least once through the buffer; qos 0 at most once.
+  # qos           = 1
+  # keepalive     = "60s"
+  ## Durable session, so commands sent while the bridge is offline arrive later.
+  # clean_session = false
+
+  ## Gateway mode only: the gateway's own identity.
+  # gateway {
+  #   type  = "edge-gw"
+  #   id    = "gw-01"
+  #   token = env("GATEWAY_TOKEN")     # or token_file = "/etc/bridge/gw.token"
+  # }
+}
+
+## The store-and-forward buffer: every event is on disk before it is sent
+## and deleted only when the broker acknowledged it.
+buffer {
+  dir = "/var/lib/bridge/buffer"
+  ## Bounds: when either is reached, on_full decides what goes.
+  # max_bytes = "256MiB"
+  # max_age   = "72h"
+  # on_full   = "drop_oldest"   # drop_oldest | drop_newest
+  ## Group commit: a power cut loses at most this much; "always" syncs every event.
+  # sync      = "1s"
+  ## Events sent but not yet acknowledged, per connection.
+  # in_flight = 64
+  ## Events per second per device while a backlog drains; 0 is unlimited.
+  # rate      = 0
+}
+
+## A bus is one physical line or TCP endpoint. One goroutine owns it: every
+## read and write for every device on it goes through that one owner.
+bus "line1" {
+  modbus_tcp {
+    address = "10.0.0.5:502"
+    # timeout = "1s"      # per request; after a timeout the connection is reopened
+  }
+  ## Silence between two requests (slow devices, RS-485 converters).
+  # pause = "0s"
+  ## Unused registers a request may read to join two points (0: only
+  ## adjacent points share a request, safe with devices that have holes).
+  # max_gap = 0
+  ## Registers per request, for devices that accept fewer than 125.
+  # max_registers = 125
+}
+
+## A device type is a reusable map; many devices share it. Its name is the
+## platform device type.
+device_type "power-meter" {
+  ## A point is one value: table (coil | discrete | input | holding), the
+  ## zero-based protocol address, and the data type.
+  ## Types: bool int16 uint16 int32 uint32 int64 uint64 float32 float64 string bcd16 bcd32
+  ## byte_order: ABCD (default), CDAB, BADC, DCBA for 32 bits; ABCDEFGH,
+  ## GHEFCDAB, BADCFEHG, HGFEDCBA for 64 bits; AB, BA for 16 bits.
+  point "voltage_l1" {
+    table      = "input"
+    address    = 0
+    type       = "float32"
+    byte_order = "CDAB"
+    unit       = "V"
+    ## How bridge simulate animates this point: fixed, counter, sine, random_walk.
+    simulate {
+      mode   = "sine"
+      min    = 225
+      max    = 235
+      period = "1m"
+    }
+  }
+  point "energy_kwh" {
+    table   = "input"
+    address = 2
+    type    = "uint32"
+    ## value = raw * scale + offset; decimals rounds the result.
+    scale    = 0.1
+    # offset   = 0
+    # decimals = 1
+    unit     = "kWh"
+    simulate {
+      mode  = "counter"
+      value = 1000
+      step  = 0.5
+    }
+  }
+  point "breaker_closed" {
+    table   = "discrete"
+    address = 0
+    type    = "bool"
+    simulate {
+      mode  = "fixed"
+      value = 1
+    }
+  }
+  point "alarm_overvoltage" {
+    table   = "holding"
+    address = 10
+    type    = "bool"
+    bit     = 3          # one bit of a register: 0..15
+  }
+  point "setpoint" {
+    table    = "holding"
+    address  = 100
+    type     = "uint16"
+    writable = true
+    min      = 0
+    max      = 1000
+  }
+
+  ## An event is published on iot-2/evt/<name>/fmt/json with the listed points.
+  ## Without event blocks, all points go out as one "reading" event per poll.
+  event "reading" {
+    points   = ["voltage_l1", "energy_kwh", "breaker_closed"]
+    ## Least time between two events; unset sends one per poll.
+    interval = "10s"
+    ## Send only on change, with a heartbeat after max_silence.
+    # on_change   = false
+    # max_silence = "5m"
+  }
+  event "alarm" {
+    points    = ["alarm_overvoltage", "setpoint"]
+    on_change = true
+    max_silence = "5m"
+  }
+}
+
+## A device is one slave on a bus. Its name is the platform device id.
+device "meter-7" {
+  type  = "power-meter"
+  bus   = "line1"
+  unit  = 7
+  ## Device mode: each device has its own token (not needed in gateway or quickstart mode).
+  token = env("METER7_TOKEN", "change-me-token")
+  # token_file = "/etc/bridge/meter-7.token"
+  # poll = "5s"
+}

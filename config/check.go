@@ -1,0 +1,413 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agext/levenshtein"
+	"github.com/hashicorp/hcl/v2"
+
+	"fieldbridge/adapters"
+)
+
+// Defaults of settings that are not given.
+const (
+	DefaultDomain     = "internetofthings.ibmcloud.com"
+	DefaultBufferDir  = "/var/lib/bridge/buffer"
+	DefaultMaxBytes   = 256 << 20
+	DefaultMaxAge     = 72 * time.Hour
+	DefaultSync       = time.Second
+	DefaultInFlight   = 64
+	DefaultTimeout    = time.Second
+	DefaultPoll       = 5 * time.Second
+	DefaultKeepAlive  = 60 * time.Second
+	DefaultEventName  = "reading"
+	maxIDLength       = 36
+	defaultSimPeriod  = time.Minute
+	maxDecimals       = 15
+	maxUnitID         = 255
+	defaultQoS        = 1
+	quickstartOrgName = "quickstart"
+)
+
+// idPattern is the platform's rule for type, device and event ids
+// (protocol.md §1.2).
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,36}$`)
+
+// checker turns the decoded HCL into a Config, collecting diagnostics.
+type checker struct {
+	env     Environment
+	baseDir string
+	diags   hcl.Diagnostics
+}
+
+// errorf records an error at rng. An empty range means the attribute is
+// missing, which the decoder already reported as a missing argument.
+func (c *checker) errorf(rng hcl.Range, summary, detail string, args ...any) {
+	if rng.Filename == "" {
+		return
+	}
+	r := rng
+	c.diags = append(c.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(detail, args...), Subject: &r})
+}
+
+func (c *checker) warnf(rng hcl.Range, summary, detail string, args ...any) {
+	r := rng
+	c.diags = append(c.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: fmt.Sprintf(detail, args...), Subject: &r})
+}
+
+// at returns r when the attribute was given, else the enclosing block's range.
+func at(r, block hcl.Range) hcl.Range {
+	if r.Filename == "" {
+		return block
+	}
+	return r
+}
+
+func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
+	cfg := &Config{}
+	start := hcl.Range{Filename: file.Body.MissingItemRange().Filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+	if raw.Platform == nil {
+		c.errorf(start, "Missing platform block", "Add a platform { org = \"...\" } block that says where events go.")
+	} else {
+		cfg.Platform = c.platform(raw.Platform)
+	}
+	cfg.Buffer = c.buffer(raw.Buffer)
+	buses := map[string]*Bus{}
+	for i := range raw.Buses {
+		b := &raw.Buses[i]
+		if prev, dup := buses[b.Name]; dup && prev != nil {
+			c.errorf(b.NameRange, "Duplicate bus", "A bus named %q is already defined.", b.Name)
+			continue
+		}
+		bus := c.bus(b)
+		buses[b.Name] = bus
+		cfg.Buses = append(cfg.Buses, bus)
+	}
+	types := map[string]*DeviceType{}
+	for i := range raw.DeviceTypes {
+		t := &raw.DeviceTypes[i]
+		if _, dup := types[t.Name]; dup {
+			c.errorf(t.NameRange, "Duplicate device type", "A device_type named %q is already defined.", t.Name)
+			continue
+		}
+		dt := c.deviceType(t)
+		types[t.Name] = dt
+		cfg.DeviceTypes = append(cfg.DeviceTypes, dt)
+	}
+	seen := map[string]bool{}
+	for i := range raw.Devices {
+		d := &raw.Devices[i]
+		if seen[d.Name] {
+			c.errorf(d.NameRange, "Duplicate device", "A device named %q is already defined.", d.Name)
+			continue
+		}
+		seen[d.Name] = true
+		if dev := c.device(d, &cfg.Platform, buses, types); dev != nil {
+			cfg.Devices = append(cfg.Devices, dev)
+		}
+	}
+	if len(raw.Devices) == 0 {
+		c.warnf(start, "No devices", "The configuration defines no device block, so the bridge has nothing to poll.")
+	}
+	return cfg
+}
+
+func (c *checker) platform(p *platformBlock) Platform {
+	out := Platform{
+		Org:          p.Org,
+		Mode:         ModeDevice,
+		Domain:       DefaultDomain,
+		Transport:    "tcp",
+		QoS:          defaultQoS,
+		KeepAlive:    DefaultKeepAlive,
+		CleanSession: false,
+		TLS:          true,
+	}
+	if p.Org == quickstartOrgName {
+		out.Mode = ModeQuickstart
+	}
+	if p.Mode != nil {
+		out.Mode = c.enum(*p.Mode, p.ModeRange, "mode", []string{ModeDevice, ModeGateway, ModeQuickstart})
+	}
+	if (p.Org == quickstartOrgName) != (out.Mode == ModeQuickstart) {
+		c.errorf(at(p.ModeRange, p.OrgRange), "Quickstart needs org = \"quickstart\"",
+			"Quickstart mode and the org \"quickstart\" go together: set both or neither.")
+	}
+	if p.Org != quickstartOrgName && !regexp.MustCompile(`^[a-z0-9]{1,36}$`).MatchString(p.Org) {
+		c.errorf(p.OrgRange, "Invalid org", "An organisation id is the short lower-case id the platform assigned (for example \"ab12cd\"), or \"quickstart\".")
+	}
+	if p.Domain != nil {
+		out.Domain = *p.Domain
+	}
+	if p.Host != nil {
+		out.Host = *p.Host
+	}
+	if out.Mode == ModeQuickstart {
+		out.TLS = false
+		out.QoS = 0
+	}
+	if p.TLS != nil {
+		out.TLS = *p.TLS
+		if out.TLS && out.Mode == ModeQuickstart {
+			c.errorf(p.TLSRange, "Quickstart has no TLS", "The quickstart service listens on plain TCP only; remove tls.")
+		}
+	}
+	out.Port = 8883
+	if !out.TLS {
+		out.Port = 1883
+	}
+	if p.Transport != nil {
+		out.Transport = c.enum(*p.Transport, p.TransportRange, "transport", []string{"tcp", "websocket"})
+		if out.Transport == "websocket" {
+			out.Port = 443
+			if !out.TLS {
+				out.Port = 80
+			}
+		}
+	}
+	if p.Port != nil {
+		out.Port = *p.Port
+		if out.Port < 1 || out.Port > 65535 {
+			c.errorf(p.PortRange, "Invalid port", "A port is a number from 1 to 65535.")
+		}
+	}
+	if p.CAFile != nil {
+		out.CAFile = *p.CAFile
+	}
+	if p.ClientCert != nil {
+		out.ClientCert = *p.ClientCert
+	}
+	if p.ClientKey != nil {
+		out.ClientKey = *p.ClientKey
+	}
+	if (out.ClientCert == "") != (out.ClientKey == "") {
+		c.errorf(at(p.ClientKeyRange, p.DefRange), "Client certificate needs its key", "Set both client_cert and client_key, or neither.")
+	}
+	if p.InsecureSkipVerify != nil {
+		out.InsecureSkipVerify = *p.InsecureSkipVerify
+	}
+	if p.QoS != nil {
+		out.QoS = *p.QoS
+		switch {
+		case out.QoS != 0 && out.QoS != 1:
+			c.errorf(p.QoSRange, "Invalid qos", "qos is 0 (at most once) or 1 (at least once, through the buffer).")
+		case out.QoS != 0 && out.Mode == ModeQuickstart:
+			c.errorf(p.QoSRange, "Quickstart supports QoS 0 only", "Remove qos or set qos = 0.")
+		}
+	}
+	if p.KeepAlive != nil {
+		out.KeepAlive = c.duration(*p.KeepAlive, p.KeepAliveRange, "keepalive")
+	}
+	if p.CleanSession != nil {
+		out.CleanSession = *p.CleanSession
+	}
+	switch {
+	case out.Mode == ModeGateway && p.Gateway == nil:
+		c.errorf(p.DefRange, "Missing gateway block", "Gateway mode connects as the gateway: add gateway { type = \"...\" id = \"...\" token = env(\"...\") }.")
+	case out.Mode != ModeGateway && p.Gateway != nil:
+		c.errorf(p.Gateway.DefRange, "Gateway block outside gateway mode", "Set mode = \"gateway\" or remove the gateway block.")
+	case p.Gateway != nil:
+		g := p.Gateway
+		c.checkID(g.Type, g.TypeRange, "gateway type")
+		c.checkID(g.ID, g.IDRange, "gateway id")
+		out.Gateway = &Gateway{Type: g.Type, ID: g.ID, Token: c.token(g.Token, g.TokenRange, g.TokenFile, g.TokenFileRange, g.DefRange, true)}
+	}
+	return out
+}
+
+func (c *checker) buffer(b *bufferBlock) Buffer {
+	out := Buffer{Dir: DefaultBufferDir, MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge, OnFull: "drop_oldest", Sync: DefaultSync, InFlight: DefaultInFlight}
+	if b == nil {
+		return out
+	}
+	if b.Dir != nil {
+		out.Dir = *b.Dir
+	}
+	if b.MaxBytes != nil {
+		n, err := ParseSize(*b.MaxBytes)
+		if err != nil || n < 1<<20 {
+			c.errorf(b.MaxBytesRange, "Invalid max_bytes", "A size of at least 1MiB, like \"256MiB\" or \"2GB\".")
+		}
+		out.MaxBytes = n
+	}
+	if b.MaxAge != nil {
+		out.MaxAge = c.duration(*b.MaxAge, b.MaxAgeRange, "max_age")
+	}
+	if b.OnFull != nil {
+		out.OnFull = c.enum(*b.OnFull, b.OnFullRange, "on_full", []string{"drop_oldest", "drop_newest"})
+	}
+	if b.Sync != nil {
+		if *b.Sync == "always" {
+			out.Sync = 0
+		} else {
+			out.Sync = c.duration(*b.Sync, b.SyncRange, "sync")
+		}
+	}
+	if b.InFlight != nil {
+		out.InFlight = *b.InFlight
+		if out.InFlight < 1 || out.InFlight > 1000 {
+			c.errorf(b.InFlightRange, "Invalid in_flight", "in_flight is the number of unacknowledged events per connection, from 1 to 1000.")
+		}
+	}
+	if b.Rate != nil {
+		out.Rate = *b.Rate
+		if out.Rate < 0 {
+			c.errorf(b.RateRange, "Invalid rate", "rate is events per second per device; 0 means unlimited.")
+		}
+	}
+	return out
+}
+
+func (c *checker) bus(b *busBlock) *Bus {
+	out := &Bus{Name: b.Name, Timeout: DefaultTimeout}
+	c.checkName(b.Name, b.NameRange, "bus")
+	switch {
+	case b.ModbusTCP == nil:
+		c.errorf(b.DefRange, "Bus without a transport", "Add a transport block, for example modbus_tcp { address = \"10.0.0.5:502\" }.")
+	default:
+		t := b.ModbusTCP
+		out.Kind, out.Address = BusModbusTCP, t.Address
+		if _, port, err := net.SplitHostPort(t.Address); err != nil || port == "" {
+			c.errorf(t.AddressRange, "Invalid address", "A Modbus TCP address is host:port, for example \"10.0.0.5:502\".")
+		}
+		if t.Timeout != nil {
+			out.Timeout = c.duration(*t.Timeout, t.TimeoutRange, "timeout")
+		}
+	}
+	if b.Pause != nil {
+		out.Pause = c.duration(*b.Pause, b.PauseRange, "pause")
+	}
+	if b.MaxGap != nil {
+		out.Plan.MaxGap = *b.MaxGap
+		if *b.MaxGap < 0 || *b.MaxGap > adapters.MaxReadRegisters {
+			c.errorf(b.MaxGapRange, "Invalid max_gap", "max_gap is the number of unused registers a request may read to join two points, 0 to %d.", adapters.MaxReadRegisters)
+		}
+	}
+	if b.MaxRegisters != nil {
+		out.Plan.MaxRegisters = *b.MaxRegisters
+		if *b.MaxRegisters < 1 || *b.MaxRegisters > adapters.MaxReadRegisters {
+			c.errorf(b.MaxRegistersRange, "Invalid max_registers", "max_registers is 1 to %d registers per request.", adapters.MaxReadRegisters)
+		}
+	}
+	return out
+}
+
+func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, types map[string]*DeviceType) *Device {
+	out := &Device{Name: d.Name, Unit: 1, Poll: DefaultPoll}
+	c.checkID(d.Name, d.NameRange, "device id")
+	out.Type = types[d.Type]
+	if out.Type == nil {
+		c.errorf(d.TypeRange, "Unknown device type", "No device_type named %q is defined.%s", d.Type, didYouMean(d.Type, keys(types)))
+	}
+	out.Bus = buses[d.Bus]
+	if out.Bus == nil {
+		c.errorf(d.BusRange, "Unknown bus", "No bus named %q is defined.%s", d.Bus, didYouMean(d.Bus, keys(buses)))
+	}
+	if d.Unit != nil {
+		if *d.Unit < 0 || *d.Unit > maxUnitID {
+			c.errorf(d.UnitRange, "Invalid unit id", "A Modbus unit id is 0 to 255 (1 to 247 on serial lines).")
+		} else {
+			out.Unit = uint8(*d.Unit)
+		}
+	}
+	if d.Poll != nil {
+		out.Poll = c.duration(*d.Poll, d.PollRange, "poll")
+		if out.Poll <= 0 {
+			c.errorf(d.PollRange, "Invalid poll", "poll must be longer than zero.")
+		}
+	}
+	needToken := p.Mode == ModeDevice
+	out.Token = c.token(d.Token, d.TokenRange, d.TokenFile, d.TokenFileRange, d.DefRange, needToken)
+	if !needToken && (d.Token != nil || d.TokenFile != nil) {
+		c.warnf(at(d.TokenRange, d.TokenFileRange), "Device token unused", "In %s mode devices do not connect themselves; the token is ignored.", p.Mode)
+	}
+	return out
+}
+
+// token resolves token or token_file; one of them is required when need is set.
+func (c *checker) token(tok *string, tokRange hcl.Range, file *string, fileRange, block hcl.Range, need bool) string {
+	switch {
+	case tok != nil && file != nil:
+		c.errorf(fileRange, "Token given twice", "Use token or token_file, not both.")
+	case tok != nil:
+		if *tok == "" && need {
+			c.errorf(tokRange, "Empty token", "The token is empty; is its environment variable set to an empty string?")
+		}
+		return *tok
+	case file != nil:
+		return c.readSecret(*file, fileRange)
+	case need:
+		c.errorf(block, "Missing token", "Give the device's authentication token: token = env(\"NAME\") or token_file = \"/etc/bridge/NAME.token\".")
+	}
+	return ""
+}
+
+func (c *checker) enum(v string, rng hcl.Range, attr string, allowed []string) string {
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	c.errorf(rng, "Invalid "+attr, "%q is not one of %s.%s", v, quoteList(allowed), didYouMean(v, allowed))
+	return v
+}
+
+func (c *checker) duration(v string, rng hcl.Range, attr string) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		c.errorf(rng, "Invalid "+attr, "%q is not a duration; write it like \"500ms\", \"5s\", \"1m30s\" or \"72h\".", v)
+		return 0
+	}
+	return d
+}
+
+// checkID applies the platform's character rules for ids.
+func (c *checker) checkID(v string, rng hcl.Range, what string) {
+	if !idPattern.MatchString(v) {
+		c.errorf(rng, "Invalid "+what, "%q breaks the platform's rules: 1 to %d characters of A-Z a-z 0-9 . _ -", v, maxIDLength)
+	}
+}
+
+// checkName applies lower_snake-ish rules to names that never leave the bridge.
+func (c *checker) checkName(v string, rng hcl.Range, what string) {
+	if !idPattern.MatchString(v) {
+		c.errorf(rng, "Invalid "+what+" name", "%q: use 1 to %d characters of A-Z a-z 0-9 . _ -", v, maxIDLength)
+	}
+}
+
+// didYouMean returns " Did you mean "x"?" when a close name exists.
+func didYouMean(given string, options []string) string {
+	best, bestDist := "", 3
+	for _, o := range options {
+		if d := levenshtein.Distance(given, o, nil); d < bestDist {
+			best, bestDist = o, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %q?", best)
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

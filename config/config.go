@@ -1,0 +1,114 @@
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"fieldbridge/mapping"
+)
+
+// Config is a loaded and checked configuration.
+type Config struct {
+	Platform    Platform
+	Buffer      Buffer
+	Buses       []*Bus
+	DeviceTypes []*DeviceType
+	Devices     []*Device
+
+	// Files holds the parsed sources, for rendering diagnostics.
+	Files map[string]*hcl.File
+}
+
+// Platform modes.
+const (
+	ModeDevice     = "device"
+	ModeGateway    = "gateway"
+	ModeQuickstart = "quickstart"
+)
+
+// Platform says where and as whom the bridge connects.
+type Platform struct {
+	Org       string
+	Mode      string // device | gateway | quickstart
+	Domain    string
+	Host      string // explicit host; default <org>.messaging.<domain>
+	Port      int
+	TLS       bool
+	Transport string // tcp | websocket
+
+	CAFile, ClientCert, ClientKey string
+	InsecureSkipVerify            bool
+
+	QoS          int
+	KeepAlive    time.Duration
+	CleanSession bool
+
+	Gateway *Gateway // gateway mode only
+}
+
+// Gateway is the gateway identity of gateway mode.
+type Gateway struct {
+	Type, ID, Token string
+}
+
+// Buffer is the store-and-forward buffer's settings.
+type Buffer struct {
+	Dir      string
+	MaxBytes int64
+	MaxAge   time.Duration
+	OnFull   string        // drop_oldest | drop_newest
+	Sync     time.Duration // 0 means sync every append ("always")
+	InFlight int
+	Rate     float64 // publishes per second per device; 0 unlimited
+}
+
+// Bus kinds.
+const (
+	BusModbusTCP = "modbus_tcp"
+)
+
+// Bus is one physical bus and its transport settings.
+type Bus struct {
+	Name    string
+	Kind    string
+	Address string // modbus_tcp: host:port
+	Timeout time.Duration
+	Pause   time.Duration // silence between requests
+	Plan    mapping.PlanOptions
+}
+
+// DeviceType is a mapping.DeviceType plus what the simulator needs to
+// animate its points.
+type DeviceType struct {
+	*mapping.DeviceType
+	Simulate map[string]Simulation // by point name
+}
+
+// Simulation modes of a point in `bridge simulate`.
+const (
+	SimFixed      = "fixed"
+	SimCounter    = "counter"
+	SimSine       = "sine"
+	SimRandomWalk = "random_walk"
+)
+
+// Simulation describes how the simulator changes a point's value, in
+// engineering units (after scale and offset).
+type Simulation struct {
+	Mode     string
+	Value    float64 // fixed value; start of counter and random walk
+	Min, Max float64 // sine and random walk bounds
+	Step     float64 // counter increment per second; random walk step per tick
+	Period   time.Duration
+}
+
+// Device is one field device.
+type Device struct {
+	Name  string // platform device id
+	Type  *DeviceType
+	Bus   *Bus
+	Unit  uint8
+	Token string
+	Poll  time.Duration
+}

@@ -1,0 +1,204 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"fieldbridge/adapters"
+	"fieldbridge/mapping"
+)
+
+var update = flag.Bool("update", false, "rewrite the diagnostics golden files")
+
+// testEnv has no environment variables and no files, so results do not
+// depend on the machine.
+var testEnv = Environment{
+	LookupEnv: func(string) (string, bool) { return "", false },
+	ReadFile:  func(p string) ([]byte, error) { return nil, errors.New("open " + p + ": no such file or directory") },
+}
+
+func TestExampleLoadsClean(t *testing.T) {
+	cfg, diags := Load("../config.example.hcl")
+	if len(diags) > 0 {
+		var buf bytes.Buffer
+		Render(&buf, cfg.Files, diags)
+		t.Fatalf("config.example.hcl has diagnostics:\n%s", buf.String())
+	}
+	if len(cfg.Devices) != 1 || cfg.Devices[0].Type.Name != "power-meter" {
+		t.Fatalf("devices = %+v", cfg.Devices)
+	}
+}
+
+// TestInvalidGolden loads every testdata/invalid/*.hcl and compares the
+// rendered diagnostics with its .golden file. Run with -update to rewrite.
+func TestInvalidGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*.hcl")
+	if len(files) == 0 {
+		t.Fatal("no test files")
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, diags := Parse(filepath.Base(path), src, testEnv)
+			if !diags.HasErrors() {
+				t.Fatalf("Parse(%s) reported no error", path)
+			}
+			var buf bytes.Buffer
+			Render(&buf, cfg.Files, diags)
+			golden := strings.TrimSuffix(path, ".hcl") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), buf.String()); diff != "" {
+				t.Errorf("diagnostics of %s differ from %s (-want +got); run go test ./config -update if the change is intended:\n%s", path, golden, diff)
+			}
+		})
+	}
+}
+
+func TestEnvAndDefaults(t *testing.T) {
+	src := `
+platform { org = "ab12cd" }
+bus "b" {
+  modbus_tcp { address = "127.0.0.1:1502" }
+}
+device_type "t" {
+  point "p" {
+    table   = "holding"
+    address = 3
+    type    = "int32"
+    byte_order = "CDAB"
+    scale   = 0.5
+  }
+}
+device "d1" {
+  type  = "t"
+  bus   = "b"
+  token = env("D1_TOKEN")
+}
+device "d2" {
+  type       = "t"
+  bus        = "b"
+  unit       = 9
+  poll       = "250ms"
+  token_file = "d2.token"
+}
+`
+	env := Environment{
+		LookupEnv: func(n string) (string, bool) { return map[string]string{"D1_TOKEN": "tok-from-env"}[n], n == "D1_TOKEN" },
+		ReadFile: func(p string) ([]byte, error) {
+			if p != filepath.Join("/etc/bridge", "d2.token") {
+				return nil, errors.New("unexpected path " + p)
+			}
+			return []byte("  tok-from-file\n"), nil
+		},
+	}
+	cfg, diags := Parse("/etc/bridge/bridge.hcl", []byte(src), env)
+	if diags.HasErrors() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	p := cfg.Platform
+	if p.Mode != ModeDevice || !p.TLS || p.Port != 8883 || p.QoS != 1 || p.CleanSession || p.KeepAlive != time.Minute || p.Domain != DefaultDomain {
+		t.Errorf("platform defaults = %+v", p)
+	}
+	if b := cfg.Buffer; b.MaxBytes != 256<<20 || b.OnFull != "drop_oldest" || b.Sync != time.Second || b.InFlight != 64 {
+		t.Errorf("buffer defaults = %+v", b)
+	}
+	d1, d2 := cfg.Devices[0], cfg.Devices[1]
+	if d1.Token != "tok-from-env" || d1.Unit != 1 || d1.Poll != DefaultPoll {
+		t.Errorf("d1 = %+v", d1)
+	}
+	if d2.Token != "tok-from-file" || d2.Unit != 9 || d2.Poll != 250*time.Millisecond {
+		t.Errorf("d2 = %+v", d2)
+	}
+	pt := cfg.DeviceTypes[0].Points[0]
+	want := mapping.Point{Name: "p", Table: adapters.HoldingRegister, Address: 3, Type: mapping.TypeInt32, Order: mapping.OrderCDAB, Bit: -1, Scale: 0.5, Decimals: -1}
+	if diff := cmp.Diff(want, pt); diff != "" {
+		t.Errorf("point (-want +got):\n%s", diff)
+	}
+	ev := cfg.DeviceTypes[0].Events
+	if len(ev) != 1 || ev[0].Name != DefaultEventName || len(ev[0].Points) != 1 {
+		t.Errorf("default event = %+v", ev)
+	}
+}
+
+func TestQuickstartNeedsNoToken(t *testing.T) {
+	src := `
+platform { org = "quickstart" }
+bus "b" {
+  modbus_tcp { address = "127.0.0.1:1502" }
+}
+device_type "t" {
+  point "p" {
+    table   = "holding"
+    address = 0
+    type    = "uint16"
+  }
+}
+device "d1" {
+  type = "t"
+  bus  = "b"
+}
+`
+	cfg, diags := Parse("q.hcl", []byte(src), testEnv)
+	if diags.HasErrors() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	if p := cfg.Platform; p.Mode != ModeQuickstart || p.TLS || p.Port != 1883 || p.QoS != 0 {
+		t.Errorf("quickstart platform = %+v", p)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"256MiB", 256 << 20}, {"2GB", 2e9}, {"1048576", 1 << 20}, {"1.5KiB", 1536}, {"64 MiB", 64 << 20},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1MiB", "MiB"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", bad)
+		}
+	}
+}
+
+// FuzzParse checks that no input makes the loader panic.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/invalid/*.hcl")
+	files = append(files, "../config.example.hcl")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if len(src) > 1<<16 {
+			return
+		}
+		Parse("fuzz.hcl", src, testEnv)
+	})
+}

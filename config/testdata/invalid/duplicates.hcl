@@ -1,0 +1,31 @@
+platform {
+  org = "ab12cd"
+}
+bus "rs485" {
+  modbus_tcp { address = "127.0.0.1:502" }
+}
+bus "rs485" {
+  modbus_tcp { address = "127.0.0.1:503" }
+}
+device_type "meter" {
+  point "v" {
+    table   = "input"
+    address = 0
+    type    = "uint16"
+  }
+  point "v" {
+    table   = "input"
+    address = 1
+    type    = "uint16"
+  }
+}
+device "m1" {
+  type  = "meter"
+  bus   = "rs485"
+  token = "secret-token"
+}
+device "m1" {
+  type  = "meter"
+  bus   = "rs485"
+  token = "secret-token"
+}

@@ -1,0 +1,3 @@
+platform {
+  org = "ab12cd"
+bus "rs485" {
