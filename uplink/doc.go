@@ -1,0 +1,45 @@
+// Package uplink owns the MQTT session with the platform: connecting and
+// reconnecting, publishing with an acknowledgement the caller can trust,
+// subscriptions dispatched to a Handler, and the connection state. It also
+// owns the platform's identity and topic rules for every mode: client ids
+// (d:/g:), event, command and notify topics, the character rules for ids
+// (used by config validation), the messaging host name and the payload limit.
+//
+// Place in the pipeline: the buffer's forward loop calls Client.Publish and
+// deletes an event only after a nil result; inbound commands and
+// device-management requests go to a Handler (the dm package, wired in
+// cmd/bridge). In device mode the bridge runs one Client per device, in
+// gateway mode one Client for the gateway.
+//
+// Imports: no package of ours (its tests use internal/mqtttest); not
+// badger, not hcl. The paho client stays inside this package: no paho type
+// or error crosses its API.
+//
+// # What a nil result means
+//
+// Run gives every connection its own paho client, with paho's
+// AutoReconnect off, and never reuses it; a paho client thus sees exactly
+// one connection, and its tokens can only be completed by what happened on
+// it. On top of that each connection has an epoch; a publish is reported
+// acknowledged only when its token completed without error while the
+// connection it was written to was still the latest one. Everything else
+// (connection lost, timeout, ctx) is an error, and the caller keeps the
+// message: delivery is at least once, duplicates are possible.
+//
+// # Concurrency
+//
+// Publish, Connected and Run are safe for concurrent use; Run must be called
+// once. Publish never blocks: it queues the message, and one writer goroutine
+// per connection hands the queue to paho in call order while at most
+// Config.MaxInflight messages are unacknowledged (the platform closes a
+// device connection with more than 10). Publish keeps the payload slice
+// until its result arrives. Handler.HandleMessage is
+// called from one goroutine, in arrival order. Config.OnStateChange is called
+// from Run's goroutine. Every goroutine is started by Run and has ended when
+// Run returns.
+//
+// # Secrets
+//
+// The password (the device or gateway token) is sent in CONNECT and nowhere
+// else: it is not logged and not part of any error.
+package uplink

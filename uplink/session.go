@@ -1,0 +1,237 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/gorilla/websocket"
+	"golang.org/x/net/proxy"
+)
+
+// session is one network connection and the paho client that owns it. A
+// paho client is used for exactly one connection and then dropped, so a
+// token can only ever be completed by what happened on that connection.
+type session struct {
+	pc             mqtt.Client
+	sessionPresent bool
+
+	lost     chan struct{} // closed when the connection is gone; cause says why
+	lostOnce sync.Once
+	cause    error
+
+	down     chan struct{} // closed when the network connection is closed
+	downOnce sync.Once
+
+	ended      chan struct{} // closed by endSession: no more publishes
+	writerDone chan struct{} // closed when writeLoop returned
+	wake       chan struct{} // a publish was queued
+	slots      chan struct{} // one token per unacknowledged message
+
+	watchMu   sync.Mutex
+	stopWatch func() bool // stops closing the connection when the attempt's ctx ends
+
+	// epoch is set under Client.mu before the session accepts publishes
+	// and never changes afterwards.
+	epoch uint64
+
+	// Guarded by Client.mu.
+	queue   []*request
+	inHand  *request // taken from the queue, not yet handed to an await goroutine
+	closed  bool
+	pending int // queued or in flight, for MaxPending
+}
+
+func (s *session) markLost(err error) {
+	s.lostOnce.Do(func() {
+		s.cause = err
+		close(s.lost)
+	})
+}
+
+// connect makes one connection attempt: dial, TLS, CONNECT and CONNACK.
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	s := &session{
+		lost:       make(chan struct{}),
+		down:       make(chan struct{}),
+		ended:      make(chan struct{}),
+		writerDone: make(chan struct{}),
+		wake:       make(chan struct{}, 1),
+		slots:      make(chan struct{}, c.cfg.MaxInflight),
+	}
+	attempt, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// paho options, and why:
+	//   - protocol 3.1.1 explicitly: paho would otherwise retry a refused
+	//     CONNECT as 3.1, doubling every attempt (and every auth failure);
+	//   - AutoReconnect and ConnectRetry off: Run reconnects with a fresh
+	//     paho client, so a lost connection completes nothing as "done"
+	//     (paho's auto-reconnect acks QoS 0 publishes it drops and completes
+	//     resent QoS 1 tokens before any PUBACK);
+	//   - a fresh in-memory store per connection: nothing is resent by paho;
+	//     the caller's buffer is the source of truth;
+	//   - OrderMatters with AutoAckDisabled: the callback only queues, the
+	//     dispatcher acknowledges after the Handler returned;
+	//   - WriteTimeout: bounds a stuck socket write and paho's hand-off;
+	//   - our own dialer, so that cancelling Run aborts a connect attempt.
+	opts := mqtt.NewClientOptions()
+	opts.AddBroker(c.cfg.Broker)
+	opts.SetClientID(c.cfg.ClientID)
+	opts.SetUsername(c.cfg.Username)
+	opts.SetPassword(c.cfg.Password)
+	opts.SetProtocolVersion(4) // 3.1.1, without paho's silent retry as 3.1
+	opts.SetCleanSession(c.cfg.CleanSession)
+	opts.SetKeepAlive(c.cfg.KeepAlive)
+	opts.SetPingTimeout(min(10*time.Second, c.cfg.KeepAlive))
+	opts.SetConnectTimeout(c.cfg.ConnectTimeout)
+	opts.SetWriteTimeout(c.cfg.WriteTimeout)
+	opts.SetAutoReconnect(false)
+	opts.SetConnectRetry(false)
+	opts.SetOrderMatters(true)
+	opts.SetAutoAckDisabled(true)
+	opts.SetDefaultPublishHandler(c.onMessage(s, ctx.Done()))
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) { s.markLost(err) })
+	opts.SetCustomOpenConnectionFn(c.dialer(attempt, s))
+	s.pc = mqtt.NewClient(opts)
+
+	tok := s.pc.Connect()
+	<-tok.Done() // bounded: ConnectTimeout, or at once when attempt is cancelled
+	ct, _ := tok.(*mqtt.ConnectToken)
+	if err := tok.Error(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var rc byte = packets.ErrNetworkError
+		if ct != nil {
+			rc = ct.ReturnCode()
+		}
+		return nil, connectError(rc, err)
+	}
+	s.watchMu.Lock()
+	stop := s.stopWatch
+	s.watchMu.Unlock()
+	if stop != nil && !stop() { // ctx ended and closed the connection
+		s.pc.Disconnect(0)
+		return nil, ctx.Err()
+	}
+	if ct != nil {
+		s.sessionPresent = ct.SessionPresent()
+	}
+	return s, nil
+}
+
+// connectError translates a failed CONNECT into our errors. Neither the
+// password nor anything derived from it is part of the message.
+func connectError(rc byte, err error) error {
+	switch rc {
+	case packets.ErrRefusedNotAuthorised, packets.ErrRefusedBadUsernameOrPassword:
+		return fmt.Errorf("%w (CONNACK return code %d)", ErrNotAuthorized, rc)
+	case packets.ErrRefusedIDRejected:
+		return fmt.Errorf("%w (CONNACK return code %d)", ErrIdentifierRejected, rc)
+	case packets.ErrRefusedBadProtocolVersion, packets.ErrRefusedServerUnavailable:
+		return fmt.Errorf("uplink: broker refused the connection: %s (CONNACK return code %d)", packets.ConnackReturnCodes[rc], rc)
+	}
+	return fmt.Errorf("uplink: connect: %v", err)
+}
+
+// dialer opens the network connection for paho, honouring ctx: a cancelled
+// attempt aborts the dial and closes a connection still in its MQTT
+// handshake, so Run stops promptly.
+func (c *Client) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc {
+	return func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+		defer cancel()
+		// Like paho: a SOCKS proxy from ALL_PROXY/NO_PROXY for TCP and TLS,
+		// HTTP(S)_PROXY for websockets.
+		pd := proxy.FromEnvironmentUsing(&net.Dialer{})
+		dialTCP := func() (net.Conn, error) {
+			if cd, ok := pd.(proxy.ContextDialer); ok {
+				return cd.DialContext(dctx, "tcp", u.Host)
+			}
+			return pd.Dial("tcp", u.Host)
+		}
+		var (
+			conn net.Conn
+			err  error
+		)
+		switch strings.ToLower(u.Scheme) {
+		case "tcp", "mqtt":
+			conn, err = dialTCP()
+		case "ssl", "tls", "mqtts", "tcps":
+			conn, err = dialTCP()
+			if err == nil {
+				cfg := c.cfg.TLS
+				if cfg.ServerName == "" {
+					cfg = cfg.Clone()
+					cfg.ServerName = u.Hostname()
+				}
+				tc := tls.Client(conn, cfg)
+				if err = tc.HandshakeContext(dctx); err != nil {
+					_ = conn.Close()
+				}
+				conn = tc
+			}
+		case "ws":
+			conn, err = mqtt.NewWebsocket(u.String(), nil, c.cfg.ConnectTimeout, nil, nil)
+		case "wss":
+			conn, err = mqtt.NewWebsocket(u.String(), c.cfg.TLS, c.cfg.ConnectTimeout, nil, nil)
+		default:
+			err = fmt.Errorf("unsupported scheme %q", u.Scheme)
+		}
+		if err != nil {
+			return nil, err
+		}
+		w := &watchedConn{Conn: conn, s: s}
+		stop := context.AfterFunc(ctx, func() { _ = w.Close() })
+		s.watchMu.Lock()
+		s.stopWatch = stop
+		s.watchMu.Unlock()
+		return w, nil
+	}
+}
+
+// watchedConn tells the session when paho (or the attempt's ctx) closes the
+// network connection, so that a goroutine paho waits for while shutting the
+// connection down is never left blocked.
+type watchedConn struct {
+	net.Conn
+	s *session
+}
+
+func (w *watchedConn) Close() error {
+	w.s.downOnce.Do(func() { close(w.s.down) })
+	return w.Conn.Close()
+}
+
+// onMessage is paho's handler for every inbound message. It runs on paho's
+// router goroutine, so it only queues the message for dispatch. It gives up
+// when the connection closes (the message stays unacknowledged, and a
+// durable session redelivers it) or when Run stops.
+func (c *Client) onMessage(s *session, stop <-chan struct{}) mqtt.MessageHandler {
+	return func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case c.inbound <- inboundMessage{topic: m.Topic(), payload: m.Payload(), ack: m.Ack, s: s}:
+		case <-s.down:
+		case <-stop:
+		}
+	}
+}
+
+// closedByPeer reports whether a connection ended because the broker closed
+// it (as opposed to a keepalive timeout or a local write error).
+func closedByPeer(err error) bool {
+	var ce *websocket.CloseError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.As(err, &ce)
+}
