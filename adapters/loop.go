@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -154,8 +155,8 @@ func startOffset(name string, interval time.Duration) time.Duration {
 }
 
 // poll reads every range of one device and hands the cycle to the handler.
-// Once a range fails with a transport error, the remaining ranges are not
-// tried: a dead device costs one timeout per cycle, not one per range.
+// Once a range times out or the device is unreachable, the remaining ranges
+// are not tried: a dead device costs one timeout per cycle, not one per range.
 // Queued writes run between the ranges.
 func (l *Loop) poll(ctx context.Context, st *deviceState) {
 	start := l.cfg.Now()
@@ -179,7 +180,10 @@ func (l *Loop) poll(ctx context.Context, st *deviceState) {
 		b, err := l.bus.ReadRange(cycleCtx, r)
 		b.Range, b.Err = r, err
 		reading.Blocks[i] = b
-		if err != nil && IsTransport(err) {
+		if errors.Is(err, ErrTimeout) || errors.Is(err, ErrNotConnected) {
+			// The device is silent or unreachable: asking again this cycle
+			// would cost another timeout. A malformed reply (ErrBadFrame)
+			// fails only its own request; the bus reset its connection.
 			transportErr = err
 		}
 	}
