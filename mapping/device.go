@@ -31,6 +31,7 @@ type eventState struct {
 
 // NewDevice compiles a device type for one device on one unit id.
 func NewDevice(name string, typ *DeviceType, unit uint8, opt PlanOptions) (*Device, error) {
+	opt.Unreadable = append(opt.Unreadable[:len(opt.Unreadable):len(opt.Unreadable)], typ.Unreadable...)
 	d := &Device{name: name, typ: typ, plan: Plan(typ.Points, unit, opt)}
 	d.where = make([]int, len(typ.Points))
 	for i, p := range typ.Points {
@@ -174,7 +175,7 @@ func (e *eventState) due(t time.Time, typ *DeviceType, values []Value, errs []er
 	if !first && e.def.Interval > 0 && since < e.def.Interval-e.def.Interval/10 {
 		return Output{}, false
 	}
-	if !first && e.def.OnChange && !e.changed(values) {
+	if !first && e.def.OnChange && !e.changed(typ, values) {
 		if e.def.MaxSilence <= 0 || since < e.def.MaxSilence {
 			return Output{}, false
 		}
@@ -190,12 +191,12 @@ func (e *eventState) due(t time.Time, typ *DeviceType, values []Value, errs []er
 	return o, true
 }
 
-func (e *eventState) changed(values []Value) bool {
+func (e *eventState) changed(typ *DeviceType, values []Value) bool {
 	if len(e.last) != len(e.points) {
 		return true
 	}
 	for i, idx := range e.points {
-		if values[idx] != e.last[i] {
+		if typ.Points[idx].changed(e.last[i], values[idx]) {
 			return true
 		}
 	}

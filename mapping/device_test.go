@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,6 +190,73 @@ func TestBitPointByteOrder(t *testing.T) {
 	}
 	if got := ba.SetRegisterBit(0, true); got != 0x0100 {
 		t.Errorf("BA: SetRegisterBit(0, true) = %#04x, want 0x0100", got)
+	}
+}
+
+func TestDeadbandAndEnum(t *testing.T) {
+	typ := &DeviceType{
+		Name: "drive",
+		Points: []Point{
+			{Name: "speed", Table: adapters.HoldingRegister, Address: 0, Type: TypeUint16, Bit: -1, Scale: 1, Decimals: -1, Deadband: 5},
+			{Name: "load", Table: adapters.HoldingRegister, Address: 1, Type: TypeUint16, Bit: -1, Scale: 1, Decimals: -1, DeadbandPercent: 10},
+			{Name: "state", Table: adapters.HoldingRegister, Address: 2, Type: TypeUint16, Bit: -1, Scale: 1, Decimals: -1, Enum: map[int64]string{0: "stopped", 1: "running"}},
+		},
+		Events: []Event{{Name: "drive", Points: []string{"speed", "load", "state"}, OnChange: true}},
+	}
+	d, err := NewDevice("d1", typ, 1, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cycle := func(i int, speed, load, state uint16) []string {
+		r := adapters.Reading{Device: "d1", Time: t0.Add(time.Duration(i) * time.Second), Blocks: []adapters.Block{
+			{Range: d.Plan()[0], Registers: []uint16{speed, load, state}},
+		}}
+		var out []string
+		for _, o := range d.Process(r) {
+			if o.Event == "drive" {
+				out = append(out, string(o.AppendPayload(nil, 0)))
+			}
+		}
+		return out
+	}
+	steps := []struct {
+		speed, load, state uint16
+		sent               bool
+	}{
+		{1000, 100, 1, true},  // first
+		{1004, 100, 1, false}, // inside the absolute deadband of 5
+		{1006, 100, 1, true},  // 6 above the last value sent
+		{1006, 109, 1, false}, // 9% of 100
+		{1006, 111, 1, true},  // 11%
+		{1006, 111, 0, true},  // state changed
+		{1006, 111, 7, true},  // unknown enum value
+	}
+	for i, s := range steps {
+		got := cycle(i, s.speed, s.load, s.state)
+		if (len(got) == 1) != s.sent {
+			t.Fatalf("step %d %+v: events %q, want sent=%v", i, s, got, s.sent)
+		}
+	}
+	if got := cycle(99, 1006, 111, 0); len(got) != 1 || !strings.Contains(got[0], `"state":"stopped"`) {
+		t.Errorf("enum name: %q", got)
+	}
+	if got := cycle(100, 1006, 111, 7); len(got) != 1 || !strings.Contains(got[0], `"state":"7"`) {
+		t.Errorf("unknown enum value: %q", got)
+	}
+}
+
+func TestPlanSkipsUnreadable(t *testing.T) {
+	typ := &DeviceType{Name: "t", Points: []Point{
+		{Name: "a", Table: adapters.HoldingRegister, Address: 0, Type: TypeUint16, Bit: -1, Scale: 1},
+		{Name: "b", Table: adapters.HoldingRegister, Address: 4, Type: TypeUint16, Bit: -1, Scale: 1},
+	}, Unreadable: []adapters.Range{{Table: adapters.HoldingRegister, Address: 2, Count: 1}}}
+	d, err := NewDevice("d", typ, 1, PlanOptions{MaxGap: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.Plan()); n != 2 {
+		t.Errorf("plan %v reads across the unreadable register 2", d.Plan())
 	}
 }
 

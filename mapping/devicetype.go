@@ -3,6 +3,8 @@ package mapping
 import (
 	"fmt"
 	"time"
+
+	"fieldbridge/adapters"
 )
 
 // Event is one event a device type publishes (topic .../evt/<Name>/fmt/json)
@@ -26,6 +28,22 @@ type DeviceType struct {
 	Name   string
 	Points []Point
 	Events []Event
+	// Unreadable lists addresses the device refuses to read (holes in its
+	// map). The read plan never reads across them. Range.Unit is ignored.
+	Unreadable []adapters.Range
+}
+
+// UnreadablePoint returns the index of a point that lies in an unreadable
+// range, or -1.
+func (t *DeviceType) UnreadablePoint() (point int, hole adapters.Range) {
+	for i, p := range t.Points {
+		for _, h := range t.Unreadable {
+			if h.Table == p.Table && int(p.Address) < h.End() && int(p.Address)+p.Registers() > int(h.Address) {
+				return i, h
+			}
+		}
+	}
+	return -1, adapters.Range{}
 }
 
 // StatusEvent is the event name of the per-device status reports.

@@ -17,6 +17,19 @@ type PlanOptions struct {
 	MaxRegisters int
 	// MaxBits caps the bits of one coil or discrete request; 0 means 2000.
 	MaxBits int
+	// Unreadable addresses are never read to join two points.
+	Unreadable []adapters.Range
+}
+
+// blocked reports whether reading [from, to) of table t would touch an
+// unreadable address.
+func (o PlanOptions) blocked(t adapters.Table, from, to int) bool {
+	for _, h := range o.Unreadable {
+		if h.Table == t && from < h.End() && to > int(h.Address) {
+			return true
+		}
+	}
+	return false
 }
 
 func (o PlanOptions) limit(t adapters.Table) int {
@@ -37,7 +50,9 @@ func (o PlanOptions) limit(t adapters.Table) int {
 // point starts no more than MaxGap after the request's end and the request
 // stays within the size limit. For intervals on a line that is optimal: the
 // request that starts at the first uncovered point and reaches as far as the
-// rules allow leaves the fewest points for the rest.
+// rules allow leaves the fewest points for the rest. Unreadable addresses
+// only forbid joins, and a join they forbid stays forbidden for every point
+// further on, so the argument holds with them too.
 func Plan(points []Point, unit uint8, opt PlanOptions) []adapters.Range {
 	var ranges []adapters.Range
 	for t := adapters.Coil; t <= adapters.HoldingRegister; t++ {
@@ -67,7 +82,7 @@ func planTable(dst []adapters.Range, points []Point, unit uint8, t adapters.Tabl
 	cur := spans[0]
 	for _, s := range spans[1:] {
 		end := max(cur.end, s.end)
-		if s.start-cur.end <= opt.MaxGap && end-cur.start <= limit {
+		if s.start-cur.end <= opt.MaxGap && end-cur.start <= limit && !opt.blocked(t, cur.end, s.start) {
 			cur.end = end
 			continue
 		}

@@ -56,10 +56,19 @@ func TestPlanProperties(t *testing.T) {
 			_ = i
 		}
 		opt := PlanOptions{MaxGap: rng.IntN(20), MaxRegisters: 4 + rng.IntN(122)}
+		for range rng.IntN(3) {
+			hole := adapters.Range{Table: adapters.HoldingRegister, Address: uint16(rng.IntN(300)), Count: uint16(1 + rng.IntN(5))}
+			if !overlapsAny(pts, hole) {
+				opt.Unreadable = append(opt.Unreadable, hole)
+			}
+		}
 		plan := Plan(pts, 1, opt)
 		for _, r := range plan {
 			if int(r.Count) > opt.MaxRegisters {
 				t.Fatalf("iter %d: request %v exceeds max_registers %d", iter, r, opt.MaxRegisters)
+			}
+			if opt.blocked(r.Table, int(r.Address), r.End()) {
+				t.Fatalf("iter %d: request %v reads an unreadable range of %v", iter, r, opt.Unreadable)
 			}
 		}
 		for _, p := range pts {
@@ -103,7 +112,7 @@ func optimalRequests(pts []Point, opt PlanOptions) int {
 				start, end = s, e
 				continue
 			}
-			if s-end > opt.MaxGap {
+			if s-end > opt.MaxGap || opt.blocked(adapters.HoldingRegister, end, s) {
 				ok = false
 			}
 			end = max(end, e)
@@ -129,4 +138,13 @@ func BenchmarkPlan1000Points(b *testing.B) {
 		n = len(Plan(pts, 1, PlanOptions{MaxGap: 1}))
 	}
 	b.ReportMetric(float64(n), "requests")
+}
+
+func overlapsAny(pts []Point, h adapters.Range) bool {
+	for _, p := range pts {
+		if int(p.Address) < h.End() && int(p.Address)+p.Registers() > int(h.Address) {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package mapping
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"fieldbridge/adapters"
 )
@@ -25,6 +26,16 @@ type Point struct {
 
 	Writable bool
 	Min, Max *float64 // bounds a written value must respect
+
+	// Deadband and DeadbandPercent make small changes not count as a change
+	// for on-change events: a value changed when it moved by more than
+	// Deadband, or by more than DeadbandPercent of the last value sent.
+	Deadband        float64
+	DeadbandPercent float64
+
+	// Enum names integer values; the JSON value is then the name (or the
+	// number as text when the device reports a value without a name).
+	Enum map[int64]string
 }
 
 // Problem is a configuration mistake in one attribute of a point, reported
@@ -97,6 +108,19 @@ func (p Point) Check() []Problem {
 		add("writable", "Table is read-only",
 			fmt.Sprintf("Only coils and holding registers can be written; this point is in the %s table.", p.Table))
 	}
+	numeric := p.Type != TypeString && p.Type != TypeBool && len(p.Enum) == 0
+	if (p.Deadband != 0 || p.DeadbandPercent != 0) && !numeric {
+		add("deadband", "Deadband on a non-numeric point", fmt.Sprintf("A deadband needs a number; this point is a %s.", p.pointKind()))
+	}
+	if p.Deadband < 0 || p.DeadbandPercent < 0 {
+		add("deadband", "Negative deadband", "A deadband is a size of change, 0 or more.")
+	}
+	if len(p.Enum) > 0 && (p.Type.Kind() != KindInt && p.Type.Kind() != KindUint || p.Bit >= 0) {
+		add("enum", "Enum on a non-integer point", fmt.Sprintf("enum names integer values; a %s point cannot have one.", p.Type))
+	}
+	if len(p.Enum) > 0 && p.Scaled() {
+		add("enum", "Enum with scale or offset", "enum names the raw integer values; remove scale and offset.")
+	}
 	if p.Min != nil && p.Max != nil && *p.Min > *p.Max {
 		add("min", "min is greater than max", "Swap the bounds.")
 	}
@@ -117,7 +141,47 @@ func (p Point) decode(b *adapters.Block) (Value, error) {
 	if err != nil {
 		return v, err
 	}
+	if p.Enum != nil {
+		return p.enumName(v), nil
+	}
 	return p.transform(v), nil
+}
+
+// enumName turns an integer into its configured name.
+func (p Point) enumName(v Value) Value {
+	n := v.I
+	if v.Kind == KindUint {
+		n = int64(v.U)
+	}
+	name, ok := p.Enum[n]
+	if !ok {
+		name = strconv.FormatInt(n, 10)
+	}
+	return Value{Kind: KindString, S: name}
+}
+
+func (p Point) pointKind() string {
+	if len(p.Enum) > 0 {
+		return "enum"
+	}
+	return p.Type.String()
+}
+
+// changed reports whether v differs from last by more than the deadband.
+func (p *Point) changed(last, v Value) bool {
+	if v.Kind != KindFloat && v.Kind != KindInt && v.Kind != KindUint || (p.Deadband == 0 && p.DeadbandPercent == 0) {
+		return v != last
+	}
+	a, _ := last.Float()
+	b, _ := v.Float()
+	diff := math.Abs(b - a)
+	if p.Deadband > 0 && diff > p.Deadband {
+		return true
+	}
+	if p.DeadbandPercent > 0 && diff > math.Abs(a)*p.DeadbandPercent/100 {
+		return true
+	}
+	return false
 }
 
 // transform applies scale, offset and rounding. Unscaled integers stay integers.
