@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"fieldbridge/adapters"
+	"fieldbridge/mapping"
 )
 
 // Defaults of settings that are not given.
@@ -284,18 +285,55 @@ func (c *checker) bus(b *busBlock) *Bus {
 		out.Pause = c.duration(*b.Pause, b.PauseRange, "pause")
 	}
 	if b.MaxGap != nil {
-		out.Plan.MaxGap = *b.MaxGap
-		if *b.MaxGap < 0 || *b.MaxGap > adapters.MaxReadRegisters {
-			c.errorf(b.MaxGapRange, "Invalid max_gap", "max_gap is the number of unused registers a request may read to join two points, 0 to %d.", adapters.MaxReadRegisters)
-		}
+		out.Plan.MaxGap = c.maxGap(*b.MaxGap, b.MaxGapRange)
 	}
 	if b.MaxRegisters != nil {
-		out.Plan.MaxRegisters = *b.MaxRegisters
-		if *b.MaxRegisters < 1 || *b.MaxRegisters > adapters.MaxReadRegisters {
-			c.errorf(b.MaxRegistersRange, "Invalid max_registers", "max_registers is 1 to %d registers per request.", adapters.MaxReadRegisters)
-		}
+		out.Plan.MaxRegisters = c.maxRegisters(*b.MaxRegisters, b.MaxRegistersRange)
 	}
 	return out
+}
+
+func (c *checker) maxGap(n int, rng hcl.Range) int {
+	if n < 0 || n > adapters.MaxReadRegisters {
+		c.errorf(rng, "Invalid max_gap", "max_gap is the number of unused registers a request may read to join two points, 0 to %d.", adapters.MaxReadRegisters)
+	}
+	return n
+}
+
+func (c *checker) maxRegisters(n int, rng hcl.Range) int {
+	if n < 1 || n > adapters.MaxReadRegisters {
+		c.errorf(rng, "Invalid max_registers", "max_registers is 1 to %d registers per request.", adapters.MaxReadRegisters)
+	}
+	return n
+}
+
+// overridePoints returns a copy of the device type with the device's point
+// blocks applied, checked like the type's own points.
+func (c *checker) overridePoints(t *DeviceType, d *deviceBlock) *DeviceType {
+	mt := *t.DeviceType
+	mt.Points = append([]mapping.Point(nil), t.Points...)
+	names := make([]string, len(mt.Points))
+	for i, p := range mt.Points {
+		names[i] = p.Name
+	}
+	for i := range d.Points {
+		pb := &d.Points[i]
+		idx := mt.PointIndex(pb.Name)
+		if idx < 0 {
+			c.errorf(pb.NameRange, "Unknown point", "Device type %q has no point %q to override.%s", t.Name, pb.Name, didYouMean(pb.Name, names))
+			continue
+		}
+		if pb.Simulate != nil {
+			c.errorf(pb.Simulate.DefRange, "Simulation in a device", "simulate belongs to the device_type's point.")
+		}
+		if p, ok := c.applyPoint(mt.Points[idx], pb); ok {
+			mt.Points[idx] = p
+		}
+	}
+	for _, o := range mt.Overlaps() {
+		c.errorf(d.NameRange, "Overlapping points disagree", "%s (after this device's overrides)", mt.OverlapError(o))
+	}
+	return &DeviceType{DeviceType: &mt, Simulate: t.Simulate}
 }
 
 func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, types map[string]*DeviceType) *Device {
@@ -308,6 +346,17 @@ func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, typ
 	out.Bus = buses[d.Bus]
 	if out.Bus == nil {
 		c.errorf(d.BusRange, "Unknown bus", "No bus named %q is defined.%s", d.Bus, didYouMean(d.Bus, keys(buses)))
+	} else {
+		out.Plan = out.Bus.Plan
+	}
+	if d.MaxGap != nil {
+		out.Plan.MaxGap = c.maxGap(*d.MaxGap, d.MaxGapRange)
+	}
+	if d.MaxRegisters != nil {
+		out.Plan.MaxRegisters = c.maxRegisters(*d.MaxRegisters, d.MaxRegistersRange)
+	}
+	if out.Type != nil && len(d.Points) > 0 {
+		out.Type = c.overridePoints(out.Type, d)
 	}
 	if d.Unit != nil {
 		if *d.Unit < 0 || *d.Unit > maxUnitID {

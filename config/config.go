@@ -103,7 +103,8 @@ type Simulation struct {
 	Period   time.Duration
 }
 
-// Device is one field device.
+// Device is one field device. Its Type is the device type with the
+// device's point overrides applied (a copy when it has any).
 type Device struct {
 	Name  string // platform device id
 	Type  *DeviceType
@@ -111,4 +112,5 @@ type Device struct {
 	Unit  uint8
 	Token string
 	Poll  time.Duration
+	Plan  mapping.PlanOptions // the bus's, with the device's overrides
 }

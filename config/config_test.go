@@ -2,10 +2,13 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +105,9 @@ device "d2" {
 }
 `
 	env := Environment{
-		LookupEnv: func(n string) (string, bool) { return map[string]string{"D1_TOKEN": "tok-from-env"}[n], n == "D1_TOKEN" },
+		LookupEnv: func(n string) (string, bool) {
+			return map[string]string{"D1_TOKEN": "tok-from-env"}[n], n == "D1_TOKEN"
+		},
 		ReadFile: func(p string) ([]byte, error) {
 			if p != filepath.Join("/etc/bridge", "d2.token") {
 				return nil, errors.New("unexpected path " + p)
@@ -201,4 +206,78 @@ func FuzzParse(f *testing.F) {
 		}
 		Parse("fuzz.hcl", src, testEnv)
 	})
+}
+
+// TestDeviceMapsGolden loads maps written the way device manuals describe
+// registers, feeds each device the registers in registers.json and compares
+// the events with events.golden. Run with -update to rewrite.
+func TestDeviceMapsGolden(t *testing.T) {
+	dirs, _ := filepath.Glob("testdata/maps/*")
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			cfg, diags := Load(filepath.Join(dir, "config.hcl"))
+			if diags.HasErrors() {
+				t.Fatalf("config: %v", diags)
+			}
+			raw, err := os.ReadFile(filepath.Join(dir, "registers.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tables map[string]map[string][]uint16
+			if err := json.Unmarshal(raw, &tables); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			at := time.Date(2026, 11, 24, 10, 15, 30, 120e6, time.UTC)
+			for _, d := range cfg.Devices {
+				dev, err := mapping.NewDevice(d.Name, d.Type.DeviceType, d.Unit, d.Plan)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := adapters.Reading{Device: d.Name, Time: at}
+				for _, rng := range dev.Plan() {
+					r.Blocks = append(r.Blocks, blockFrom(t, tables, rng))
+				}
+				for i, o := range dev.Process(r) {
+					fmt.Fprintf(&out, "%s %s\n", o.Event, o.AppendPayload(nil, uint64(i+1)))
+				}
+			}
+			golden := filepath.Join(dir, "events.golden")
+			if *update {
+				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./config -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), out.String()); diff != "" {
+				t.Errorf("events differ from %s (-want +got); run go test ./config -update if intended:\n%s", golden, diff)
+			}
+		})
+	}
+}
+
+// blockFrom fills a planned range from the test's register image; addresses
+// not listed read as zero.
+func blockFrom(t *testing.T, tables map[string]map[string][]uint16, r adapters.Range) adapters.Block {
+	t.Helper()
+	image := make([]uint16, 65536+125)
+	for start, vals := range tables[r.Table.String()] {
+		a, err := strconv.Atoi(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(image[a:], vals)
+	}
+	b := adapters.Block{Range: r}
+	if r.Table.IsBit() {
+		for _, v := range image[r.Address:r.End()] {
+			b.Bits = append(b.Bits, v != 0)
+		}
+	} else {
+		b.Registers = append(b.Registers, image[r.Address:r.End()]...)
+	}
+	return b
 }

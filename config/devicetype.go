@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -29,9 +30,16 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 			dt.Simulate[p.Name] = c.simulation(pb.Simulate, p)
 		}
 	}
+	for i := range t.Unreadable {
+		dt.Unreadable = append(dt.Unreadable, c.unreadable(&t.Unreadable[i]))
+	}
+	if i, hole := dt.UnreadablePoint(); i >= 0 {
+		b := pointBlocks[dt.Points[i].Name]
+		c.errorf(at(b.AddressRange, b.DefRange), "Point in an unreadable range", "Point %q lies in %s %d+%d, which this device type marks unreadable.", dt.Points[i].Name, hole.Table, hole.Address, hole.Count)
+	}
 	for _, o := range dt.Overlaps() {
 		b := pointBlocks[dt.Points[o.B].Name]
-		c.errorf(b.AddressRange, "Overlapping points disagree", "%s Give them separate addresses, or read the registers the same way.", dt.OverlapError(o))
+		c.errorf(at(b.AddressRange, b.DefRange), "Overlapping points disagree", "%s Give them separate addresses, or read the registers the same way.", dt.OverlapError(o))
 	}
 	names := make([]string, 0, len(dt.Points))
 	for _, p := range dt.Points {
@@ -54,30 +62,61 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 	return dt
 }
 
+// point builds a point of a device type. table, address and type are
+// required there.
 func (c *checker) point(pb *pointBlock) (mapping.Point, bool) {
-	p := mapping.Point{Name: pb.Name, Bit: -1, Scale: 1, Decimals: -1}
+	ok := true
+	var missing []string
+	for _, a := range []struct {
+		name string
+		set  bool
+	}{{"table", pb.TableRange.Filename != ""}, {"address", pb.AddressRange.Filename != ""}, {"type", pb.TypeRange.Filename != ""}} {
+		if !a.set {
+			missing = append(missing, strconv.Quote(a.name))
+		}
+	}
+	if len(missing) > 0 {
+		c.errorf(pb.DefRange, "Missing required argument", "A point needs %s.", strings.Join(missing, ", "))
+		ok = false
+	}
+	if !ok || pb.Table == nil || pb.Address == nil || pb.Type == nil {
+		return mapping.Point{}, false // missing, or a value that did not decode (already reported)
+	}
+	return c.applyPoint(mapping.Point{Name: pb.Name, Bit: -1, Scale: 1, Decimals: -1}, pb)
+}
+
+// applyPoint sets on p every attribute pb gives and checks the result. A
+// device type's point starts from the defaults; a device's override of a
+// point starts from the type's point.
+func (c *checker) applyPoint(p mapping.Point, pb *pointBlock) (mapping.Point, bool) {
 	ok := true
 	c.checkName(pb.Name, pb.NameRange, "point")
-	if tbl, found := adapters.ParseTable(pb.Table); found {
-		p.Table = tbl
-	} else {
-		c.errorf(pb.TableRange, "Invalid table", "%q is not a Modbus table; use \"coil\", \"discrete\", \"input\" or \"holding\".%s",
-			pb.Table, didYouMean(pb.Table, []string{"coil", "discrete", "input", "holding"}))
-		ok = false
+	if pb.Table != nil {
+		if tbl, found := adapters.ParseTable(*pb.Table); found {
+			p.Table = tbl
+		} else {
+			c.errorf(pb.TableRange, "Invalid table", "%q is not a Modbus table; use \"coil\", \"discrete\", \"input\" or \"holding\".%s",
+				*pb.Table, didYouMean(*pb.Table, []string{"coil", "discrete", "input", "holding"}))
+			ok = false
+		}
 	}
-	if typ, found := mapping.ParseDataType(pb.Type); found {
-		p.Type = typ
-	} else {
-		c.errorf(pb.TypeRange, "Invalid type", "%q is not a data type; use one of %s.%s",
-			pb.Type, strings.Join(mapping.DataTypeNames(), ", "), didYouMean(pb.Type, mapping.DataTypeNames()))
-		ok = false
+	if pb.Type != nil {
+		if typ, found := mapping.ParseDataType(*pb.Type); found {
+			p.Type = typ
+		} else {
+			c.errorf(pb.TypeRange, "Invalid type", "%q is not a data type; use one of %s.%s",
+				*pb.Type, strings.Join(mapping.DataTypeNames(), ", "), didYouMean(*pb.Type, mapping.DataTypeNames()))
+			ok = false
+		}
 	}
-	if pb.Address < 0 || pb.Address > 65535 {
-		c.errorf(pb.AddressRange, "Address out of range",
-			"Addresses are zero-based protocol addresses from 0 to 65535. A register number like 40001 in a device manual means address 0 of the holding table.")
-		ok = false
-	} else {
-		p.Address = uint16(pb.Address)
+	if pb.Address != nil {
+		if *pb.Address < 0 || *pb.Address > 65535 {
+			c.errorf(pb.AddressRange, "Address out of range",
+				"Addresses are zero-based protocol addresses from 0 to 65535. A register number like 40001 in a device manual means address 0 of the holding table.")
+			ok = false
+		} else {
+			p.Address = uint16(*pb.Address)
+		}
 	}
 	if pb.Bit != nil {
 		p.Bit = *pb.Bit
@@ -108,7 +147,21 @@ func (c *checker) point(pb *pointBlock) (mapping.Point, bool) {
 	if pb.Writable != nil {
 		p.Writable = *pb.Writable
 	}
-	p.Min, p.Max = pb.Min, pb.Max
+	if pb.Min != nil {
+		p.Min = pb.Min
+	}
+	if pb.Max != nil {
+		p.Max = pb.Max
+	}
+	if pb.Deadband != nil {
+		p.Deadband = *pb.Deadband
+	}
+	if pb.DeadbandPercent != nil {
+		p.DeadbandPercent = *pb.DeadbandPercent
+	}
+	if pb.Enum != nil {
+		p.Enum = c.enumMap(pb.Enum, pb.EnumRange)
+	}
 	if !ok {
 		return p, false
 	}
@@ -127,14 +180,29 @@ func (c *checker) point(pb *pointBlock) (mapping.Point, bool) {
 	return p, ok
 }
 
+// enumMap reads enum = { 0 = "off", 1 = "on" }.
+func (c *checker) enumMap(m map[string]string, rng hcl.Range) map[int64]string {
+	out := make(map[int64]string, len(m))
+	for k, v := range m {
+		n, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			c.errorf(rng, "Invalid enum", "enum keys are the integer values the device reports; %q is not an integer.", k)
+			continue
+		}
+		out[n] = v
+	}
+	return out
+}
+
 // pointAttrRange finds the source range of the attribute a mapping.Problem names.
 func pointAttrRange(pb *pointBlock, attr string) hcl.Range {
 	ranges := map[string]hcl.Range{
 		"table": pb.TableRange, "type": pb.TypeRange, "address": pb.AddressRange, "bit": pb.BitRange,
 		"length": pb.LengthRange, "scale": pb.ScaleRange, "writable": pb.WritableRange, "min": pb.MinRange,
-		"byte_order": pb.ByteOrderRange, "decimals": pb.DecimalsRange,
+		"byte_order": pb.ByteOrderRange, "decimals": pb.DecimalsRange, "enum": pb.EnumRange,
+		"deadband": at(pb.DeadbandRange, pb.DeadbandPercentRange),
 	}
-	if attr == "type" && pb.TableRange.Filename != "" {
+	if attr == "type" && pb.TypeRange.Filename != "" {
 		// "type does not fit the table" reads best pointing at the type.
 		return pb.TypeRange
 	}
@@ -203,4 +271,19 @@ func (c *checker) simulation(sb *simulateBlock, p mapping.Point) Simulation {
 		c.errorf(sb.ModeRange, "Cannot animate a string", "A string point can only be simulated with mode = %q.", SimFixed)
 	}
 	return s
+}
+
+func (c *checker) unreadable(u *unreadableBlock) adapters.Range {
+	r := adapters.Range{}
+	if t, ok := adapters.ParseTable(u.Table); ok {
+		r.Table = t
+	} else {
+		c.errorf(u.TableRange, "Invalid table", "%q is not a Modbus table; use \"coil\", \"discrete\", \"input\" or \"holding\".", u.Table)
+	}
+	if u.Address < 0 || u.Address > 65535 || u.Count < 1 || u.Address+u.Count > 65536 {
+		c.errorf(u.CountRange, "Invalid unreadable range", "address and count must describe addresses from 0 to 65535.")
+		return r
+	}
+	r.Address, r.Count = uint16(u.Address), uint16(u.Count)
+	return r
 }

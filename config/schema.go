@@ -99,11 +99,12 @@ type modbusTCPBlock struct {
 }
 
 type deviceTypeBlock struct {
-	Name      string       `hcl:"name,label"`
-	NameRange hcl.Range    `hcl:"name,label_range"`
-	DefRange  hcl.Range    `hcl:",def_range"`
-	Points    []pointBlock `hcl:"point,block"`
-	Events    []eventBlock `hcl:"event,block"`
+	Name       string            `hcl:"name,label"`
+	NameRange  hcl.Range         `hcl:"name,label_range"`
+	DefRange   hcl.Range         `hcl:",def_range"`
+	Points     []pointBlock      `hcl:"point,block"`
+	Events     []eventBlock      `hcl:"event,block"`
+	Unreadable []unreadableBlock `hcl:"unreadable,block"`
 }
 
 type pointBlock struct {
@@ -111,11 +112,13 @@ type pointBlock struct {
 	NameRange hcl.Range `hcl:"name,label_range"`
 	DefRange  hcl.Range `hcl:",def_range"`
 
-	Table          string    `hcl:"table"`
+	// table, address and type are required in a device_type and optional
+	// in a device's override of a point; the checker enforces that.
+	Table          *string   `hcl:"table,optional"`
 	TableRange     hcl.Range `hcl:"table,attr_value_range"`
-	Address        int       `hcl:"address"`
+	Address        *int      `hcl:"address,optional"`
 	AddressRange   hcl.Range `hcl:"address,attr_value_range"`
-	Type           string    `hcl:"type"`
+	Type           *string   `hcl:"type,optional"`
 	TypeRange      hcl.Range `hcl:"type,attr_value_range"`
 	ByteOrder      *string   `hcl:"byte_order,optional"`
 	ByteOrderRange hcl.Range `hcl:"byte_order,attr_value_range"`
@@ -135,7 +138,24 @@ type pointBlock struct {
 	MinRange       hcl.Range `hcl:"min,attr_value_range"`
 	Max            *float64  `hcl:"max,optional"`
 
+	Deadband             *float64          `hcl:"deadband,optional"`
+	DeadbandRange        hcl.Range         `hcl:"deadband,attr_value_range"`
+	DeadbandPercent      *float64          `hcl:"deadband_percent,optional"`
+	DeadbandPercentRange hcl.Range         `hcl:"deadband_percent,attr_value_range"`
+	Enum                 map[string]string `hcl:"enum,optional"`
+	EnumRange            hcl.Range         `hcl:"enum,attr_value_range"`
+
 	Simulate *simulateBlock `hcl:"simulate,block"`
+}
+
+type unreadableBlock struct {
+	DefRange     hcl.Range `hcl:",def_range"`
+	Table        string    `hcl:"table"`
+	TableRange   hcl.Range `hcl:"table,attr_value_range"`
+	Address      int       `hcl:"address"`
+	AddressRange hcl.Range `hcl:"address,attr_value_range"`
+	Count        int       `hcl:"count"`
+	CountRange   hcl.Range `hcl:"count,attr_value_range"`
 }
 
 type simulateBlock struct {
@@ -178,6 +198,14 @@ type deviceBlock struct {
 	UnitRange hcl.Range `hcl:"unit,attr_value_range"`
 	Poll      *string   `hcl:"poll,optional"`
 	PollRange hcl.Range `hcl:"poll,attr_value_range"`
+
+	MaxGap            *int      `hcl:"max_gap,optional"`
+	MaxGapRange       hcl.Range `hcl:"max_gap,attr_value_range"`
+	MaxRegisters      *int      `hcl:"max_registers,optional"`
+	MaxRegistersRange hcl.Range `hcl:"max_registers,attr_value_range"`
+
+	// Points overrides single attributes of the device type's points.
+	Points []pointBlock `hcl:"point,block"`
 	// A token inline (usually env(...)) or in a file.
 	Token          *string   `hcl:"token,optional"`
 	TokenRange     hcl.Range `hcl:"token,attr_value_range"`
