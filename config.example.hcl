@@ -137,6 +137,31 @@ device_type "power-meter" {
     writable = true
     min      = 0
     max      = 1000
+    ## On-change events ignore changes within the deadband: an absolute
+    ## size, or a percentage of the last value sent.
+    deadband = 5
+    # deadband_percent = 1
+  }
+  point "mode" {
+    table   = "holding"
+    address = 101
+    type    = "uint16"
+    ## enum names integer values; the event carries the name.
+    enum    = { 0 = "off", 1 = "local", 2 = "remote" }
+  }
+  point "model" {
+    table   = "holding"
+    address = 200
+    type    = "string"
+    length  = 8          # registers, two characters each; trailing NULs and spaces trimmed
+    # byte_order = "BA"  # for devices that put the first character in the low byte
+  }
+
+  ## Addresses the device refuses to read: requests never span them.
+  unreadable {
+    table   = "holding"
+    address = 102
+    count   = 98
   }
 
   ## An event is published on iot-2/evt/<name>/fmt/json with the listed points.
@@ -150,7 +175,7 @@ device_type "power-meter" {
     # max_silence = "5m"
   }
   event "alarm" {
-    points    = ["alarm_overvoltage", "setpoint"]
+    points    = ["alarm_overvoltage", "setpoint", "mode", "model"]
     on_change = true
     max_silence = "5m"
   }
@@ -165,4 +190,11 @@ device "meter-7" {
   token = env("METER7_TOKEN", "change-me-token")
   # token_file = "/etc/bridge/meter-7.token"
   # poll = "5s"
+  ## The bus's planner limits, for this device only.
+  # max_gap       = 0
+  # max_registers = 125
+  ## Override single attributes of the type's points for this device.
+  point "energy_kwh" {
+    scale = 0.01
+  }
 }
