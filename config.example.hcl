@@ -68,6 +68,7 @@ bus "line1" {
   modbus_tcp {
     address = "10.0.0.5:502"
     # timeout = "1s"      # per request; after a timeout the connection is reopened
+    # connect_pause = "0s" # silence after connecting, for gateways that need it
   }
   ## Silence between two requests (slow devices, RS-485 converters).
   # pause = "0s"

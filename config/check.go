@@ -280,6 +280,9 @@ func (c *checker) bus(b *busBlock) *Bus {
 		if t.Timeout != nil {
 			out.Timeout = c.duration(*t.Timeout, t.TimeoutRange, "timeout")
 		}
+		if t.ConnectPause != nil {
+			out.ConnectPause = c.duration(*t.ConnectPause, t.PauseRange, "connect_pause")
+		}
 	}
 	if b.Pause != nil {
 		out.Pause = c.duration(*b.Pause, b.PauseRange, "pause")

@@ -75,7 +75,9 @@ type Bus struct {
 	Address string // modbus_tcp: host:port
 	Timeout time.Duration
 	Pause   time.Duration // silence between requests
-	Plan    mapping.PlanOptions
+	// ConnectPause is a silence after each new connection.
+	ConnectPause time.Duration
+	Plan         mapping.PlanOptions
 }
 
 // DeviceType is a mapping.DeviceType plus what the simulator needs to

@@ -96,6 +96,8 @@ type modbusTCPBlock struct {
 	AddressRange hcl.Range `hcl:"address,attr_value_range"`
 	Timeout      *string   `hcl:"timeout,optional"`
 	TimeoutRange hcl.Range `hcl:"timeout,attr_value_range"`
+	ConnectPause *string   `hcl:"connect_pause,optional"`
+	PauseRange   hcl.Range `hcl:"connect_pause,attr_value_range"`
 }
 
 type deviceTypeBlock struct {

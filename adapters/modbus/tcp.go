@@ -19,15 +19,18 @@ import (
 type TCPConfig struct {
 	Address string        // host:port
 	Timeout time.Duration // per request, connect included; default 1s
+	// ConnectPause is a silence after each new connection before the first
+	// request: some gateways and RS-485 converters drop what comes too soon.
+	ConnectPause time.Duration
 }
 
 // TCP is a Modbus TCP bus: one connection to one endpoint, shared by every
 // unit id behind it (a gateway to a serial line, or a single device).
 type TCP struct {
 	cfg     TCPConfig
-	handler *mb.TCPClientHandler
-	client  mb.Client
-	fresh   bool // the connection was opened by the current request
+	handler   *mb.TCPClientHandler
+	client    mb.Client
+	connected bool // a connection is open (as far as we know)
 }
 
 // NewTCP validates cfg. It does not connect; the first request does.
@@ -45,7 +48,32 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 }
 
 // Close closes the connection. The next request reconnects.
-func (t *TCP) Close() error { return t.handler.Close() }
+func (t *TCP) Close() error {
+	t.connected = false
+	return t.handler.Close()
+}
+
+// connect opens the connection if needed and waits ConnectPause after a new
+// one. A failed dial is ErrNotConnected.
+func (t *TCP) connect(ctx context.Context) error {
+	if t.connected {
+		return nil
+	}
+	if err := t.handler.Connect(); err != nil {
+		return translate(err)
+	}
+	t.connected = true
+	if t.cfg.ConnectPause > 0 {
+		timer := time.NewTimer(t.cfg.ConnectPause)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+	return nil
+}
 
 // ReadRange reads one range with FC1-FC4.
 func (t *TCP) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, error) {
@@ -126,9 +154,18 @@ func (t *TCP) do(ctx context.Context, unit uint8, call func() error) error {
 			t.handler.Timeout = left
 		}
 	}
-	err := translate(call())
-	if errors.Is(err, adapters.ErrNotConnected) && ctx.Err() == nil {
+	reused := t.connected
+	if err := t.connect(ctx); err != nil {
 		t.Close()
+		return err
+	}
+	err := translate(call())
+	if reused && errors.Is(err, adapters.ErrNotConnected) && ctx.Err() == nil {
+		t.Close()
+		if err := t.connect(ctx); err != nil {
+			t.Close()
+			return err
+		}
 		err = translate(call())
 	}
 	if err != nil && adapters.IsTransport(err) {

@@ -196,3 +196,28 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("ReadRange with cancelled ctx = %v", err)
 	}
 }
+
+func TestConnectPause(t *testing.T) {
+	srv := startServer(t)
+	srv.AddUnit(1)
+	bus, err := modbus.NewTCP(modbus.TCPConfig{Address: srv.Addr(), Timeout: time.Second, ConnectPause: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	r := adapters.Range{Unit: 1, Table: adapters.HoldingRegister, Count: 1}
+	start := time.Now()
+	if _, err := bus.ReadRange(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("first request after connect took %v, want the 150ms pause first", d)
+	}
+	// A cancelled wait ends at once.
+	bus.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := bus.ReadRange(ctx, r); !errors.Is(err, context.Canceled) {
+		t.Errorf("read with cancelled ctx during the pause = %v", err)
+	}
+}
