@@ -1,0 +1,185 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxPayload is the largest payload Append accepts: the platform's message
+// size limit (protocol.md §2.12). Larger payloads are refused with
+// ErrTooLarge and never queued.
+const MaxPayload = 131072
+
+// maxTopic bounds the topic stored with each record (the record codec keeps
+// its length in 16 bits).
+const maxTopic = 65535
+
+// FullPolicy says what Append does when the buffer holds MaxBytes.
+type FullPolicy int
+
+const (
+	// DropOldest removes the oldest events of the largest queue (by bytes)
+	// until the new event fits. The appended event is always stored. It is
+	// the zero value.
+	DropOldest FullPolicy = iota
+	// DropNewest refuses the new event with ErrFull and keeps the backlog.
+	DropNewest
+)
+
+// String returns the configuration spelling of p.
+func (p FullPolicy) String() string {
+	switch p {
+	case DropOldest:
+		return "drop_oldest"
+	case DropNewest:
+		return "drop_newest"
+	}
+	return fmt.Sprintf("FullPolicy(%d)", int(p))
+}
+
+// ParseFullPolicy maps the configuration spelling ("drop_oldest",
+// "drop_newest") to a FullPolicy.
+func ParseFullPolicy(s string) (FullPolicy, error) {
+	switch s {
+	case "drop_oldest":
+		return DropOldest, nil
+	case "drop_newest":
+		return DropNewest, nil
+	}
+	return 0, fmt.Errorf("buffer: unknown full policy %q (want drop_oldest or drop_newest)", s)
+}
+
+// Defaults applied by Open to zero fields of Config.
+const (
+	DefaultMaxBytes = 256 << 20
+	DefaultInFlight = 64
+	DefaultMinFree  = 64 << 20
+)
+
+// Config configures a Store. The zero value of every field except Dir is
+// usable: see the field comments for what zero means.
+type Config struct {
+	// Dir is the buffer directory (it holds state.json and the Badger
+	// database in Dir/db). Required unless InMemory.
+	Dir string
+	// InMemory keeps everything in memory: nothing survives Close. For tests
+	// and the demo.
+	InMemory bool
+
+	// MaxBytes caps the bytes of waiting events (key plus encoded record;
+	// our own accounting). 0 means DefaultMaxBytes. Disk use can exceed it by
+	// Badger's overhead: two memtable logs, the LSM levels, and acknowledged
+	// data not yet reclaimed (about MaxBytes/8 at most, capped at 64 MiB).
+	MaxBytes int64
+	// MaxAge removes events that waited longer than this; 0 disables it.
+	MaxAge time.Duration
+	// OnFull is the policy when MaxBytes is reached.
+	OnFull FullPolicy
+
+	// Sync is the group-commit interval: the database is fsynced at most
+	// this long after a write, so a power cut loses about this interval (see
+	// the package documentation for the exact window). 0 means "always":
+	// every Append (and every cursor update) is fsynced before it returns.
+	Sync time.Duration
+
+	// InFlight is the forward window: at most this many Publish results
+	// outstanding per queue. 0 means DefaultInFlight.
+	InFlight int
+	// Rate limits Forward to this many publishes per second per queue; 0
+	// means unlimited.
+	Rate float64
+
+	// MinFree is the free space the file system holding Dir must keep;
+	// Append returns ErrDiskFull below it. 0 means DefaultMinFree. It must
+	// leave room for Badger to flush a memtable and compact (a few times 8
+	// MiB).
+	MinFree int64
+
+	// Unexported knobs, set by tests and benchmarks of this package.
+	reclaim         reclaimMode   // space reclamation strategy
+	reclaimEvery    time.Duration // periodic reclamation; 0 means 1 minute
+	reclaimBytes    int64         // reclaim when this much was removed; 0 means MaxBytes/8 clamped
+	progressEvery   time.Duration // drain progress log period; 0 means 10 s
+	retryMax        time.Duration // forward back-off cap; 0 means 2 s
+	diskFree        func(dir string) (int64, error)
+	leaseBlock      uint64 // seq lease size; 0 means 1<<16
+	noBackground    bool   // do not start the maintenance goroutine (tests drive it)
+	memTableSizeMiB int64  // 0 means 8
+	now             func() time.Time
+}
+
+// reclaimMode selects how removed events give their disk space back. Only
+// reclaimDropPrefix is used in production; the others exist so that the soak
+// benchmark can measure the alternatives.
+type reclaimMode int
+
+const (
+	reclaimDropPrefix     reclaimMode = iota // cursor only; DropPrefix of removed blocks and empty queues
+	reclaimNone                              // cursor only; nothing is ever reclaimed (baseline)
+	reclaimDeletes                           // batched per-record deletes in the cursor transaction
+	reclaimDeletesFlatten                    // batched deletes plus Flatten when every queue is empty
+)
+
+func (m reclaimMode) String() string {
+	switch m {
+	case reclaimDropPrefix:
+		return "dropprefix"
+	case reclaimNone:
+		return "none"
+	case reclaimDeletes:
+		return "deletes"
+	case reclaimDeletesFlatten:
+		return "deletes+flatten"
+	}
+	return "unknown"
+}
+
+func (c *Config) setDefaults() error {
+	if !c.InMemory && c.Dir == "" {
+		return errors.New("buffer: dir is required unless in_memory")
+	}
+	if c.MaxBytes < 0 || c.MaxAge < 0 || c.Sync < 0 || c.InFlight < 0 || c.Rate < 0 || c.MinFree < 0 {
+		return errors.New("buffer: negative max_bytes, max_age, sync, in_flight, rate or min_free")
+	}
+	if c.OnFull != DropOldest && c.OnFull != DropNewest {
+		return fmt.Errorf("buffer: invalid full policy %d", int(c.OnFull))
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxBytes < 2*(MaxPayload+maxRecordOverhead) {
+		return fmt.Errorf("buffer: max_bytes %d is too small (minimum %d)", c.MaxBytes, 2*(MaxPayload+maxRecordOverhead))
+	}
+	if c.InFlight == 0 {
+		c.InFlight = DefaultInFlight
+	}
+	if c.MinFree == 0 {
+		c.MinFree = DefaultMinFree
+	}
+	if c.reclaimEvery == 0 {
+		c.reclaimEvery = time.Minute
+	}
+	if c.reclaimBytes == 0 {
+		c.reclaimBytes = min(max(c.MaxBytes/8, 4<<20), 64<<20)
+	}
+	if c.progressEvery == 0 {
+		c.progressEvery = 10 * time.Second
+	}
+	if c.retryMax == 0 {
+		c.retryMax = 2 * time.Second
+	}
+	if c.diskFree == nil {
+		c.diskFree = statfsFree
+	}
+	if c.leaseBlock == 0 {
+		c.leaseBlock = 1 << 16
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.memTableSizeMiB == 0 {
+		c.memTableSizeMiB = 8
+	}
+	return nil
+}

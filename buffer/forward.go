@@ -1,0 +1,566 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Publisher hands messages to the uplink. cmd/bridge supplies the MQTT
+// client; tests supply fakes.
+type Publisher interface {
+	// Publish hands one message to the uplink and returns at once. The
+	// returned channel receives exactly one value: nil when the broker
+	// acknowledged the message on the same connection it was sent on, an
+	// error otherwise (including when ctx ends first). It should be buffered
+	// so that the sender never blocks: Forward stops reading it when its ctx
+	// ends. Publish must not modify payload; it may keep it until the result
+	// is sent. Forward calls Publish from one goroutine per queue.
+	Publish(ctx context.Context, topic string, payload []byte) <-chan error
+}
+
+var errNoResult = errors.New("buffer: publisher returned no result channel")
+
+func errResult(err error) <-chan error {
+	ch := make(chan error, 1)
+	ch <- err
+	return ch
+}
+
+// removal says why a record left the queue.
+type removal uint8
+
+const (
+	removedAcked removal = iota
+	removedCorrupt
+	removedExpired
+)
+
+// flight is one record in the forward window.
+type flight struct {
+	seq  uint64
+	size int64
+	res  <-chan error // nil: settled when read (corrupt or expired)
+	why  removal
+}
+
+// Forward publishes the records of queue in seq order through pub until ctx
+// ends, then returns nil (ErrClosed if the Store is closed first).
+//
+// At most Config.InFlight results are outstanding. A record is removed only
+// after its result was nil. On a failed result Forward stops sending, waits
+// for the rest of the window to settle, backs off (50 ms doubling to 2 s,
+// reset by the next success) and resends from the first unacknowledged
+// record: go-back-N, in order, duplicates possible. The acknowledgement
+// cursor is persisted before the window is refilled, so a crash re-sends at
+// most one window. When the queue is empty, Forward waits for Append's
+// notification and publishes a new record at once. Corrupt records and, if
+// MaxAge is set, expired ones are skipped and counted. While a backlog
+// drains, progress (events left, rate, estimated time) is logged at Info
+// every 10 s.
+//
+// At most one Forward may run per queue; a second one returns an error.
+func (s *Store) Forward(ctx context.Context, queue string, pub Publisher) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	q, err := s.queue(queue)
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	if q.forwarding {
+		q.mu.Unlock()
+		return fmt.Errorf("buffer: queue %q already has a forwarder", queue)
+	}
+	q.forwarding = true
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		q.forwarding = false
+		q.mu.Unlock()
+	}()
+	f := &forwarder{s: s, q: q, pub: pub, log: s.log.With("queue", queue)}
+	return f.run(ctx)
+}
+
+type forwarder struct {
+	s   *Store
+	q   *queue
+	pub Publisher
+	log *slog.Logger
+
+	win   []flight // outstanding, in seq order
+	acked []flight // settled successfully, cursor not yet persisted
+	next  uint64   // next seq to read
+
+	failing bool // a result failed: settle the window, then go back
+	retry   time.Duration
+	stalled bool // logged the stall; log the recovery
+
+	tokens   float64 // rate limiter
+	lastFill time.Time
+
+	// drain progress
+	draining    bool
+	drainStart  time.Time
+	drainAcked0 uint64 // ackedTotal when the drain started
+	ackedTotal  uint64
+	ackedMark   uint64 // ackedTotal at the last progress line
+	markTime    time.Time
+}
+
+func (f *forwarder) run(ctx context.Context) error {
+	s, q := f.s, f.q
+	inflight := s.cfg.InFlight
+	f.win = make([]flight, 0, inflight)
+	q.mu.Lock()
+	f.next = q.head + 1
+	q.mu.Unlock()
+	f.tokens = f.burst()
+	f.lastFill = time.Now()
+
+	progress := time.NewTicker(s.cfg.progressEvery)
+	defer progress.Stop()
+	f.progress(time.Now(), true)
+
+	var timer *time.Timer // rate-limit or back-off wake-up
+	var timerC <-chan time.Time
+	setTimer := func(d time.Duration) {
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		timerC = timer.C
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+
+	for {
+		if err := ctx.Err(); err != nil {
+			return f.finish()
+		}
+		if f.isClosed() {
+			return ErrClosed
+		}
+		// Persist what was acknowledged before sending more.
+		if len(f.acked) > 0 {
+			if err := f.persist(); err != nil {
+				if errors.Is(err, ErrClosed) {
+					return ErrClosed
+				}
+				setTimer(f.backoff())
+				if !f.wait(ctx, timerC) {
+					return f.finish()
+				}
+				timerC = nil
+				continue
+			}
+		}
+		q.mu.Lock()
+		head, tail := q.head, q.tail
+		q.mu.Unlock()
+		if f.next <= head {
+			f.next = head + 1 // dropped by policy under us
+		}
+
+		// Fill the window.
+		if !f.failing && len(f.win) < inflight && f.next < tail {
+			room := inflight - len(f.win)
+			if s.cfg.Rate > 0 {
+				avail, wait := f.take(room)
+				if avail == 0 {
+					setTimer(wait)
+				}
+				room = avail
+			}
+			if room > 0 {
+				if err := f.fill(ctx, room, tail); err != nil {
+					if errors.Is(err, ErrClosed) {
+						return ErrClosed
+					}
+					f.log.Error("buffer read failed", "err", err)
+					setTimer(f.backoff())
+					if !f.wait(ctx, timerC) {
+						return f.finish()
+					}
+					timerC = nil
+					continue
+				}
+			}
+		}
+		// Records settled at read time need no wait.
+		settled := false
+		for len(f.win) > 0 && f.win[0].res == nil {
+			f.pop(nil)
+			settled = true
+		}
+		if settled {
+			continue
+		}
+
+		if len(f.win) == 0 {
+			if f.failing {
+				// The window has settled after a failure: go back.
+				f.failing = false
+				setTimer(f.backoff())
+				if !f.wait(ctx, timerC) {
+					return f.finish()
+				}
+				timerC = nil
+				q.mu.Lock()
+				f.next = q.head + 1
+				q.mu.Unlock()
+				continue
+			}
+			if f.draining && q.len() == 0 {
+				f.progress(time.Now(), false)
+			}
+			if f.next < tail && timerC == nil {
+				continue // more to read (the window was full)
+			}
+			select {
+			case <-ctx.Done():
+				return f.finish()
+			case <-s.done:
+				return ErrClosed
+			case <-q.notify:
+			case <-timerC:
+				timerC = nil
+			case now := <-progress.C:
+				f.progress(now, false)
+			}
+			continue
+		}
+
+		select {
+		case err := <-f.win[0].res:
+			f.pop(err)
+			// Take every further result that is already there, so that one
+			// cursor write covers them all.
+			f.takeReady()
+		case <-q.notify:
+		case <-timerC:
+			timerC = nil
+		case now := <-progress.C:
+			f.progress(now, false)
+		case <-ctx.Done():
+			return f.finish()
+		case <-s.done:
+			return ErrClosed
+		}
+	}
+}
+
+// pop settles the front of the window with its result.
+func (f *forwarder) pop(err error) {
+	fl := f.win[0]
+	f.win = f.win[1:]
+	if f.failing {
+		return // go-back-N: everything after a failure is resent
+	}
+	if fl.res != nil && err != nil {
+		f.failing = true
+		if !f.stalled {
+			f.stalled = true
+			f.log.Warn("buffer forward stalled, will resend from the first unacknowledged event",
+				"seq", fl.seq, "err", err)
+		} else {
+			f.log.Debug("buffer publish failed", "seq", fl.seq, "err", err)
+		}
+		return
+	}
+	if fl.res != nil {
+		f.retry = 0
+		if f.stalled {
+			f.stalled = false
+			f.log.Info("buffer forward resumed", "seq", fl.seq)
+		}
+	}
+	f.acked = append(f.acked, fl)
+}
+
+// takeReady settles the front of the window as far as results are already
+// there, without waiting.
+func (f *forwarder) takeReady() {
+	for len(f.win) > 0 {
+		if f.win[0].res == nil {
+			f.pop(nil)
+			continue
+		}
+		select {
+		case err := <-f.win[0].res:
+			f.pop(err)
+			continue
+		default:
+		}
+		return
+	}
+}
+
+// persist advances the cursor over f.acked.
+func (f *forwarder) persist() error {
+	if err := f.s.ack(f.q, f.acked); err != nil {
+		return err
+	}
+	f.ackedTotal += uint64(len(f.acked))
+	f.acked = f.acked[:0]
+	return nil
+}
+
+// finish persists what was acknowledged and ends the loop cleanly.
+func (f *forwarder) finish() error {
+	f.takeReady()
+	if len(f.acked) > 0 {
+		if err := f.persist(); err != nil && !errors.Is(err, ErrClosed) {
+			f.log.Warn("buffer cursor not saved on stop; the last events will be sent again", "err", err)
+		}
+	}
+	return nil
+}
+
+func (f *forwarder) isClosed() bool { return f.s.isClosed() }
+
+// wait blocks until the timer fires (true) or ctx/Store ends (false).
+func (f *forwarder) wait(ctx context.Context, timerC <-chan time.Time) bool {
+	select {
+	case <-timerC:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-f.s.done:
+		return false
+	}
+}
+
+func (f *forwarder) backoff() time.Duration {
+	if f.retry == 0 {
+		f.retry = 50 * time.Millisecond
+	} else {
+		f.retry = min(2*f.retry, f.s.cfg.retryMax)
+	}
+	return f.retry
+}
+
+// burst is the rate limiter's bucket size: a tenth of a second of rate, at
+// least 1 and at most the window.
+func (f *forwarder) burst() float64 {
+	return min(max(1, f.s.cfg.Rate/10), float64(f.s.cfg.InFlight))
+}
+
+// take returns how many publishes may go now (at most want), or 0 and how
+// long until the next one may.
+func (f *forwarder) take(want int) (int, time.Duration) {
+	now := time.Now()
+	rate := f.s.cfg.Rate
+	f.tokens = min(f.burst(), f.tokens+now.Sub(f.lastFill).Seconds()*rate)
+	f.lastFill = now
+	n := min(want, int(math.Floor(f.tokens)))
+	if n <= 0 {
+		return 0, time.Duration((1 - f.tokens) / rate * float64(time.Second))
+	}
+	f.tokens -= float64(n)
+	return n, 0
+}
+
+// fill reads up to room records from f.next (below tail) and publishes them.
+func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
+	s := f.s
+	recs, next, err := s.readRange(f.q, f.next, tail, room)
+	if err != nil {
+		return err
+	}
+	f.next = next
+	now := s.cfg.now()
+	for _, r := range recs {
+		fl := flight{seq: r.seq, size: r.size}
+		switch {
+		case r.err != nil:
+			fl.why = removedCorrupt
+			f.log.Warn("buffer corrupt record skipped", "seq", r.seq, "err", r.err)
+		case s.cfg.MaxAge > 0 && now.Sub(r.rec.Appended) > s.cfg.MaxAge:
+			fl.why = removedExpired
+		default:
+			if fl.res = f.pub.Publish(ctx, r.rec.Topic, r.rec.Payload); fl.res == nil {
+				fl.res = errResult(errNoResult) // never take "no channel" for an acknowledgement
+			}
+		}
+		f.win = append(f.win, fl)
+	}
+	if len(recs) == 0 && len(f.win) == 0 && len(f.acked) == 0 {
+		// Nothing exists in [head+1, tail): skip the gap.
+		f.s.skipGap(f.q, tail-1)
+	}
+	return nil
+}
+
+// progress logs the drain of a backlog.
+func (f *forwarder) progress(now time.Time, first bool) {
+	n := f.q.len()
+	threshold := int64(4 * f.s.cfg.InFlight)
+	switch {
+	case !f.draining && n > threshold:
+		f.draining = true
+		f.drainStart, f.drainAcked0 = now, f.ackedTotal
+		f.ackedMark, f.markTime = f.ackedTotal, now
+		f.log.Info("buffer backlog draining", "events_left", n, "bytes_left", f.q.size())
+	case f.draining && n == 0:
+		f.draining = false
+		d := now.Sub(f.drainStart)
+		f.log.Info("buffer backlog drained", "events_sent", f.ackedTotal-f.drainAcked0,
+			"duration_seconds", roundTo(d.Seconds(), 0.1))
+	case f.draining && !first:
+		dt := now.Sub(f.markTime).Seconds()
+		rate := float64(f.ackedTotal-f.ackedMark) / dt
+		f.ackedMark, f.markTime = f.ackedTotal, now
+		eta := -1.0
+		if rate > 0 {
+			eta = roundTo(float64(n)/rate, 1)
+		}
+		f.log.Info("buffer backlog draining", "events_left", n, "rate_per_second", roundTo(rate, 1),
+			"eta_seconds", eta)
+	}
+}
+
+func roundTo(v, unit float64) float64 { return math.Round(v/unit) * unit }
+
+func (q *queue) len() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count
+}
+
+func (q *queue) size() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// readItem is one record read for forwarding.
+type readItem struct {
+	seq  uint64
+	size int64
+	rec  record
+	err  error // corrupt
+}
+
+// readRange reads up to max records of q with seq in [from, to). next is
+// where the following read starts: after the last record returned, or to
+// when the range was exhausted.
+func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return nil, from, ErrClosed
+	}
+	next = to
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.prefix})
+		defer it.Close()
+		for it.Seek(eventKey(q.qid, from)); it.Valid(); it.Next() {
+			item := it.Item()
+			seq, ok := parseEventKey(item.Key())
+			if !ok {
+				continue
+			}
+			if seq >= to {
+				break
+			}
+			if len(items) == max {
+				next = seq
+				break
+			}
+			val, verr := item.ValueCopy(nil)
+			ri := readItem{seq: seq, size: int64(keyLen + len(val))}
+			if verr != nil {
+				ri.err = verr
+			} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
+				ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
+			}
+			items = append(items, ri)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, from, fmt.Errorf("buffer: read %q: %v", q.name, err)
+	}
+	return items, next, nil
+}
+
+// ack advances q's cursor over settled flights (in seq order).
+func (s *Store) ack(q *queue, fl []flight) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	last := fl[len(fl)-1].seq
+	if last <= q.head {
+		return nil // dropped by policy meanwhile
+	}
+	var keys [][]byte
+	var n, bytes int64
+	var acked, bad, old uint64
+	for _, x := range fl {
+		if x.seq <= q.head {
+			continue
+		}
+		n++
+		bytes += x.size
+		switch x.why {
+		case removedAcked:
+			acked++
+		case removedCorrupt:
+			bad++
+		case removedExpired:
+			old++
+		}
+		if s.deletesRecords() {
+			keys = append(keys, eventKey(q.qid, x.seq))
+		}
+	}
+	if err := s.commitHead(q, last, keys); err != nil {
+		return err
+	}
+	q.head = last
+	q.count -= n
+	q.bytes -= bytes
+	q.acked += acked
+	q.corrupt += bad
+	q.dropped += old
+	q.droppedAge += old
+	s.total.Add(-bytes)
+	s.noteRemoved(bytes)
+	if old > 0 {
+		s.logDrop(q, old, "buffer events older than max_age dropped")
+	}
+	return nil
+}
+
+// skipGap moves q's cursor to upTo when no record exists in (head, upTo].
+func (s *Store) skipGap(q *queue, upTo uint64) {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.count != 0 || upTo <= q.head || upTo >= q.tail {
+		return
+	}
+	if err := s.commitHead(q, upTo, nil); err == nil {
+		q.head = upTo
+	}
+}

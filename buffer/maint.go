@@ -1,0 +1,185 @@
+package buffer
+
+import (
+	"time"
+)
+
+// syncLoop is the group commit: with SyncWrites off, it fsyncs Badger's logs
+// every Config.Sync when something was written. It exits on Close.
+func (s *Store) syncLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.Sync)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.syncNow()
+		}
+	}
+}
+
+func (s *Store) syncNow() {
+	if !s.dirty.Swap(false) {
+		return
+	}
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return
+	}
+	if err := s.db.Sync(); err != nil {
+		s.dirty.Store(true)
+		s.noteWriteError(err)
+	}
+}
+
+// maintain runs the max_age sweep and space reclamation until Close.
+func (s *Store) maintain() {
+	defer s.wg.Done()
+	var sweep <-chan time.Time
+	if s.cfg.MaxAge > 0 {
+		t := time.NewTicker(min(max(s.cfg.MaxAge/20, time.Second), time.Minute))
+		defer t.Stop()
+		sweep = t.C
+	}
+	reclaim := time.NewTicker(s.cfg.reclaimEvery)
+	defer reclaim.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-sweep:
+			s.expireAll()
+		case <-reclaim.C:
+			s.reclaim()
+		case <-s.reclaimNow:
+			s.reclaim()
+		}
+	}
+}
+
+// expireAll drops the records older than MaxAge from every queue.
+func (s *Store) expireAll() {
+	cutoff := s.cfg.now().Add(-s.cfg.MaxAge)
+	for _, q := range s.snapshotQueues() {
+		for {
+			n, err := s.expire(q, cutoff)
+			if err != nil {
+				if err != ErrClosed {
+					s.log.Warn("buffer max_age sweep failed", "queue", q.name, "err", err)
+				}
+				break
+			}
+			if n < maxRemove {
+				break
+			}
+		}
+	}
+}
+
+// maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
+// checks each key of the rewritten tables against every prefix.
+const maxDropPrefixes = 256
+
+// reclaim gives the disk space of removed records back.
+//
+// With the default strategy (reclaimDropPrefix) records are never deleted
+// one by one; the cursor alone hides them. Here, with writes paused, the
+// whole key range of every empty queue, and every aligned block of 256 seqs
+// that lies entirely at or below a queue's cursor (as few prefixes as
+// possible, see rangePrefixes), is dropped with DropPrefix, which rewrites or
+// discards only the tables that hold those keys. The cost is one memtable
+// flush per call, so it runs once a minute or when reclaimBytes were
+// removed, whichever comes first.
+func (s *Store) reclaim() {
+	switch s.cfg.reclaim {
+	case reclaimNone, reclaimDeletes:
+		s.removed.Store(0)
+		return
+	case reclaimDeletesFlatten:
+		s.flattenWhenEmpty()
+		return
+	}
+	if s.removed.Load() == 0 {
+		return
+	}
+	qs := s.snapshotQueues() // before the gate: lock order is mu -> gate
+	start := time.Now()
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	if s.closed {
+		return
+	}
+	type plan struct {
+		q  *queue
+		to uint64
+	}
+	var prefixes [][]byte
+	var plans []plan
+	for _, q := range qs {
+		if len(prefixes) >= maxDropPrefixes {
+			break
+		}
+		q.mu.Lock()
+		switch {
+		case q.count == 0 && q.tail-1 > q.reclaimedTo:
+			// Nothing waits: with writes paused, the whole range can go.
+			prefixes = append(prefixes, q.prefix)
+			plans = append(plans, plan{q, q.tail - 1})
+		default:
+			// Every complete block at or below the cursor.
+			from := (q.reclaimedTo + 1) &^ (blockSize - 1)
+			to := (q.head + 1) &^ (blockSize - 1)
+			if to > q.reclaimedTo+1 {
+				ps, end := rangePrefixes(q.qid, from, to, maxDropPrefixes-len(prefixes))
+				prefixes = append(prefixes, ps...)
+				plans = append(plans, plan{q, end - 1})
+			}
+		}
+		q.mu.Unlock()
+	}
+	if len(prefixes) == 0 {
+		s.removed.Store(0)
+		return
+	}
+	if err := s.db.DropPrefix(prefixes...); err != nil {
+		s.log.Warn("buffer space reclamation failed", "err", err)
+		return
+	}
+	for _, p := range plans {
+		p.q.mu.Lock()
+		p.q.reclaimedTo = max(p.q.reclaimedTo, p.to)
+		p.q.mu.Unlock()
+	}
+	s.removed.Store(0)
+	if len(prefixes) >= maxDropPrefixes {
+		s.removed.Store(1) // more to do: go again
+		select {
+		case s.reclaimNow <- struct{}{}:
+		default:
+		}
+	}
+	s.log.Debug("buffer space reclaimed", "prefixes", len(prefixes),
+		"duration_seconds", time.Since(start).Seconds())
+}
+
+// flattenWhenEmpty is the reclaimDeletesFlatten strategy: when every queue
+// is empty, compact the LSM into one level so that tombstones meet the
+// values they delete.
+func (s *Store) flattenWhenEmpty() {
+	if s.total.Load() != 0 || s.removed.Load() == 0 {
+		return
+	}
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	if s.closed {
+		return
+	}
+	if err := s.db.Flatten(2); err != nil {
+		s.log.Warn("buffer flatten failed", "err", err)
+		return
+	}
+	s.removed.Store(0)
+}

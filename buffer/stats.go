@@ -1,0 +1,116 @@
+package buffer
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// QueueStats describes one queue. Counters count since Open.
+type QueueStats struct {
+	Queue string
+	// Len is the number of events waiting (not yet acknowledged or
+	// dropped), including those in flight.
+	Len int64
+	// Bytes is what those events count against MaxBytes.
+	Bytes int64
+	// NextSeq is the seq the next Append will get.
+	NextSeq uint64
+	// OldestAge is how long the oldest waiting event has waited; 0 if none.
+	OldestAge time.Duration
+
+	Appended uint64 // events stored
+	Acked    uint64 // events removed after a nil Publish result
+	// Dropped counts events lost by policy: removed by drop_oldest or
+	// max_age, or refused by drop_newest.
+	Dropped uint64
+	// DroppedAge is the part of Dropped due to max_age.
+	DroppedAge uint64
+	// Corrupt counts records skipped because they did not decode.
+	Corrupt uint64
+	// Failed counts appends refused for lack of disk space or a storage
+	// error.
+	Failed uint64
+	// Skipped is how many seq numbers Open skipped for this queue because
+	// they may have been handed out before an unclean stop (power loss) or
+	// lost state; receivers see them as a gap.
+	Skipped uint64
+}
+
+// Stats describes the whole Store.
+type Stats struct {
+	Len      int64
+	Bytes    int64
+	MaxBytes int64
+	Dropped  uint64
+	Corrupt  uint64
+	Failed   uint64
+	// InMemory is true for an in-memory store, including the fallback when
+	// the directory was unusable.
+	InMemory bool
+	// Fault is empty when healthy; otherwise the current storage problem
+	// (disk full, a failing write, a database moved aside, running in
+	// memory after the directory failed).
+	Fault      string
+	FaultSince time.Time
+	// Queues holds every known queue, sorted by name.
+	Queues []QueueStats
+}
+
+// QueueStats returns the statistics of one queue. An unknown queue has
+// zero statistics.
+func (s *Store) QueueStats(queue string) QueueStats {
+	s.mu.RLock()
+	q := s.queues[queue]
+	s.mu.RUnlock()
+	if q == nil {
+		return QueueStats{Queue: queue, NextSeq: max(s.startSeq[queue], s.seqFloor, 1)}
+	}
+	return s.queueStats(q, s.cfg.now())
+}
+
+func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
+	q.mu.Lock()
+	st := QueueStats{
+		Queue:      q.name,
+		Len:        q.count,
+		Bytes:      q.bytes,
+		NextSeq:    q.tail,
+		Appended:   q.appended,
+		Acked:      q.acked,
+		Dropped:    q.dropped,
+		DroppedAge: q.droppedAge,
+		Corrupt:    q.corrupt,
+		Failed:     q.failed,
+		Skipped:    q.skipped,
+	}
+	head, tail := q.head, q.tail
+	q.mu.Unlock()
+	if st.Len > 0 {
+		items, _, err := s.readRange(q, head+1, tail, 1)
+		if err == nil && len(items) == 1 && items[0].err == nil {
+			st.OldestAge = max(0, now.Sub(items[0].rec.Appended))
+		}
+	}
+	return st
+}
+
+// Stats returns the statistics of the Store and of every queue.
+func (s *Store) Stats() Stats {
+	now := s.cfg.now()
+	st := Stats{MaxBytes: s.cfg.MaxBytes, InMemory: !s.persistent}
+	for _, q := range s.snapshotQueues() {
+		qs := s.queueStats(q, now)
+		st.Len += qs.Len
+		st.Bytes += qs.Bytes
+		st.Dropped += qs.Dropped
+		st.Corrupt += qs.Corrupt
+		st.Failed += qs.Failed
+		st.Queues = append(st.Queues, qs)
+	}
+	slices.SortFunc(st.Queues, func(a, b QueueStats) int { return strings.Compare(a.Queue, b.Queue) })
+	s.faultMu.Lock()
+	st.Fault, st.FaultSince = s.fault, s.faultSince
+	s.faultMu.Unlock()
+	return st
+}

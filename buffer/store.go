@@ -1,0 +1,613 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Store is the store-and-forward buffer: one FIFO queue per device stream in
+// a single Badger database. Create it with Open; it is safe for concurrent
+// use.
+type Store struct {
+	cfg        Config
+	log        *slog.Logger
+	db         *badger.DB
+	dir        string // the state directory (Config.Dir); "" in memory
+	persistent bool   // false in memory, including the fallback
+
+	// gate orders every Badger write and every forward read against
+	// DropPrefix, Flatten and Close, which take it exclusively (Badger
+	// refuses writes while it drops a prefix). Lock order:
+	// queue.appendMu -> capMu -> gate -> queue.mu.
+	gate   sync.RWMutex
+	closed bool // under gate
+
+	mu      sync.RWMutex // guards queues and nextQID
+	queues  map[string]*queue
+	nextQID uint32
+
+	capMu sync.Mutex   // serialises making room under MaxBytes
+	total atomic.Int64 // bytes of waiting events, all queues
+
+	leaseMu     sync.Mutex // guards state and stateClosed; serialises state.json writes
+	state       stateFile
+	stateClosed bool
+	startSeq    map[string]uint64 // minimal next seq per queue decided at Open
+	seqFloor    uint64            // minimal next seq for every queue (lost state)
+
+	dirty      atomic.Bool  // written since the last group-commit sync
+	removed    atomic.Int64 // bytes acknowledged or dropped since the last reclamation
+	reclaimNow chan struct{}
+	dropChunk  int64 // drop_oldest removes at least this many bytes at a time
+
+	disk diskGuard
+
+	faultMu    sync.Mutex
+	fault      string
+	faultSince time.Time
+
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// queue is the in-memory state of one queue. Records live at seqs in
+// (head, tail); some of those seqs may have no record (a gap left by a power
+// loss or a corrupt key), which count and bytes reflect.
+type queue struct {
+	name   string
+	qid    uint32
+	prefix []byte
+	notify chan struct{} // capacity 1: "something was appended"
+
+	appendMu sync.Mutex // serialises appends; guards lease
+	lease    uint64     // seqs below are covered by state.json
+
+	mu          sync.Mutex // guards everything below
+	head        uint64     // every seq <= head is removed; persisted
+	tail        uint64     // the seq the next Append gets
+	count       int64
+	bytes       int64
+	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
+	forwarding  bool
+
+	appended, acked, dropped, droppedAge, corrupt, failed uint64
+	skipped                                               uint64 // seqs skipped at Open
+	dropLog                                               rateLog
+}
+
+type diskGuard struct {
+	mu      sync.Mutex
+	free    int64 // estimate: last statfs minus what we wrote since
+	checked time.Time
+	full    bool
+}
+
+// rateLog throttles a repeated warning to one line per interval with the
+// count in between.
+type rateLog struct {
+	last    time.Time
+	pending uint64
+}
+
+// Open opens or creates the buffer in cfg.Dir (or in memory). It does not
+// block start-up on damaged storage: a Badger directory that cannot be
+// opened is moved aside and recreated, and a directory that cannot be used
+// at all makes the Store fall back to memory; both are logged at Error and
+// reported in Stats().Fault. Open returns an error only for an invalid
+// Config, a database in use by another process, or a database written by a
+// newer format.
+func Open(cfg Config, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:        cfg,
+		log:        logger,
+		queues:     map[string]*queue{},
+		nextQID:    1,
+		reclaimNow: make(chan struct{}, 1),
+		dropChunk:  min(cfg.MaxBytes/256, 1<<20),
+		done:       make(chan struct{}),
+	}
+	if cfg.InMemory {
+		db, err := s.openBadger("")
+		if err != nil {
+			return nil, fmt.Errorf("buffer: open in-memory store: %v", err)
+		}
+		s.db = db
+	} else if err := s.openDisk(); err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	if s.persistent {
+		s.leaseMu.Lock()
+		s.state.Clean = false
+		s.state.BootID = bootID()
+		s.state.SyncAlways = cfg.Sync == 0
+		// Lease a block for every known queue now, in this one write,
+		// rather than one fsynced write per queue on its first Append.
+		for _, q := range s.queues {
+			q.lease = q.tail + cfg.leaseBlock
+			s.state.Leases[q.name] = q.lease
+		}
+		err := writeState(s.dir, s.state)
+		if err != nil {
+			for _, q := range s.queues {
+				q.lease = 0 // not recorded: renew on the next Append
+			}
+		}
+		s.leaseMu.Unlock()
+		if err != nil {
+			// Appends will retry through the lease; report and go on.
+			s.setFault(fmt.Sprintf("cannot write %s: %v", stateName, err))
+			s.log.Error("buffer state file not writable", "path", filepath.Join(s.dir, stateName), "err", err)
+		}
+	}
+	if !cfg.noBackground {
+		s.wg.Add(1)
+		go s.maintain()
+		if s.persistent && cfg.Sync > 0 {
+			s.wg.Add(1)
+			go s.syncLoop()
+		}
+	}
+	return s, nil
+}
+
+// openDisk opens Dir/db, recovering from what can be recovered.
+func (s *Store) openDisk() error {
+	dir := s.cfg.Dir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return s.fallBackToMemory(fmt.Sprintf("buffer directory unusable: %v", err))
+	}
+	// Leftovers of a crash in the middle of writeState or writeProbe.
+	for _, pattern := range []string{stateName + ".tmp*", ".probe*"} {
+		leftovers, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, f := range leftovers {
+			_ = os.Remove(f)
+		}
+	}
+	st, stErr := readState(dir)
+	dbDir := filepath.Join(dir, "db")
+	_, statErr := os.Stat(dbDir)
+	dbExisted := statErr == nil
+	// Probe that we can write in dir at all (read-only or unwritable mounts).
+	if err := writeProbe(dir); err != nil {
+		return s.fallBackToMemory(fmt.Sprintf("buffer directory not writable: %v", err))
+	}
+
+	db, err := s.openBadger(dbDir)
+	quarantined := false
+	if err != nil {
+		if isLockErr(err) {
+			return fmt.Errorf("buffer: %s is in use by another process", dbDir)
+		}
+		if db, err = s.replaceBroken(dbDir, err); err != nil {
+			return s.fallBackToMemory(err.Error())
+		}
+		quarantined = true
+	}
+	s.db = db
+	s.dir = dir
+	s.persistent = true
+
+	switch {
+	case stErr == nil:
+		s.state = st
+		lost := !st.Clean && !st.SyncAlways && (st.BootID == "" || st.BootID != bootID())
+		if st.Clean || lost || quarantined {
+			s.startSeq = make(map[string]uint64, len(st.Leases))
+			for name, l := range st.Leases {
+				s.startSeq[name] = l
+			}
+		}
+		if lost {
+			s.log.Warn("buffer was not closed cleanly after a possible power loss; seq numbering resumes above the last lease",
+				"boot_id_before", st.BootID)
+		}
+	case errors.Is(stErr, fs.ErrNotExist) && !dbExisted:
+		// A fresh buffer.
+		s.state = stateFile{Leases: map[string]uint64{}}
+	default:
+		// The database exists (or existed) but the leases are unknown:
+		// number above anything a counter could have reached.
+		s.state = stateFile{Leases: map[string]uint64{}}
+		s.seqFloor = timeFloor()
+		s.log.Error("buffer state file missing or unreadable; seq numbering restarts from a time-based floor",
+			"path", filepath.Join(dir, stateName), "err", stErr, "seq_floor", s.seqFloor)
+		s.setFault(fmt.Sprintf("%s unreadable: %v", stateName, stErr))
+	}
+	return nil
+}
+
+// replaceBroken handles a database that Badger refuses to open (openErr).
+// It first opens a fresh database with the same options next to it: only if
+// that works is the fault in the data, and the old directory is moved aside
+// (never deleted) and the fresh one takes its place.
+func (s *Store) replaceBroken(dbDir string, openErr error) (*badger.DB, error) {
+	fresh := dbDir + ".new"
+	if err := os.RemoveAll(fresh); err != nil {
+		return nil, fmt.Errorf("cannot open database (%v) nor prepare a new one: %v", openErr, err)
+	}
+	fdb, err := s.openBadger(fresh)
+	if err != nil {
+		_ = os.RemoveAll(fresh)
+		return nil, fmt.Errorf("cannot open database (%v) nor create a new one: %v", openErr, err)
+	}
+	if err := fdb.Close(); err != nil {
+		return nil, fmt.Errorf("cannot open database (%v) nor create a new one: %v", openErr, err)
+	}
+	broken := dbDir + ".broken-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(dbDir, broken); err != nil {
+		return nil, fmt.Errorf("cannot open database (%v) nor move it aside: %v", openErr, err)
+	}
+	if err := os.Rename(fresh, dbDir); err != nil {
+		return nil, fmt.Errorf("cannot put a new database in place: %v", err)
+	}
+	s.log.Error("buffer database unreadable, moved it aside and started empty",
+		"path", dbDir, "moved_to", broken, "err", openErr)
+	s.setFault(fmt.Sprintf("database unreadable (%v), moved to %s", openErr, broken))
+	db, err := s.openBadger(dbDir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the new database: %v", err)
+	}
+	return db, nil
+}
+
+// fallBackToMemory makes the Store an in-memory one after the directory
+// proved unusable, so that polling goes on. Nothing is persisted; seq starts
+// from a time-based floor so that it cannot collide with seqs issued before.
+func (s *Store) fallBackToMemory(why string) error {
+	s.log.Error("buffer falls back to memory; events will not survive a restart", "dir", s.cfg.Dir, "reason", why)
+	s.setFault(why + "; running in memory")
+	db, err := s.openBadger("")
+	if err != nil {
+		return fmt.Errorf("buffer: open in-memory fallback: %v", err)
+	}
+	s.db = db
+	s.persistent = false
+	s.seqFloor = timeFloor()
+	return nil
+}
+
+// timeFloor is a seq floor for when the leases are lost: the current time in
+// microseconds, far above any counter that started at 1.
+func timeFloor() uint64 { return uint64(time.Now().UnixMicro()) }
+
+func writeProbe(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	return firstErr(cerr, rerr)
+}
+
+func isLockErr(err error) bool {
+	return errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock")
+}
+
+// badgerOptions is the small-box profile (anchors-reliability.md §2.2).
+func (s *Store) badgerOptions(dir string) badger.Options {
+	mt := s.cfg.memTableSizeMiB << 20
+	var o badger.Options
+	if dir == "" {
+		o = badger.DefaultOptions("").WithInMemory(true)
+	} else {
+		o = badger.DefaultOptions(dir).WithSyncWrites(s.cfg.Sync == 0)
+	}
+	return o.
+		// Memtables dominate RAM (~1.3x each); MemTableSize must not shrink
+		// between runs on a directory with a leftover .mem log.
+		WithMemTableSize(mt).WithNumMemtables(2).
+		WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(4).
+		// Every record (< 200 KiB) stays inline in the LSM: no value log
+		// GC, none of the vlog-only bugs. Badger caps the threshold at 1 MiB
+		// and at 15% of the memtable (its largest batch).
+		WithValueThreshold(min(1<<20, mt*15/100-1024)).
+		WithValueLogFileSize(16 << 20).
+		// A FIFO reads each block about once: no block cache, and hence no
+		// compression (Badger panics on compression without a cache).
+		WithCompression(options.None).WithBlockCacheSize(0).
+		WithIndexCacheSize(4 << 20).
+		WithNumCompactors(2).WithNumGoroutines(1).
+		WithDetectConflicts(false).WithMetricsEnabled(false).
+		WithCompactL0OnClose(true).
+		WithLogger(badgerLogger{s.log.With("subsystem", "badger")})
+}
+
+// openBadger opens Badger, turning a panic on damaged files into an error.
+func (s *Store) openBadger(dir string) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("badger panicked on open: %v", r)
+		}
+	}()
+	return badger.Open(s.badgerOptions(dir))
+}
+
+// load reads the queue registry and cursors and recounts every queue.
+func (s *Store) load() error {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+
+	item, err := txn.Get(keyFormat)
+	write := errors.Is(err, badger.ErrKeyNotFound)
+	if err == nil {
+		v, verr := item.ValueCopy(nil)
+		switch {
+		case verr != nil || len(v) != 4:
+			s.log.Warn("buffer format version key damaged; rewriting it")
+			write = true
+		case binary.BigEndian.Uint32(v) > formatVersion:
+			return fmt.Errorf("buffer: database has newer format %d (this build reads %d)", binary.BigEndian.Uint32(v), formatVersion)
+		}
+	} else if !write {
+		return fmt.Errorf("buffer: read format version: %v", err)
+	}
+	if write {
+		if err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
+		}); err != nil {
+			s.noteWriteError(err) // appends will report it too
+		}
+	}
+
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxName}})
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil || len(v) != 4 {
+			s.log.Warn("buffer queue registry entry damaged; skipped", "key", fmt.Sprintf("%x", it.Item().Key()))
+			continue
+		}
+		name := string(it.Item().Key()[1:])
+		q := newQueue(name, binary.BigEndian.Uint32(v))
+		s.queues[name] = q
+		s.nextQID = max(s.nextQID, q.qid+1)
+	}
+	it.Close()
+
+	for _, q := range s.queues {
+		if err := s.loadQueue(txn, q); err != nil {
+			return err
+		}
+		s.total.Add(q.bytes)
+		if q.reclaimedTo < q.head {
+			s.removed.Add(1) // removed before the restart, not reclaimed yet
+		}
+	}
+	return nil
+}
+
+func newQueue(name string, qid uint32) *queue {
+	return &queue{
+		name:   name,
+		qid:    qid,
+		prefix: queuePrefix(qid),
+		notify: make(chan struct{}, 1),
+		tail:   1,
+	}
+}
+
+func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
+	item, err := txn.Get(headKey(q.qid))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("buffer: read cursor of %q: %v", q.name, err)
+	default:
+		v, err := item.ValueCopy(nil)
+		if err != nil || len(v) != 8 {
+			s.log.Warn("buffer cursor damaged; delivering the queue from its oldest record", "queue", q.name)
+		} else {
+			q.head = binary.BigEndian.Uint64(v)
+		}
+	}
+
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: q.prefix})
+	defer it.Close()
+	first, last := uint64(0), uint64(0)
+	it.Rewind()
+	if it.Valid() {
+		if seq, ok := parseEventKey(it.Item().Key()); ok {
+			first = seq
+		}
+	}
+	for it.Seek(eventKey(q.qid, q.head+1)); it.Valid(); it.Next() {
+		seq, ok := parseEventKey(it.Item().Key())
+		if !ok {
+			continue
+		}
+		q.count++
+		q.bytes += keyLen + it.Item().ValueSize()
+		last = seq
+	}
+	switch {
+	case first == 0:
+		q.reclaimedTo = q.head
+	default:
+		q.reclaimedTo = first - 1
+	}
+	exact := max(last, q.head) + 1
+	q.tail = max(exact, s.startSeq[q.name], s.seqFloor, 1)
+	q.lease = s.state.Leases[q.name]
+	q.skipped = q.tail - exact
+	if q.tail > exact && exact > 1 {
+		s.log.Warn("buffer seq gap at start-up: earlier numbers may have been issued before an unclean stop",
+			"queue", q.name, "from_seq", exact, "to_seq", q.tail-1)
+	}
+	return nil
+}
+
+// queue returns the named queue, registering it on first use.
+func (s *Store) queue(name string) (*queue, error) {
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q != nil {
+		return q, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q = s.queues[name]; q != nil {
+		return q, nil
+	}
+	q = newQueue(name, s.nextQID)
+	q.tail = max(s.startSeq[name], s.seqFloor, 1)
+	s.leaseMu.Lock()
+	q.lease = s.state.Leases[name]
+	s.leaseMu.Unlock()
+	s.gate.RLock()
+	var err error
+	if s.closed {
+		err = ErrClosed
+	} else {
+		err = s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(nameKey(name), binary.BigEndian.AppendUint32(nil, q.qid))
+		})
+	}
+	s.gate.RUnlock()
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("buffer: register queue %q: %v", name, err)
+	}
+	s.nextQID++
+	s.queues[name] = q
+	return q, nil
+}
+
+// snapshotQueues returns the queues in no particular order.
+func (s *Store) snapshotQueues() []*queue {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	qs := make([]*queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	return qs
+}
+
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops the background work, syncs and closes the database, and marks
+// the shutdown clean. It is idempotent; later calls return the first
+// result. Forward loops still running return ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
+	close(s.done)
+	s.wg.Wait()
+	s.gate.Lock()
+	s.closed = true
+	s.gate.Unlock()
+
+	var errs []error
+	if s.persistent {
+		if err := s.db.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("sync: %v", err))
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close database: %v", err))
+	}
+	qs := s.snapshotQueues() // before leaseMu: lock order is mu -> leaseMu
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	s.stateClosed = true
+	if s.persistent {
+		st := s.state
+		st.Leases = make(map[string]uint64, len(s.state.Leases))
+		for name, l := range s.state.Leases {
+			st.Leases[name] = l
+		}
+		for _, q := range qs {
+			q.mu.Lock()
+			st.Leases[q.name] = q.tail
+			q.mu.Unlock()
+		}
+		st.Clean = len(errs) == 0
+		if err := writeState(s.dir, st); err != nil {
+			errs = append(errs, fmt.Errorf("write %s: %v", stateName, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("buffer: close: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// renewLease records in state.json that seqs up to seq+leaseBlock may be
+// handed out, before seq is. The caller holds q.appendMu.
+func (s *Store) renewLease(q *queue, seq uint64) error {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.stateClosed {
+		return ErrClosed
+	}
+	bound := seq + s.cfg.leaseBlock
+	old, had := s.state.Leases[q.name]
+	s.state.Leases[q.name] = bound
+	if err := writeState(s.dir, s.state); err != nil {
+		if had {
+			s.state.Leases[q.name] = old
+		} else {
+			delete(s.state.Leases, q.name)
+		}
+		return fmt.Errorf("buffer: record seq lease for %q: %v", q.name, err)
+	}
+	q.lease = bound
+	return nil
+}
+
+func (s *Store) setFault(f string) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if s.fault == "" {
+		s.faultSince = time.Now()
+	}
+	s.fault = f
+}
+
+func (s *Store) clearFault(prefix string) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if strings.HasPrefix(s.fault, prefix) {
+		s.fault = ""
+		s.faultSince = time.Time{}
+	}
+}
