@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"fieldbridge/config"
+	"fieldbridge/mapping"
+	"fieldbridge/simulator"
+)
+
+// simTick is how often simulated values change.
+const simTick = time.Second
+
+// listenFlags collects -listen bus=host:port overrides.
+type listenFlags map[string]string
+
+func (l listenFlags) String() string { return fmt.Sprint(map[string]string(l)) }
+
+func (l listenFlags) Set(v string) error {
+	bus, addr, ok := strings.Cut(v, "=")
+	if !ok || bus == "" || addr == "" {
+		return fmt.Errorf("want bus=host:port, got %q", v)
+	}
+	l[bus] = addr
+	return nil
+}
+
+func cmdSimulate(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("simulate", stderr)
+	path := fs.String("config", "", "configuration file whose devices to serve")
+	listen := listenFlags{}
+	fs.Var(listen, "listen", "serve a bus on another address: bus=host:port (repeatable)")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	sims, err := startSimulators(cfg, func(b *config.Bus) string {
+		if a, ok := listen[b.Name]; ok {
+			return a
+		}
+		return b.Address
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, errConfig)
+	}
+	for _, s := range sims.servers {
+		logger.Info("simulating bus", "bus", s.bus, "address", s.server.Addr(), "units", s.units)
+	}
+	return sims.Run(ctx)
+}
+
+// simulation serves the devices of a configuration as Modbus slaves.
+type simulation struct {
+	servers []simBus
+	points  []simPoint
+}
+
+type simBus struct {
+	bus    string
+	server *simulator.Server
+	units  []int
+}
+
+// simPoint animates one point of one device.
+type simPoint struct {
+	bank  *simulator.Bank
+	point mapping.Point
+	gen   simulator.Generator
+	text  string // fixed value of a string point
+}
+
+// startSimulators starts one Modbus TCP server per bus that has devices, on
+// the address addr returns for it ("127.0.0.1:0" picks a free port).
+func startSimulators(cfg *config.Config, addr func(*config.Bus) string, logger *slog.Logger) (*simulation, error) {
+	sim := &simulation{}
+	for _, bus := range cfg.Buses {
+		var devs []*config.Device
+		for _, d := range cfg.Devices {
+			if d.Bus == bus {
+				devs = append(devs, d)
+			}
+		}
+		if len(devs) == 0 {
+			continue
+		}
+		srv, err := simulator.New(simulator.Config{Addr: addr(bus)}, logger.With("component", "simulator", "bus", bus.Name))
+		if err != nil {
+			sim.Close()
+			return nil, err
+		}
+		sb := simBus{bus: bus.Name, server: srv}
+		for _, d := range devs {
+			bank := srv.AddUnit(d.Unit)
+			sb.units = append(sb.units, int(d.Unit))
+			for i, p := range d.Type.Points {
+				spec, ok := d.Type.Simulate[p.Name]
+				if !ok && p.Writable {
+					continue // hold still, so written values stay visible
+				}
+				if !ok {
+					spec = defaultSimulation(p)
+				}
+				sim.points = append(sim.points, newSimPoint(bank, p, spec, uint64(len(sim.points)+i)))
+			}
+		}
+		if err := srv.Start(); err != nil {
+			sim.Close()
+			return nil, fmt.Errorf("simulate bus %s on %s: %w", bus.Name, addr(bus), err)
+		}
+		sim.servers = append(sim.servers, sb)
+	}
+	sim.update(time.Now())
+	return sim, nil
+}
+
+// defaultSimulation animates read-only points the configuration says
+// nothing about: numbers wander between 0 and 100, the rest hold still.
+func defaultSimulation(p mapping.Point) config.Simulation {
+	if p.Type == mapping.TypeBool || p.Type == mapping.TypeString {
+		return config.Simulation{Mode: config.SimFixed}
+	}
+	return config.Simulation{Mode: config.SimRandomWalk, Value: 50, Min: 0, Max: 100, Step: 1}
+}
+
+func newSimPoint(bank *simulator.Bank, p mapping.Point, s config.Simulation, seed uint64) simPoint {
+	sp := simPoint{bank: bank, point: p}
+	switch s.Mode {
+	case config.SimCounter:
+		sp.gen = simulator.Counter(s.Value, s.Step, time.Second)
+	case config.SimSine:
+		sp.gen = simulator.Sine((s.Max-s.Min)/2, s.Period, (s.Max+s.Min)/2)
+	case config.SimRandomWalk:
+		sp.gen = simulator.RandomWalk(s.Value, s.Step, s.Min, s.Max, seed)
+	default:
+		sp.gen = simulator.Fixed(s.Value)
+	}
+	return sp
+}
+
+// update writes every point's current value into its bank.
+func (s *simulation) update(now time.Time) {
+	for i := range s.points {
+		s.points[i].write(now)
+	}
+}
+
+// write encodes the generator's value (engineering units) as the device
+// would hold it: the inverse of scale and offset, then the codec.
+func (sp *simPoint) write(now time.Time) {
+	p := sp.point
+	v := sp.gen.Next(now)
+	if p.Table.IsBit() {
+		sp.bank.SetBits(p.Table, p.Address, []bool{v != 0})
+		return
+	}
+	if p.Bit >= 0 {
+		regs, err := sp.bank.Registers(p.Table, p.Address, 1)
+		if err == nil {
+			sp.bank.SetRegisters(p.Table, p.Address, []uint16{p.SetRegisterBit(regs[0], v != 0)})
+		}
+		return
+	}
+	raw := (v - p.Offset) / p.Scale
+	var val mapping.Value
+	switch p.Type.Kind() {
+	case mapping.KindFloat:
+		val = mapping.Value{Kind: mapping.KindFloat, F: raw}
+	case mapping.KindInt:
+		val = mapping.Value{Kind: mapping.KindInt, I: int64(math.Round(raw))}
+	case mapping.KindUint:
+		val = mapping.Value{Kind: mapping.KindUint, U: uint64(math.Max(0, math.Round(raw)))}
+	case mapping.KindBool:
+		val = mapping.Value{Kind: mapping.KindBool, B: raw != 0}
+	case mapping.KindString:
+		val = mapping.Value{Kind: mapping.KindString, S: sp.text}
+	}
+	regs := make([]uint16, p.Registers())
+	if err := mapping.Encode(p.Type, p.Order, val, regs); err != nil {
+		return // out of the type's range: keep the last value
+	}
+	sp.bank.SetRegisters(p.Table, p.Address, regs)
+}
+
+// Run changes the values every tick until ctx is done, then closes the servers.
+func (s *simulation) Run(ctx context.Context) error {
+	defer s.Close()
+	return simulator.Every(ctx, simTick, s.update)
+}
+
+// Close stops every server.
+func (s *simulation) Close() {
+	var wg sync.WaitGroup
+	for _, b := range s.servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.server.Close() }()
+	}
+	wg.Wait()
+}
