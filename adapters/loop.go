@@ -56,6 +56,9 @@ type LoopConfig struct {
 	Now func() time.Time
 }
 
+// minCycleDeadline is the shortest deadline of one poll cycle.
+const minCycleDeadline = time.Second
+
 // Loop owns one bus: it polls every device at its interval and runs queued
 // writes ahead of pending polls.
 type Loop struct {
@@ -160,10 +163,10 @@ func startOffset(name string, interval time.Duration) time.Duration {
 // Queued writes run between the ranges.
 func (l *Loop) poll(ctx context.Context, st *deviceState) {
 	start := l.cfg.Now()
-	deadline := st.dev.Interval
-	if deadline <= 0 {
-		deadline = time.Minute
-	}
+	// A cycle may run as long as its interval, but never less than
+	// minCycleDeadline: a short interval on a loaded box must not turn a
+	// healthy device's cycle into timeouts.
+	deadline := max(st.dev.Interval, minCycleDeadline)
 	cycleCtx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	reading := Reading{Device: st.dev.Name, Time: start, Blocks: make([]Block, len(st.dev.Plan))}
