@@ -18,8 +18,9 @@ type Device struct {
 	plan   []adapters.Range
 	where  []int // per point: index of the plan range that holds it
 	events []eventState
-	status Status
-	seen   bool // a status was reported at least once
+	status  Status
+	seen    bool   // a status was reported at least once
+	dropped uint64 // events the buffer dropped by policy, as last noted
 }
 
 type eventState struct {
@@ -88,11 +89,19 @@ type Status struct {
 	Up     bool
 	Error  string   // why the device is down, or why some points failed
 	Failed []string // points that could not be read while the device is up
+	// Dropped counts the device's events the buffer dropped by policy
+	// (full, too old) since the bridge started; 0 is not reported.
+	Dropped uint64
 }
 
 func (s Status) equal(o Status) bool {
-	return s.Up == o.Up && s.Error == o.Error && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
+	return s.Up == o.Up && s.Error == o.Error && s.Dropped == o.Dropped && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
 }
+
+// NoteDropped records how many of the device's events the buffer has
+// dropped by policy so far. A change goes out with the next status event,
+// so that nothing is dropped silently.
+func (d *Device) NoteDropped(n uint64) { d.dropped = n }
 
 // Process decodes one poll cycle and returns the events that are due: a
 // status event first when the device's status changed, then every event
@@ -112,7 +121,9 @@ func (d *Device) Process(r adapters.Reading) []Output {
 	}
 
 	var out []Output
-	if st := d.statusOf(r, errs); !d.seen || !st.equal(d.status) {
+	st := d.statusOf(r, errs)
+	st.Dropped = d.dropped
+	if !d.seen || !st.equal(d.status) {
 		d.seen, d.status = true, st
 		s := st
 		out = append(out, Output{Event: StatusEvent, Time: r.Time, Status: &s})

@@ -136,6 +136,24 @@ func TestDeviceStatusTransitions(t *testing.T) {
 	}
 }
 
+func TestDroppedEventsAreReported(t *testing.T) {
+	d, _ := NewDevice("m1", meterType(), 1, PlanOptions{})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d.Process(meterReading(t0, 1, 0))
+	d.NoteDropped(42)
+	outs := d.Process(meterReading(t0.Add(time.Second), 1, 0))
+	if len(outs) == 0 || outs[0].Event != StatusEvent {
+		t.Fatalf("no status event after drops: %+v", outs)
+	}
+	want := `{"d":{"status":"up","dropped_events":42},"ts":"2026-01-01T00:00:01.000Z","seq":9}`
+	if got := string(outs[0].AppendPayload(nil, 9)); got != want {
+		t.Errorf("status = %s, want %s", got, want)
+	}
+	if outs := d.Process(meterReading(t0.Add(2*time.Second), 1, 0)); len(outs) > 0 && outs[0].Event == StatusEvent {
+		t.Errorf("status repeated without a change")
+	}
+}
+
 func TestEventInterval(t *testing.T) {
 	typ := meterType()
 	typ.Events = []Event{{Name: "reading", Points: []string{"voltage"}, Interval: 10 * time.Second}}

@@ -44,6 +44,10 @@ func appendStatus(dst []byte, s *Status) []byte {
 		dst = append(dst, `,"error":`...)
 		dst = appendString(dst, s.Error)
 	}
+	if s.Dropped > 0 {
+		dst = append(dst, `,"dropped_events":`...)
+		dst = strconv.AppendUint(dst, s.Dropped, 10)
+	}
 	if len(s.Failed) > 0 {
 		dst = append(dst, `,"failed_points":[`...)
 		for i, name := range s.Failed {

@@ -204,6 +204,7 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 // are due, and append them to the buffer, which assigns each its seq.
 func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
+	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
 	for _, out := range d.rules.Process(r) {
 		seq, err := b.store.Append(d.name, d.topic(out.Event), func(seq uint64) ([]byte, error) {
 			p := out.AppendPayload(make([]byte, 0, 256), seq)
