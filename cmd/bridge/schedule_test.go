@@ -49,6 +49,9 @@ func TestSharedBusDeadUnit(t *testing.T) {
 		times[r.Device] = append(times[r.Device], r.Time)
 		if r.Err() != nil {
 			errs[r.Device]++
+			if r.Device == "ok" || r.Device == "slow" {
+				t.Logf("%s: %v", r.Device, r.Err())
+			}
 		}
 	})
 	loop := adapters.NewLoop(bus, adapters.LoopConfig{

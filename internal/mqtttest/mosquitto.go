@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,10 +21,11 @@ const startTimeout = 10 * time.Second
 // Mosquitto is a Mosquitto broker subprocess bound to one loopback port for
 // the life of a test.
 type Mosquitto struct {
-	t    testing.TB
-	bin  string
-	conf string
-	addr string
+	t          testing.TB
+	bin        string
+	conf       string
+	addr       string
+	persistent bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -43,8 +45,23 @@ func StartMosquitto(t testing.TB) (addr string) {
 // stopped when the test ends, and its log is printed if the test failed.
 func NewMosquitto(t testing.TB) *Mosquitto {
 	t.Helper()
+	return newMosquitto(t, false)
+}
+
+// NewPersistentMosquitto is NewMosquitto with persistence on: durable
+// sessions (clean session false) and their queued QoS 1 messages survive
+// Stop and Start, which shut the broker down cleanly (SIGTERM) so that it
+// saves its database. Use it when a test's own subscriber must not miss
+// messages published while it reconnects after an outage.
+func NewPersistentMosquitto(t testing.TB) *Mosquitto {
+	t.Helper()
+	return newMosquitto(t, true)
+}
+
+func newMosquitto(t testing.TB, persistent bool) *Mosquitto {
+	t.Helper()
 	bin := findMosquitto(t)
-	m := &Mosquitto{t: t, bin: bin, log: &lockedBuffer{}}
+	m := &Mosquitto{t: t, bin: bin, log: &lockedBuffer{}, persistent: persistent}
 	t.Cleanup(func() {
 		m.Stop()
 		if t.Failed() {
@@ -61,14 +78,18 @@ func NewMosquitto(t testing.TB) *Mosquitto {
 		}
 		m.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		m.conf = filepath.Join(dir, "mosquitto.conf")
+		persistence := "persistence false\n"
+		if persistent {
+			persistence = fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 0\n", dir)
+		}
 		conf := fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
-persistence false
-log_dest stderr
+max_queued_messages 0
+%slog_dest stderr
 log_type error
 log_type warning
 log_type notice
-`, port)
+`, port, persistence)
 		if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
 			t.Fatalf("mqtttest: write config: %v", err)
 		}
@@ -88,8 +109,9 @@ func (m *Mosquitto) Addr() string { return m.addr }
 func (m *Mosquitto) URL() string { return "tcp://" + m.addr }
 
 // Stop kills the broker (SIGKILL, like a crash: clients see their
-// connections drop) and waits until it has exited. Stopping a stopped
-// broker does nothing.
+// connections drop; a persistent broker gets SIGTERM so that it saves its
+// sessions) and waits until it has exited. Stopping a stopped broker does
+// nothing.
 func (m *Mosquitto) Stop() {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
@@ -97,6 +119,14 @@ func (m *Mosquitto) Stop() {
 	m.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	if m.persistent {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+			return
+		case <-time.After(startTimeout):
+		}
 	}
 	_ = cmd.Process.Kill()
 	<-done
