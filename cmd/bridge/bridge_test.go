@@ -447,3 +447,18 @@ func TestFormatEvent(t *testing.T) {
 		t.Errorf("formatEvent = %q\nwant          %q", got, want)
 	}
 }
+
+// TestDemo runs the README's first command for a few seconds and checks
+// that events of all three devices were printed as the platform got them.
+func TestDemo(t *testing.T) {
+	var out, errs strings.Builder
+	code := run(context.Background(), func() {}, []string{"demo", "-duration", "4s"}, &out, &errs)
+	if code != exitOK {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
+	}
+	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
