@@ -190,11 +190,22 @@ func (l *Loop) poll(ctx context.Context, st *deviceState) {
 			transportErr = err
 		}
 	}
-	if ctx.Err() != nil {
-		return // stopping: a cycle cut short is not a device failure
+	if stopping(ctx) {
+		return // a cycle cut short by shutdown is not a device failure
 	}
 	l.cfg.Handler.HandleReading(ctx, reading)
 	l.schedule(st, start, reading)
+}
+
+// stopping reports whether ctx ended or reached its deadline. A read whose
+// socket deadline was clipped to ctx's deadline can fail a moment before
+// ctx.Err() turns non-nil; that is shutdown too, not a device failure.
+func stopping(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // schedule sets the next poll: the next interval tick when the device
