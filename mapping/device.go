@@ -13,11 +13,11 @@ import (
 // each point sits in it, and what each event last reported. It belongs to the
 // goroutine that owns the device's bus.
 type Device struct {
-	name   string
-	typ    *DeviceType
-	plan   []adapters.Range
-	where  []int // per point: index of the plan range that holds it
-	events []eventState
+	name    string
+	typ     *DeviceType
+	plan    []adapters.Range
+	where   []int // per point: index of the plan range that holds it
+	events  []eventState
 	status  Status
 	seen    bool   // a status was reported at least once
 	dropped uint64 // events the buffer dropped by policy, as last noted
@@ -73,8 +73,24 @@ func (d *Device) Plan() []adapters.Range { return d.plan }
 type Output struct {
 	Event  string
 	Time   time.Time
-	Fields []Field // event values, in the order of the event's points
-	Status *Status // set instead of Fields for a status event
+	Fields []Field        // event values, in the order of the event's points
+	Status *Status        // set instead of Fields for a status event
+	Result *CommandResult // set instead of Fields for a command result
+}
+
+// CommandEvent is the event name of command results.
+const CommandEvent = "command"
+
+// CommandResult reports what became of a command from the platform.
+type CommandResult struct {
+	Command string
+	OK      bool
+	Error   string
+}
+
+// CommandOutput builds the event that reports a command's result.
+func CommandOutput(at time.Time, r CommandResult) Output {
+	return Output{Event: CommandEvent, Time: at, Result: &r}
 }
 
 // Field is one named value of an event.

@@ -14,9 +14,19 @@ const MaxPayload = 131072
 // {"d":{...},"ts":"<read time, RFC 3339 UTC with milliseconds>","seq":N}.
 func (o Output) AppendPayload(dst []byte, seq uint64) []byte {
 	dst = append(dst, `{"d":{`...)
-	if o.Status != nil {
+	switch {
+	case o.Status != nil:
 		dst = appendStatus(dst, o.Status)
-	} else {
+	case o.Result != nil:
+		dst = append(dst, `"command":`...)
+		dst = appendString(dst, o.Result.Command)
+		dst = append(dst, `,"ok":`...)
+		dst = strconv.AppendBool(dst, o.Result.OK)
+		if o.Result.Error != "" {
+			dst = append(dst, `,"error":`...)
+			dst = appendString(dst, o.Result.Error)
+		}
+	default:
 		for i, f := range o.Fields {
 			if i > 0 {
 				dst = append(dst, ',')
