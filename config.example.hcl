@@ -43,6 +43,7 @@ platform {
   #   type  = "edge-gw"
   #   id    = "gw-01"
   #   token = env("GATEWAY_TOKEN")     # or token_file = "/etc/bridge/gw.token"
+  #   rate  = 0                         # events/s over the connection; the platform allows 100
   # }
 }
 

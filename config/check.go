@@ -218,6 +218,12 @@ func (c *checker) platform(p *platformBlock) Platform {
 		c.checkID(g.Type, g.TypeRange, "gateway type")
 		c.checkID(g.ID, g.IDRange, "gateway id")
 		out.Gateway = &Gateway{Type: g.Type, ID: g.ID, Token: c.token(g.Token, g.TokenRange, g.TokenFile, g.TokenFileRange, g.DefRange, true)}
+		if g.Rate != nil {
+			out.Gateway.Rate = *g.Rate
+			if *g.Rate < 0 {
+				c.errorf(g.RateRange, "Invalid rate", "rate is events per second over the gateway connection (the platform allows 100); 0 means unlimited.")
+			}
+		}
 	}
 	return out
 }

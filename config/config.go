@@ -50,6 +50,7 @@ type Platform struct {
 // Gateway is the gateway identity of gateway mode.
 type Gateway struct {
 	Type, ID, Token string
+	Rate            float64 // events per second over the gateway connection; 0 unlimited
 }
 
 // Buffer is the store-and-forward buffer's settings.

@@ -51,6 +51,8 @@ type gatewayBlock struct {
 	TypeRange hcl.Range `hcl:"type,attr_value_range"`
 	ID        string    `hcl:"id"`
 	IDRange   hcl.Range `hcl:"id,attr_value_range"`
+	Rate      *float64  `hcl:"rate,optional"`
+	RateRange hcl.Range `hcl:"rate,attr_value_range"`
 	// A token inline (usually env(...)) or in a file.
 	Token          *string   `hcl:"token,optional"`
 	TokenRange     hcl.Range `hcl:"token,attr_value_range"`

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"fieldbridge/adapters"
@@ -47,15 +49,27 @@ type bridge struct {
 	devices map[string]*fieldDevice
 	loops   []*adapters.Loop
 	links   []*uplink.Client
+	gateway *gateway // gateway mode only
 }
 
 // fieldDevice is one configured device at run time.
 type fieldDevice struct {
-	name  string
-	rules *mapping.Device
-	topic func(event string) string
-	link  *uplink.Client
+	name    string
+	typ     string
+	rules   *mapping.Device // used only on its bus loop's goroutine
+	topic   func(event string) string
+	link    *uplink.Client
+	pub     buffer.Publisher // what its forwarder publishes through
+	state   atomic.Int32     // stateUnknown, stateUp or stateDown
+	mailbox *mailbox         // quickstart mode only
 }
+
+// Device states as the last status event said.
+const (
+	stateUnknown int32 = iota
+	stateUp
+	stateDown
+)
 
 // newBridge builds every component from cfg. It does no network I/O: an
 // offline device or broker at start-up must not keep the bridge from
@@ -86,20 +100,22 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		linkBase.TLS = tc
 	}
 
-	var gatewayLink *uplink.Client
 	if cfg.Platform.Mode == config.ModeGateway {
 		gw := cfg.Platform.Gateway
-		lc := linkBase
 		id := uplink.Identity{Org: cfg.Platform.Org, Type: gw.Type, ID: gw.ID}
-		lc.ClientID, lc.Username, lc.Password = uplink.GatewayClientID(id), "use-token-auth", gw.Token
-		lc.MaxInflight = min(cfg.Buffer.InFlight*len(cfg.Devices), platformGatewayInflight)
-		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}}
-		lc.Handler = b.commandHandler()
+		b.gateway = newGateway(id, gw.Rate, logger.With("component", "gateway"))
+		lc := linkBase
+		lc.ClientID, lc.Username, lc.Password = uplink.GatewayClientID(id), uplink.TokenAuthUsername, gw.Token
+		lc.MaxInflight = min(cfg.Buffer.InFlight*(len(cfg.Devices)+1), platformGatewayInflight)
+		// Commands for the gateway and every device behind it, and the
+		// platform's notify messages about rejected requests.
+		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}, {Filter: b.gateway.notify, QoS: 0}}
+		lc.Handler = b.gatewayHandler()
 		link, err := b.newLink(lc, "gateway", gw.ID)
 		if err != nil {
 			return nil, err
 		}
-		gatewayLink = link
+		b.gateway.link = link
 	}
 
 	for _, d := range cfg.Devices {
@@ -107,24 +123,29 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		if err != nil {
 			return nil, fmt.Errorf("device %s: %w", d.Name, err)
 		}
-		fd := &fieldDevice{name: d.Name, rules: rules}
+		fd := &fieldDevice{name: d.Name, typ: d.Type.Name, rules: rules}
 		id := uplink.Identity{Org: cfg.Platform.Org, Type: d.Type.Name, ID: d.Name}
 		switch cfg.Platform.Mode {
 		case config.ModeGateway:
-			fd.link = gatewayLink
+			fd.link = b.gateway.link
+			fd.pub = gatewayPublisher{g: b.gateway, device: d.Name}
 			fd.topic = func(event string) string { return uplink.GatewayEventTopic(id, event, "json") }
 		default:
 			lc := linkBase
 			lc.ClientID = uplink.DeviceClientID(id)
 			if cfg.Platform.Mode == config.ModeDevice {
-				lc.Username, lc.Password = "use-token-auth", d.Token
+				lc.Username, lc.Password = uplink.TokenAuthUsername, d.Token
 				lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/cmd/+/fmt/+", QoS: 1}}
-				lc.Handler = b.commandHandler()
+				lc.Handler = b.commandHandler(fd)
+			} else {
+				fd.mailbox = &mailbox{}
+				logger.Info("quickstart: see the device's events on the dashboard", "device", d.Name, "url", quickstartDashboard+d.Name)
 			}
 			fd.link, err = b.newLink(lc, "device", d.Name)
 			if err != nil {
 				return nil, err
 			}
+			fd.pub = fd.link
 			fd.topic = func(event string) string { return uplink.DeviceEventTopic(event, "json") }
 		}
 		b.devices[d.Name] = fd
@@ -206,26 +227,76 @@ func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
 	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
 	for _, out := range d.rules.Process(r) {
-		seq, err := b.store.Append(d.name, d.topic(out.Event), func(seq uint64) ([]byte, error) {
-			p := out.AppendPayload(make([]byte, 0, 256), seq)
-			if len(p) > mapping.MaxPayload {
-				return nil, fmt.Errorf("event %s is %d bytes, over the platform's limit of %d: %w", out.Event, len(p), mapping.MaxPayload, buffer.ErrTooLarge)
-			}
-			return p, nil
-		})
-		if err != nil {
-			b.logger.Error("event not buffered", "device", d.name, "event", out.Event, "err", err)
-			continue
+		if out.Status != nil {
+			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
 		}
-		b.logger.Debug("event buffered", "device", d.name, "event", out.Event, "seq", seq)
+		b.appendEvent(d, out)
 	}
 }
 
-// commandHandler receives commands. Commands and device management come in
-// a later issue; until then they are logged and refused.
-func (b *bridge) commandHandler() uplink.Handler {
+// appendEvent puts one event of d into the buffer, which assigns its seq
+// (or, in quickstart mode, into d's mailbox). An event over the platform's
+// payload limit is refused here, never queued.
+func (b *bridge) appendEvent(d *fieldDevice, out mapping.Output) {
+	if d.mailbox != nil {
+		d.mailbox.put(out)
+		return
+	}
+	seq, err := b.store.Append(d.name, d.topic(out.Event), func(seq uint64) ([]byte, error) {
+		p := out.AppendPayload(make([]byte, 0, 256), seq)
+		if len(p) > mapping.MaxPayload {
+			return nil, fmt.Errorf("event %s is %d bytes, over the platform's limit of %d: %w", out.Event, len(p), mapping.MaxPayload, buffer.ErrTooLarge)
+		}
+		return p, nil
+	})
+	if err != nil {
+		b.logger.Error("event not buffered", "device", d.name, "event", out.Event, "err", err)
+		return
+	}
+	b.logger.Debug("event buffered", "device", d.name, "event", out.Event, "seq", seq)
+}
+
+// gatewayHandler routes what the gateway connection receives: notify
+// messages about rejected requests, and commands.
+func (b *bridge) gatewayHandler() uplink.Handler {
+	commands := b.commandHandler(nil)
+	known := func(typ, id string) bool { d := b.devices[id]; return d != nil && d.typ == typ }
 	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
-		b.logger.Warn("command ignored: commands are not supported yet", "topic", topic, "bytes", len(payload))
+		if topic == b.gateway.notify {
+			b.gateway.handleNotify(payload, known)
+			return nil
+		}
+		return commands.HandleMessage(ctx, topic, payload)
+	})
+}
+
+// errNoCommands is what a command gets until commands are built.
+const errNoCommands = "commands are not supported by this version of the bridge"
+
+// commandHandler receives commands: iot-2/cmd/<c>/fmt/<f> for device (the
+// device its connection belongs to), iot-2/type/<t>/id/<d>/cmd/<c>/fmt/<f>
+// in gateway mode. Writing commands to devices comes in a later issue; until
+// then each command is answered with a command event saying so, so that the
+// sender is not left guessing.
+func (b *bridge) commandHandler(device *fieldDevice) uplink.Handler {
+	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
+		d, command := device, ""
+		parts := strings.Split(topic, "/")
+		switch {
+		case len(parts) == 5 && parts[1] == "cmd":
+			command = parts[2]
+		case len(parts) == 9 && parts[5] == "cmd":
+			d, command = b.devices[parts[4]], parts[6]
+			if d != nil && d.typ != parts[2] {
+				d = nil
+			}
+		}
+		if d == nil || command == "" {
+			b.logger.Warn("command for no configured device ignored", "topic", topic)
+			return nil
+		}
+		b.logger.Warn("command refused: not supported yet", "device", d.name, "command", command, "bytes", len(payload))
+		b.appendEvent(d, mapping.CommandOutput(time.Now(), mapping.CommandResult{Command: command, Error: errNoCommands}))
 		return nil
 	})
 }
@@ -240,7 +311,7 @@ func (b *bridge) Run(ctx context.Context) error {
 	defer stopForward()
 
 	var links, forwarders, pollers sync.WaitGroup
-	errs := make(chan error, len(b.links)+len(b.devices)+len(b.loops))
+	errs := make(chan error, len(b.links)+len(b.devices)+len(b.loops)+2)
 	goRun := func(wg *sync.WaitGroup, what string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -254,7 +325,15 @@ func (b *bridge) Run(ctx context.Context) error {
 		goRun(&links, "uplink", func() error { return l.Run(linkCtx) })
 	}
 	for _, d := range b.devices {
-		goRun(&forwarders, "forward "+d.name, func() error { return b.store.Forward(fwdCtx, d.name, d.link) })
+		if d.mailbox != nil {
+			goRun(&forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) })
+			continue
+		}
+		goRun(&forwarders, "forward "+d.name, func() error { return b.store.Forward(fwdCtx, d.name, d.pub) })
+	}
+	if g := b.gateway; g != nil {
+		goRun(&forwarders, "forward gateway", func() error { return b.store.Forward(fwdCtx, g.queue, g.link) })
+		goRun(&pollers, "gateway health", func() error { return b.runHealth(ctx) })
 	}
 	for _, l := range b.loops {
 		goRun(&pollers, "bus", func() error { return l.Run(ctx) })

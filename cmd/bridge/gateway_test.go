@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"fieldbridge/config"
+	"fieldbridge/mapping"
+	"fieldbridge/platform"
+	"fieldbridge/uplink"
+)
+
+func TestNotifyBacksOffTheDevice(t *testing.T) {
+	g := newGateway(uplink.Identity{Org: "ab12cd", Type: "edge-gw", ID: "gw-1"}, 0, quietLogger())
+	known := func(typ, id string) bool { return typ == "meter" && id == "m1" }
+	g.handleNotify([]byte(`{"Request":"publish","Topic":"iot-2/type/meter/id/m1/evt/reading/fmt/json","Type":"meter","Id":"m1","Message":"Device type is not valid"}`), known)
+	g.handleNotify([]byte(`not json`), known)
+	g.handleNotify([]byte(`{"Request":"publish","Type":"other","Id":"x","Message":"?"}`), known)
+
+	if why := g.refused("m1"); why != "Device type is not valid" {
+		t.Fatalf("refused(m1) = %q", why)
+	}
+	if why := g.refused("m2"); why != "" {
+		t.Errorf("refused(m2) = %q, want none", why)
+	}
+	err := <-gatewayPublisher{g: g, device: "m1"}.Publish(context.Background(), "t", nil)
+	if !errors.Is(err, errRejected) {
+		t.Errorf("publish for a rejected device = %v, want errRejected (events stay buffered)", err)
+	}
+	if got := g.rejectedDevices(); got["m1"] == "" || len(got) != 1 {
+		t.Errorf("rejectedDevices = %v", got)
+	}
+	g.accepted("m1")
+	if why := g.refused("m1"); why != "" {
+		t.Errorf("still refused after an accepted publish: %q", why)
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	l := newRateLimiter(50)
+	ctx := context.Background()
+	start := time.Now()
+	for range 11 {
+		if err := l.wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 11 tokens at 50/s with a burst of 5 take at least (11-5)/50 s.
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("11 events at 50/s took %v", d)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	slow := newRateLimiter(0.001)
+	slow.wait(ctx)
+	if err := slow.wait(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("wait with cancelled ctx = %v", err)
+	}
+}
+
+func TestMailboxKeepsTheNewest(t *testing.T) {
+	var m mailbox
+	m.put(mapping.Output{Event: "reading", Time: time.Unix(1, 0)})
+	m.put(mapping.Output{Event: "status", Time: time.Unix(2, 0)})
+	m.put(mapping.Output{Event: "reading", Time: time.Unix(3, 0)})
+	o, ok := m.take()
+	if !ok || o.Event != "reading" || o.Time != time.Unix(3, 0) {
+		t.Errorf("first take = %+v, want the newest reading", o)
+	}
+	if o, _ := m.take(); o.Event != "status" {
+		t.Errorf("second take = %+v", o)
+	}
+	if _, ok := m.take(); ok {
+		t.Error("take from an empty mailbox")
+	}
+}
+
+// TestQuickstartMode runs the bridge in quickstart mode against the local
+// platform in quickstart mode: no credentials, QoS 0, and at most about one
+// event per second per device although the devices are polled every 100 ms.
+func TestQuickstartMode(t *testing.T) {
+	r := startSimulation(t)
+	r.cfg.Platform = config.Platform{Org: "quickstart", Mode: config.ModeQuickstart, QoS: 0, KeepAlive: time.Minute}
+	r.cfg.Devices = r.cfg.Devices[:1]
+	p, err := platform.New(platform.Config{Org: "quickstart"}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.runBridge(t, "tcp://"+p.Addr())
+
+	start := time.Now()
+	var n int
+	var lastSeq uint64
+	for time.Since(start) < 3500*time.Millisecond {
+		select {
+		case m := <-sub.C:
+			n++
+			if m.QoS != 0 || m.ClientID != "d:quickstart:meter:m1" {
+				t.Errorf("event at QoS %d from %q", m.QoS, m.ClientID)
+			}
+			p := decode(t, m.Payload)
+			if p.Seq <= lastSeq {
+				t.Errorf("seq %d after %d", p.Seq, lastSeq)
+			}
+			lastSeq = p.Seq
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if n < 2 || n > 5 {
+		t.Errorf("%d events in 3.5 s from a device polled every 100 ms; want about one per second", n)
+	}
+	if v := p.Violations(); len(v) > 0 {
+		t.Errorf("platform violations: %+v", v)
+	}
+}
