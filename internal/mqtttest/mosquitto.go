@@ -85,6 +85,7 @@ func newMosquitto(t testing.TB, persistent bool) *Mosquitto {
 		conf := fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
 max_queued_messages 0
+set_tcp_nodelay true
 %slog_dest stderr
 log_type error
 log_type warning
