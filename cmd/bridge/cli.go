@@ -102,6 +102,15 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.format, "log-format", "", "text or json (default: text on a terminal, json otherwise)")
 }
 
+// parse parses args (with the logging flags registered earlier) and builds
+// the logger.
+func (l *logFlags) parse(fs *flag.FlagSet, args []string, w io.Writer) (*slog.Logger, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return l.logger(w)
+}
+
 // logger builds the process logger: text on a terminal, JSON otherwise.
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
@@ -186,10 +195,7 @@ func cmdRun(ctx context.Context, stop func(), args []string, stderr io.Writer) e
 	drain := fs.Duration("drain", 5*time.Second, "on stop, how long to keep sending buffered events before closing")
 	var lf logFlags
 	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := lf.logger(stderr)
+	logger, err := lf.parse(fs, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var lf logFlags
 	lf.register(fs)
 	fs.Lookup("log-level").DefValue, lf.level = "warn", "warn"
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := lf.logger(stderr)
+	logger, err := lf.parse(fs, args, stderr)
 	if err != nil {
 		return err
 	}

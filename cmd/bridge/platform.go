@@ -16,10 +16,7 @@ func cmdPlatform(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	show := fs.Bool("print", true, "print every event as it arrives")
 	var lf logFlags
 	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := lf.logger(stderr)
+	logger, err := lf.parse(fs, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -39,10 +39,7 @@ func cmdSimulate(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(listen, "listen", "serve a bus on another address: bus=host:port (repeatable)")
 	var lf logFlags
 	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := lf.logger(stderr)
+	logger, err := lf.parse(fs, args, stderr)
 	if err != nil {
 		return err
 	}
