@@ -27,7 +27,7 @@ type TCPConfig struct {
 // TCP is a Modbus TCP bus: one connection to one endpoint, shared by every
 // unit id behind it (a gateway to a serial line, or a single device).
 type TCP struct {
-	cfg     TCPConfig
+	cfg       TCPConfig
 	handler   *mb.TCPClientHandler
 	client    mb.Client
 	connected bool // a connection is open (as far as we know)
@@ -79,29 +79,13 @@ func (t *TCP) connect(ctx context.Context) error {
 func (t *TCP) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, error) {
 	var raw []byte
 	err := t.do(ctx, r.Unit, func() (err error) {
-		switch r.Table {
-		case adapters.Coil:
-			raw, err = t.client.ReadCoils(r.Address, r.Count)
-		case adapters.DiscreteInput:
-			raw, err = t.client.ReadDiscreteInputs(r.Address, r.Count)
-		case adapters.InputRegister:
-			raw, err = t.client.ReadInputRegisters(r.Address, r.Count)
-		case adapters.HoldingRegister:
-			raw, err = t.client.ReadHoldingRegisters(r.Address, r.Count)
-		default:
-			return fmt.Errorf("read of unknown table %d", r.Table)
-		}
+		raw, err = callRead(t.client, r)
 		return err
 	})
 	if err != nil {
 		return adapters.Block{}, fmt.Errorf("read %s: %w", r, err)
 	}
-	b := adapters.Block{Range: r}
-	if r.Table.IsBit() {
-		b.Bits, err = unpackBits(raw, int(r.Count))
-	} else {
-		b.Registers, err = unpackRegisters(raw, int(r.Count))
-	}
+	b, err := blockOf(r, raw)
 	if err != nil {
 		t.Close()
 		return adapters.Block{}, fmt.Errorf("read %s: %w", r, err)
@@ -111,25 +95,7 @@ func (t *TCP) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, 
 
 // WriteRange writes with FC5/FC6 for one value and FC15/FC16 for several.
 func (t *TCP) WriteRange(ctx context.Context, w adapters.WriteRequest) error {
-	err := t.do(ctx, w.Unit, func() (err error) {
-		switch {
-		case w.Table == adapters.Coil && len(w.Bits) == 1:
-			v := uint16(0)
-			if w.Bits[0] {
-				v = 0xFF00
-			}
-			_, err = t.client.WriteSingleCoil(w.Address, v)
-		case w.Table == adapters.Coil:
-			_, err = t.client.WriteMultipleCoils(w.Address, uint16(len(w.Bits)), packBits(w.Bits))
-		case w.Table == adapters.HoldingRegister && len(w.Registers) == 1:
-			_, err = t.client.WriteSingleRegister(w.Address, w.Registers[0])
-		case w.Table == adapters.HoldingRegister:
-			_, err = t.client.WriteMultipleRegisters(w.Address, uint16(len(w.Registers)), packRegisters(w.Registers))
-		default:
-			return fmt.Errorf("the %s table cannot be written", w.Table)
-		}
-		return err
-	})
+	err := t.do(ctx, w.Unit, func() error { return callWrite(t.client, w) })
 	if err != nil {
 		return fmt.Errorf("write unit %d %s %d+%d: %w", w.Unit, w.Table, w.Address, w.Count(), err)
 	}
@@ -174,10 +140,12 @@ func (t *TCP) do(ctx context.Context, unit uint8, call func() error) error {
 	return err
 }
 
-// translate maps goburrow and net errors onto the adapters errors.
+// translate maps goburrow and net errors onto the adapters errors. Errors
+// that already are adapters errors (from our own serial transporter) pass
+// unchanged.
 func translate(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || adapters.IsTransport(err) {
+		return err
 	}
 	var mbErr *mb.ModbusError
 	if errors.As(err, &mbErr) {
