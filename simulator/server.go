@@ -68,11 +68,24 @@ type Faults struct {
 	Exception byte
 
 	// Garbage replaces each reply with random bytes of the same length.
+	// On serial framings (RTU, ASCII) it sends the reply with a wrong CRC
+	// or LRC instead, so that the client sees a damaged frame, not noise.
 	Garbage bool
 
 	// WrongTransactionID sends each reply with a Modbus TCP transaction id
-	// one above the request's, as a stale reply would carry.
+	// one above the request's, as a stale reply would carry. On serial
+	// framings, which have no transaction id, the reply carries the unit id
+	// one above the request's instead: a reply from the wrong slave.
 	WrongTransactionID bool
+
+	// Noise sends this many random bytes on the line just before each
+	// reply, as electrical noise or a slave that garbles its first bytes
+	// would. Serial framings only; Modbus TCP ignores it.
+	Noise int
+
+	// Truncate sends only the first half of each reply (at least its unit
+	// id and function code). Serial framings only; Modbus TCP ignores it.
+	Truncate bool
 
 	// LateReply, when positive, holds back the reply to the first request
 	// after SetFaults by this long (instead of Delay); later requests are
