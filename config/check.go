@@ -18,22 +18,25 @@ import (
 
 // Defaults of settings that are not given.
 const (
-	DefaultDomain     = "internetofthings.ibmcloud.com"
-	DefaultBufferDir  = "/var/lib/bridge/buffer"
-	DefaultMaxBytes   = 256 << 20
-	DefaultMaxAge     = 72 * time.Hour
-	DefaultSync       = time.Second
-	DefaultInFlight   = 64
-	DefaultTimeout    = time.Second
-	DefaultPoll       = 5 * time.Second
-	DefaultKeepAlive  = 60 * time.Second
-	DefaultEventName  = "reading"
-	maxIDLength       = 36
-	defaultSimPeriod  = time.Minute
-	maxDecimals       = 15
-	maxUnitID         = 255
-	defaultQoS        = 1
-	quickstartOrgName = "quickstart"
+	DefaultDomain    = "internetofthings.ibmcloud.com"
+	DefaultBufferDir = "/var/lib/bridge/buffer"
+	DefaultMaxBytes  = 256 << 20
+	DefaultMaxAge    = 72 * time.Hour
+	DefaultSync      = time.Second
+	DefaultInFlight  = 64
+	DefaultTimeout   = time.Second
+	DefaultPoll      = 5 * time.Second
+	DefaultKeepAlive = 60 * time.Second
+	DefaultEventName = "reading"
+	maxIDLength      = 36
+	defaultSimPeriod = time.Minute
+	maxDecimals      = 15
+	maxUnitID        = 255
+	// defaultTextRegisters is a text field's size when length is not given
+	// (as adapters/serialline.DefaultTextRegs).
+	defaultTextRegisters = 8
+	defaultQoS           = 1
+	quickstartOrgName    = "quickstart"
 )
 
 // idPattern is the platform's rule for type, device and event ids
@@ -102,6 +105,7 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 		cfg.DeviceTypes = append(cfg.DeviceTypes, dt)
 	}
 	seen := map[string]bool{}
+	lineType := map[*Bus]*DeviceType{} // a serial_line bus parses one kind of frame
 	for i := range raw.Devices {
 		d := &raw.Devices[i]
 		if seen[d.Name] {
@@ -109,9 +113,15 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 			continue
 		}
 		seen[d.Name] = true
-		if dev := c.device(d, &cfg.Platform, buses, types); dev != nil {
-			cfg.Devices = append(cfg.Devices, dev)
+		dev := c.device(d, &cfg.Platform, buses, types)
+		if dev.Bus != nil && dev.Bus.Kind == BusSerialLine && dev.Type != nil {
+			if first := lineType[dev.Bus]; first == nil {
+				lineType[dev.Bus] = dev.Type
+			} else if first.Name != dev.Type.Name || len(d.Points) > 0 {
+				c.errorf(d.TypeRange, "One frame layout per serial line", "Every device on serial_line bus %q must be of type %q without point overrides: the bus parses one kind of frame.", dev.Bus.Name, first.Name)
+			}
 		}
+		cfg.Devices = append(cfg.Devices, dev)
 	}
 	if len(raw.Devices) == 0 {
 		c.warnf(start, "No devices", "The configuration defines no device block, so the bridge has nothing to poll.")
@@ -274,21 +284,51 @@ func (c *checker) buffer(b *bufferBlock) Buffer {
 func (c *checker) bus(b *busBlock) *Bus {
 	out := &Bus{Name: b.Name, Timeout: DefaultTimeout}
 	c.checkName(b.Name, b.NameRange, "bus")
-	switch {
-	case b.ModbusTCP == nil:
-		c.errorf(b.DefRange, "Bus without a transport", "Add a transport block, for example modbus_tcp { address = \"10.0.0.5:502\" }.")
-	default:
-		t := b.ModbusTCP
-		out.Kind, out.Address = BusModbusTCP, t.Address
-		if _, port, err := net.SplitHostPort(t.Address); err != nil || port == "" {
-			c.errorf(t.AddressRange, "Invalid address", "A Modbus TCP address is host:port, for example \"10.0.0.5:502\".")
+	var kinds []string
+	for kind, set := range map[string]bool{BusModbusTCP: b.ModbusTCP != nil, BusModbusRTU: b.ModbusRTU != nil,
+		BusModbusASCII: b.ModbusASCII != nil, BusModbusRTUTCP: b.ModbusRTUTCP != nil, BusSerialLine: b.SerialLine != nil} {
+		if set {
+			kinds = append(kinds, kind)
 		}
+	}
+	switch {
+	case len(kinds) == 0:
+		c.errorf(b.DefRange, "Bus without a transport", "Add one transport block: modbus_tcp, modbus_rtu, modbus_rtu_tcp, modbus_ascii or serial_line.")
+	case len(kinds) > 1:
+		sort.Strings(kinds)
+		c.errorf(b.NameRange, "Bus with several transports", "A bus is one line or endpoint; it has %s. Make a bus for each.", strings.Join(kinds, " and "))
+	case b.ModbusTCP != nil, b.ModbusRTUTCP != nil:
+		t, kind := b.ModbusTCP, BusModbusTCP
+		if t == nil {
+			t, kind = b.ModbusRTUTCP, BusModbusRTUTCP
+		}
+		out.Kind, out.Address = kind, t.Address
+		c.hostPort(t.Address, t.AddressRange)
 		if t.Timeout != nil {
 			out.Timeout = c.duration(*t.Timeout, t.TimeoutRange, "timeout")
 		}
 		if t.ConnectPause != nil {
 			out.ConnectPause = c.duration(*t.ConnectPause, t.PauseRange, "connect_pause")
 		}
+	case b.ModbusRTU != nil, b.ModbusASCII != nil:
+		p, kind := b.ModbusRTU, BusModbusRTU
+		if p == nil {
+			p, kind = b.ModbusASCII, BusModbusASCII
+		}
+		out.Kind = kind
+		out.Serial = c.serialPort(&p.Port, p.PortRange, p.Baud, p.BaudRange, p.DataBits, p.DataBitsRange, p.Parity, p.ParityRange, p.StopBits, p.StopBitsRange)
+		if p.Timeout != nil {
+			out.Timeout = c.duration(*p.Timeout, p.TimeoutRange, "timeout")
+		}
+		if p.Silence != nil {
+			out.Serial.Silence = c.duration(*p.Silence, p.SilenceRange, "silence")
+			if kind != BusModbusRTU {
+				c.errorf(p.SilenceRange, "silence is for RTU", "Modbus ASCII frames end with CR LF, not with a silence; remove silence.")
+			}
+		}
+	default:
+		out.Kind = BusSerialLine
+		out.Line = c.serialLine(b.SerialLine, out)
 	}
 	if b.Pause != nil {
 		out.Pause = c.duration(*b.Pause, b.PauseRange, "pause")
@@ -366,6 +406,14 @@ func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, typ
 	}
 	if out.Type != nil && len(d.Points) > 0 {
 		out.Type = c.overridePoints(out.Type, d)
+	}
+	if out.Type != nil && out.Bus != nil {
+		switch line := out.Bus.Kind == BusSerialLine; {
+		case line && len(out.Type.Fields) == 0:
+			c.errorf(d.TypeRange, "Device type has no fields", "Bus %q is a serial_line; its devices' points read frame fields (field = \"name\" or column = N).", out.Bus.Name)
+		case !line && len(out.Type.Fields) > 0:
+			c.errorf(d.TypeRange, "Serial-line fields on a Modbus bus", "Device type %q reads frame fields, but bus %q speaks Modbus.", out.Type.Name, out.Bus.Name)
+		}
 	}
 	if d.Unit != nil {
 		if *d.Unit < 0 || *d.Unit > maxUnitID {
@@ -468,4 +516,95 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func (c *checker) hostPort(addr string, rng hcl.Range) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		c.errorf(rng, "Invalid address", "An address is host:port, for example \"10.0.0.5:502\".")
+	}
+}
+
+// serialPort checks the settings of a serial line; zero values keep the
+// protocol's defaults.
+func (c *checker) serialPort(port *string, portRange hcl.Range, baud *int, baudRange hcl.Range, dataBits *int, dataBitsRange hcl.Range,
+	parity *string, parityRange hcl.Range, stopBits *int, stopBitsRange hcl.Range) SerialPort {
+	var sp SerialPort
+	if port != nil {
+		sp.Port = *port
+		if sp.Port == "" {
+			c.errorf(portRange, "Empty port", "port is the serial device, for example \"/dev/ttyUSB0\" or \"/dev/serial/by-id/...\".")
+		}
+	}
+	if baud != nil {
+		sp.Baud = *baud
+		if sp.Baud < 50 || sp.Baud > 4000000 {
+			c.errorf(baudRange, "Invalid baud", "baud is the line speed, for example 9600, 19200 or 115200.")
+		}
+	}
+	if dataBits != nil {
+		sp.DataBits = *dataBits
+		if sp.DataBits != 7 && sp.DataBits != 8 {
+			c.errorf(dataBitsRange, "Invalid data_bits", "data_bits is 7 or 8.")
+		}
+	}
+	if parity != nil {
+		sp.Parity = c.enum(*parity, parityRange, "parity", []string{"none", "even", "odd"})
+	}
+	if stopBits != nil {
+		sp.StopBits = *stopBits
+		if sp.StopBits != 1 && sp.StopBits != 2 {
+			c.errorf(stopBitsRange, "Invalid stop_bits", "stop_bits is 1 or 2.")
+		}
+	}
+	return sp
+}
+
+func (c *checker) serialLine(l *serialLineBlock, out *Bus) *SerialLine {
+	line := &SerialLine{}
+	switch {
+	case (l.Port == nil) == (l.Address == nil):
+		c.errorf(l.DefRange, "Where is the instrument?", "Give either port (a serial device) or address (host:port of a serial device server).")
+	case l.Address != nil:
+		out.Address = *l.Address
+		c.hostPort(out.Address, l.AddressRange)
+	}
+	out.Serial = c.serialPort(l.Port, l.PortRange, l.Baud, l.BaudRange, l.DataBits, l.DataBitsRange, l.Parity, l.ParityRange, l.StopBits, l.StopBitsRange)
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&line.Delimiter, l.Delimiter)
+	set(&line.Start, l.Start)
+	set(&line.Regexp, l.Regexp)
+	set(&line.Separator, l.Separator)
+	set(&line.Request, l.Request)
+	set(&line.Template, l.Template)
+	if l.Length != nil {
+		line.Length = *l.Length
+	}
+	if l.MaxLength != nil {
+		line.MaxLength = *l.MaxLength
+	}
+	if l.DecimalComma != nil {
+		line.DecimalComma = *l.DecimalComma
+	}
+	if (line.Delimiter == "") == (line.Length <= 0) {
+		c.errorf(at(l.DelimiterRange, at(l.LengthRange, l.DefRange)), "How are frames cut?", "Give delimiter (for example \"\\r\\n\") or length (bytes per frame after start), not both.")
+	}
+	if (line.Regexp == "") == (line.Separator == "") {
+		c.errorf(at(l.RegexpRange, at(l.SeparatorRange, l.DefRange)), "How are fields parsed?", "Give regexp (named groups name the fields) or separator (fields are columns), not both.")
+	}
+	if line.Regexp != "" {
+		if _, err := regexp.Compile(line.Regexp); err != nil {
+			c.errorf(l.RegexpRange, "Invalid regexp", "%v", err)
+		}
+	}
+	if l.Timeout != nil {
+		out.Timeout = c.duration(*l.Timeout, l.TimeoutRange, "timeout")
+	}
+	if l.MaxAge != nil {
+		line.MaxAge = c.duration(*l.MaxAge, l.MaxAgeRange, "max_age")
+	}
+	return line
 }

@@ -66,14 +66,20 @@ type Buffer struct {
 
 // Bus kinds.
 const (
-	BusModbusTCP = "modbus_tcp"
+	BusModbusTCP    = "modbus_tcp"
+	BusModbusRTU    = "modbus_rtu"
+	BusModbusASCII  = "modbus_ascii"
+	BusModbusRTUTCP = "modbus_rtu_tcp"
+	BusSerialLine   = "serial_line"
 )
 
 // Bus is one physical bus and its transport settings.
 type Bus struct {
 	Name    string
 	Kind    string
-	Address string // modbus_tcp: host:port
+	Address string // modbus_tcp, modbus_rtu_tcp, serial_line over TCP: host:port
+	Serial  SerialPort
+	Line    *SerialLine // serial_line only
 	Timeout time.Duration
 	Pause   time.Duration // silence between requests
 	// ConnectPause is a silence after each new connection.
@@ -81,11 +87,50 @@ type Bus struct {
 	Plan         mapping.PlanOptions
 }
 
+// SerialPort is a serial line's settings. Zero values take the protocol's
+// defaults (RTU 19200 8E1, ASCII 19200 7E1, serial_line 9600 8N1).
+type SerialPort struct {
+	Port     string
+	Baud     int
+	DataBits int
+	Parity   string
+	StopBits int
+	Silence  time.Duration // RTU: end-of-frame silence; 0 is 3.5 characters
+}
+
+// SerialLine is how a serial_line bus cuts and parses frames.
+type SerialLine struct {
+	Delimiter    string
+	Length       int
+	Start        string
+	MaxLength    int
+	Regexp       string
+	Separator    string
+	DecimalComma bool
+	Request      string
+	MaxAge       time.Duration
+	Template     string // what bridge simulate prints
+}
+
 // DeviceType is a mapping.DeviceType plus what the simulator needs to
-// animate its points.
+// animate its points and, for serial-line instruments, which frame field
+// each point reads.
 type DeviceType struct {
 	*mapping.DeviceType
 	Simulate map[string]Simulation // by point name
+	Fields   []Field               // serial-line fields, in register-image order
+}
+
+// Field is a value in a serial-line frame and the point that reads it.
+// Fields fill holding registers from address 0 in order: a number takes
+// four registers (float64, ABCDEFGH), a text Length registers (two
+// characters each). adapters/serialline builds the same image.
+type Field struct {
+	Point  string // the point's name
+	Name   string // the regexp group or column name
+	Column int    // with a separator: the column, from 1
+	Text   bool
+	Length int // text registers
 }
 
 // Simulation modes of a point in `bridge simulate`.

@@ -281,3 +281,78 @@ func blockFrom(t *testing.T, tables map[string]map[string][]uint16, r adapters.R
 	}
 	return b
 }
+
+func TestSerialBuses(t *testing.T) {
+	src := `
+platform { org = "ab12cd" }
+bus "rs485" {
+  modbus_rtu {
+    port    = "/dev/ttyUSB0"
+    baud    = 9600
+    parity  = "none"
+    silence = "5ms"
+  }
+}
+bus "gw" {
+  modbus_rtu_tcp { address = "10.0.0.7:4001" }
+}
+bus "scale" {
+  serial_line {
+    port      = "/dev/ttyUSB1"
+    delimiter = "\r\n"
+    separator = ","
+    request   = "W\r"
+  }
+}
+device_type "scale" {
+  point "status" {
+    column = 1
+    type   = "string"
+    length = 2
+  }
+  point "weight" {
+    column = 2
+    unit   = "kg"
+    scale  = 1000
+  }
+  point "tare" {
+    column = 3
+  }
+}
+device "s1" {
+  type  = "scale"
+  bus   = "scale"
+  token = "secret-token"
+}
+`
+	cfg, diags := Parse("serial.hcl", []byte(src), testEnv)
+	if diags.HasErrors() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	rtu := cfg.Buses[0]
+	if rtu.Kind != BusModbusRTU || rtu.Serial.Port != "/dev/ttyUSB0" || rtu.Serial.Baud != 9600 || rtu.Serial.Parity != "none" || rtu.Serial.Silence != 5*time.Millisecond {
+		t.Errorf("rtu bus = %+v", rtu)
+	}
+	if gw := cfg.Buses[1]; gw.Kind != BusModbusRTUTCP || gw.Address != "10.0.0.7:4001" {
+		t.Errorf("rtu over tcp bus = %+v", gw)
+	}
+	line := cfg.Buses[2]
+	if line.Kind != BusSerialLine || line.Line.Separator != "," || line.Line.Request != "W\r" || line.Line.Delimiter != "\r\n" {
+		t.Errorf("serial_line bus = %+v %+v", line, line.Line)
+	}
+	typ := cfg.DeviceTypes[0]
+	wantFields := []Field{{Point: "status", Name: "status", Column: 1, Text: true, Length: 2}, {Point: "weight", Name: "weight", Column: 2}, {Point: "tare", Name: "tare", Column: 3}}
+	if diff := cmp.Diff(wantFields, typ.Fields); diff != "" {
+		t.Errorf("fields (-want +got):\n%s", diff)
+	}
+	var addrs []uint16
+	for _, p := range typ.Points {
+		addrs = append(addrs, p.Address)
+	}
+	if diff := cmp.Diff([]uint16{0, 2, 6}, addrs); diff != "" {
+		t.Errorf("register image addresses (-want +got):\n%s", diff)
+	}
+	if typ.Points[0].Type != mapping.TypeString || typ.Points[1].Type != mapping.TypeFloat64 || typ.Points[1].Scale != 1000 {
+		t.Errorf("points = %+v", typ.Points)
+	}
+}

@@ -21,7 +21,13 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 			continue
 		}
 		pointBlocks[pb.Name] = pb
-		p, ok := c.point(pb)
+		var p mapping.Point
+		var ok bool
+		if pb.FieldRange.Filename != "" || pb.ColumnRange.Filename != "" {
+			p, ok = c.fieldPoint(pb, dt)
+		} else {
+			p, ok = c.point(pb)
+		}
 		if !ok {
 			continue
 		}
@@ -60,6 +66,55 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 		dt.Events = []mapping.Event{{Name: DefaultEventName, Points: names}}
 	}
 	return dt
+}
+
+// fieldPoint builds a point that reads a field of a serial-line frame. Its
+// place in the register image follows from the fields before it (see
+// Field); its type is float64 for a number or string for a text.
+func (c *checker) fieldPoint(pb *pointBlock, dt *DeviceType) (mapping.Point, bool) {
+	for _, r := range []hcl.Range{pb.TableRange, pb.AddressRange} {
+		if r.Filename != "" {
+			c.errorf(r, "Address on a serial-line field", "A point with field or column takes its value from the frame; remove table and address.")
+			return mapping.Point{}, false
+		}
+	}
+	f := Field{Point: pb.Name, Name: pb.Name}
+	if pb.Field != nil {
+		f.Name = *pb.Field
+	}
+	if pb.Column != nil {
+		f.Column = *pb.Column
+		if f.Column < 1 {
+			c.errorf(pb.ColumnRange, "Invalid column", "Columns count from 1.")
+		}
+	}
+	p := mapping.Point{Name: pb.Name, Table: adapters.HoldingRegister, Type: mapping.TypeFloat64, Bit: -1, Scale: 1, Decimals: -1}
+	if pb.Type != nil && *pb.Type == "string" {
+		p.Type, f.Text, f.Length = mapping.TypeString, true, defaultTextRegisters
+		if pb.Length != nil {
+			f.Length = *pb.Length
+		}
+	} else if pb.Type != nil && *pb.Type != "float64" {
+		c.errorf(pb.TypeRange, "Invalid type for a field", "A serial-line field is a number (type float64, the default) or text (type = \"string\").")
+		return p, false
+	}
+	for _, prev := range dt.Fields {
+		if prev.Text {
+			p.Address += uint16(prev.Length)
+		} else {
+			p.Address += uint16(mapping.TypeFloat64.Registers())
+		}
+	}
+	if f.Text {
+		p.Length = f.Length
+	}
+	pb2 := *pb // type and length are settled above
+	pb2.Type, pb2.Length = nil, nil
+	p, ok := c.applyPoint(p, &pb2)
+	if ok {
+		dt.Fields = append(dt.Fields, f)
+	}
+	return p, ok
 }
 
 // point builds a point of a device type. table, address and type are

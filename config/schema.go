@@ -82,7 +82,11 @@ type busBlock struct {
 	NameRange hcl.Range `hcl:"name,label_range"`
 	DefRange  hcl.Range `hcl:",def_range"`
 
-	ModbusTCP *modbusTCPBlock `hcl:"modbus_tcp,block"`
+	ModbusTCP    *modbusTCPBlock  `hcl:"modbus_tcp,block"`
+	ModbusRTU    *serialPortBlock `hcl:"modbus_rtu,block"`
+	ModbusASCII  *serialPortBlock `hcl:"modbus_ascii,block"`
+	ModbusRTUTCP *modbusTCPBlock  `hcl:"modbus_rtu_tcp,block"`
+	SerialLine   *serialLineBlock `hcl:"serial_line,block"`
 
 	Pause             *string   `hcl:"pause,optional"`
 	PauseRange        hcl.Range `hcl:"pause,attr_value_range"`
@@ -100,6 +104,65 @@ type modbusTCPBlock struct {
 	TimeoutRange hcl.Range `hcl:"timeout,attr_value_range"`
 	ConnectPause *string   `hcl:"connect_pause,optional"`
 	PauseRange   hcl.Range `hcl:"connect_pause,attr_value_range"`
+}
+
+// serialPortBlock is a serial line's settings (modbus_rtu, modbus_ascii).
+type serialPortBlock struct {
+	DefRange      hcl.Range `hcl:",def_range"`
+	Port          string    `hcl:"port"`
+	PortRange     hcl.Range `hcl:"port,attr_value_range"`
+	Baud          *int      `hcl:"baud,optional"`
+	BaudRange     hcl.Range `hcl:"baud,attr_value_range"`
+	DataBits      *int      `hcl:"data_bits,optional"`
+	DataBitsRange hcl.Range `hcl:"data_bits,attr_value_range"`
+	Parity        *string   `hcl:"parity,optional"`
+	ParityRange   hcl.Range `hcl:"parity,attr_value_range"`
+	StopBits      *int      `hcl:"stop_bits,optional"`
+	StopBitsRange hcl.Range `hcl:"stop_bits,attr_value_range"`
+	Timeout       *string   `hcl:"timeout,optional"`
+	TimeoutRange  hcl.Range `hcl:"timeout,attr_value_range"`
+	Silence       *string   `hcl:"silence,optional"`
+	SilenceRange  hcl.Range `hcl:"silence,attr_value_range"`
+}
+
+// serialLineBlock is a text instrument's line: where it is, how frames are
+// cut and how fields are parsed.
+type serialLineBlock struct {
+	DefRange      hcl.Range `hcl:",def_range"`
+	Port          *string   `hcl:"port,optional"`
+	PortRange     hcl.Range `hcl:"port,attr_value_range"`
+	Address       *string   `hcl:"address,optional"`
+	AddressRange  hcl.Range `hcl:"address,attr_value_range"`
+	Baud          *int      `hcl:"baud,optional"`
+	BaudRange     hcl.Range `hcl:"baud,attr_value_range"`
+	DataBits      *int      `hcl:"data_bits,optional"`
+	DataBitsRange hcl.Range `hcl:"data_bits,attr_value_range"`
+	Parity        *string   `hcl:"parity,optional"`
+	ParityRange   hcl.Range `hcl:"parity,attr_value_range"`
+	StopBits      *int      `hcl:"stop_bits,optional"`
+	StopBitsRange hcl.Range `hcl:"stop_bits,attr_value_range"`
+
+	Delimiter      *string   `hcl:"delimiter,optional"`
+	DelimiterRange hcl.Range `hcl:"delimiter,attr_value_range"`
+	Length         *int      `hcl:"length,optional"`
+	LengthRange    hcl.Range `hcl:"length,attr_value_range"`
+	Start          *string   `hcl:"start,optional"`
+	MaxLength      *int      `hcl:"max_length,optional"`
+
+	Regexp         *string   `hcl:"regexp,optional"`
+	RegexpRange    hcl.Range `hcl:"regexp,attr_value_range"`
+	Separator      *string   `hcl:"separator,optional"`
+	SeparatorRange hcl.Range `hcl:"separator,attr_value_range"`
+	DecimalComma   *bool     `hcl:"decimal_comma,optional"`
+
+	Request      *string   `hcl:"request,optional"`
+	Timeout      *string   `hcl:"timeout,optional"`
+	TimeoutRange hcl.Range `hcl:"timeout,attr_value_range"`
+	MaxAge       *string   `hcl:"max_age,optional"`
+	MaxAgeRange  hcl.Range `hcl:"max_age,attr_value_range"`
+	// Template is the line `bridge simulate` prints for this instrument,
+	// with {field} or {field:%fmt} placeholders.
+	Template *string `hcl:"simulate_template,optional"`
 }
 
 type deviceTypeBlock struct {
@@ -148,6 +211,12 @@ type pointBlock struct {
 	DeadbandPercentRange hcl.Range         `hcl:"deadband_percent,attr_value_range"`
 	Enum                 map[string]string `hcl:"enum,optional"`
 	EnumRange            hcl.Range         `hcl:"enum,attr_value_range"`
+
+	// Field and Column take a point's value from a serial_line frame.
+	Field       *string   `hcl:"field,optional"`
+	FieldRange  hcl.Range `hcl:"field,attr_value_range"`
+	Column      *int      `hcl:"column,optional"`
+	ColumnRange hcl.Range `hcl:"column,attr_value_range"`
 
 	Simulate *simulateBlock `hcl:"simulate,block"`
 }
