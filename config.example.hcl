@@ -80,6 +80,58 @@ bus "line1" {
   # max_registers = 125
 }
 
+## Modbus RTU on a serial line (RS-485/RS-232). One goroutine owns the
+## line: requests for every unit on it take turns, writes go first.
+# bus "rs485" {
+#   modbus_rtu {
+#     port      = "/dev/ttyUSB0"     # or /dev/serial/by-id/...
+#     baud      = 19200
+#     data_bits = 8
+#     parity    = "even"             # none | even | odd
+#     stop_bits = 1
+#     timeout   = "1s"               # a unit that does not answer costs this once
+#     silence   = "0s"               # end-of-frame silence; 0 is 3.5 characters (1.75ms above 19200 baud)
+#   }
+# }
+
+## Modbus ASCII: the same settings as modbus_rtu (default 7 data bits), no silence.
+# bus "ascii" {
+#   modbus_ascii { port = "/dev/ttyUSB1" }
+# }
+
+## Modbus RTU frames over TCP, for serial device servers.
+# bus "gw" {
+#   modbus_rtu_tcp { address = "10.0.0.7:4001" }
+# }
+
+## An instrument that prints text frames (scales, analysers). Its device
+## type's points read fields of the frame (field = "name" or column = N)
+## instead of registers.
+# bus "scale" {
+#   serial_line {
+#     port      = "/dev/ttyUSB2"     # or address = "10.0.0.8:4002" (raw TCP port of a device server)
+#     baud      = 9600               # 8N1 unless data_bits/parity/stop_bits say otherwise
+#     delimiter = "\r\n"             # frames end with this; or length = N (with start = "\x02")
+#     separator = ","                # fields are columns; or regexp = "(?P<weight>[-+0-9.]+) kg"
+#     # decimal_comma = false
+#     request   = "W{unit}\r\n"      # query mode: sent each poll ({unit} is the device's unit id);
+#                                    # without it the instrument prints by itself (push mode)
+#     # timeout = "1s"
+#     # max_age = "10s"              # push mode: an older frame is stale
+#     # simulate_template = "ST,{weight_kg:%+08.2f},kg\r\n"   # what bridge simulate prints (needed with regexp)
+#   }
+# }
+# device_type "scale" {
+#   point "weight_kg" {
+#     column = 2                     # a number (float64), scale and offset as usual
+#   }
+#   point "status" {
+#     column = 1
+#     type   = "string"
+#     length = 2                     # registers, two characters each
+#   }
+# }
+
 ## A device type is a reusable map; many devices share it. Its name is the
 ## platform device type.
 device_type "power-meter" {

@@ -13,6 +13,7 @@ import (
 
 	"fieldbridge/adapters"
 	"fieldbridge/adapters/modbus"
+	"fieldbridge/adapters/serialline"
 	"fieldbridge/buffer"
 	"fieldbridge/config"
 	"fieldbridge/mapping"
@@ -201,16 +202,9 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 		b.logger.Warn("bus has no devices", "bus", bus.Name)
 		return nil, nil
 	}
-	var conn adapters.Bus
-	switch bus.Kind {
-	case config.BusModbusTCP:
-		tcp, err := modbus.NewTCP(modbus.TCPConfig{Address: bus.Address, Timeout: bus.Timeout, ConnectPause: bus.ConnectPause})
-		if err != nil {
-			return nil, fmt.Errorf("bus %s: %w", bus.Name, err)
-		}
-		conn = tcp
-	default:
-		return nil, fmt.Errorf("bus %s: kind %q is not supported", bus.Name, bus.Kind)
+	conn, err := openBus(bus, b.cfg.Devices)
+	if err != nil {
+		return nil, fmt.Errorf("bus %s: %w", bus.Name, err)
 	}
 	logger := b.logger.With("component", "bus", "bus", bus.Name)
 	return adapters.NewLoop(conn, adapters.LoopConfig{
@@ -411,4 +405,49 @@ func bufferConfig(cfg *config.Config, opts bridgeOptions) buffer.Config {
 		bc.Rate = 1 // quickstart accepts at most one event per second per device
 	}
 	return bc
+}
+
+// openBus builds the adapters.Bus of a configured bus. It does not connect:
+// the loop's first request does, so a missing device never blocks start-up.
+func openBus(bus *config.Bus, devices []*config.Device) (adapters.Bus, error) {
+	sp := bus.Serial
+	switch bus.Kind {
+	case config.BusModbusTCP:
+		return modbus.NewTCP(modbus.TCPConfig{Address: bus.Address, Timeout: bus.Timeout, ConnectPause: bus.ConnectPause})
+	case config.BusModbusRTUTCP:
+		return modbus.NewRTUOverTCP(bus.Address, bus.Timeout)
+	case config.BusModbusRTU:
+		return modbus.NewRTU(modbus.RTUConfig{Port: sp.Port, Baud: sp.Baud, DataBits: sp.DataBits, Parity: sp.Parity, StopBits: sp.StopBits, Timeout: bus.Timeout, Silence: sp.Silence})
+	case config.BusModbusASCII:
+		return modbus.NewASCII(modbus.ASCIIConfig{Port: sp.Port, Baud: sp.Baud, DataBits: sp.DataBits, Parity: sp.Parity, StopBits: sp.StopBits, Timeout: bus.Timeout})
+	case config.BusSerialLine:
+		return serialline.New(serialLineConfig(bus, devices))
+	}
+	return nil, fmt.Errorf("kind %q is not supported", bus.Kind)
+}
+
+// serialLineConfig turns a serial_line bus and the fields of its devices'
+// type into the adapter's configuration.
+func serialLineConfig(bus *config.Bus, devices []*config.Device) serialline.Config {
+	l, sp := bus.Line, bus.Serial
+	cfg := serialline.Config{
+		Port: sp.Port, Baud: sp.Baud, DataBits: sp.DataBits, Parity: sp.Parity, StopBits: sp.StopBits, Address: bus.Address,
+		Framing: serialline.Framing{Delimiter: l.Delimiter, Length: l.Length, Start: l.Start, MaxLength: l.MaxLength},
+		Parser:  serialline.Parser{Regexp: l.Regexp, Separator: l.Separator, DecimalComma: l.DecimalComma},
+		Request: l.Request, Timeout: bus.Timeout, MaxAge: l.MaxAge,
+	}
+	for _, d := range devices {
+		if d.Bus != bus {
+			continue
+		}
+		for _, f := range d.Type.Fields {
+			sf := serialline.Field{Name: f.Name, Column: f.Column, Type: serialline.Number}
+			if f.Text {
+				sf.Type, sf.Length = serialline.Text, f.Length
+			}
+			cfg.Fields = append(cfg.Fields, sf)
+		}
+		break // config checked that every device on the line has this type
+	}
+	return cfg
 }

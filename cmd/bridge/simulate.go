@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +40,7 @@ func cmdSimulate(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("simulate", stderr)
 	path := fs.String("config", "", "configuration file whose devices to serve")
 	listen := listenFlags{}
-	fs.Var(listen, "listen", "serve a bus on another address: bus=host:port (repeatable)")
+	fs.Var(listen, "listen", "serve a bus elsewhere: bus=host:port, or bus=PATH for a serial bus (repeatable)")
 	var lf logFlags
 	lf.register(fs)
 	logger, err := lf.parse(fs, args, stderr)
@@ -46,6 +50,11 @@ func cmdSimulate(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := loadConfig(*path, stderr)
 	if err != nil {
 		return err
+	}
+	for _, b := range cfg.Buses {
+		if _, ok := listen[b.Name]; !ok && b.Kind != config.BusModbusTCP && b.Kind != config.BusModbusRTUTCP {
+			return fmt.Errorf("bus %s is a serial line: give the simulator's end of it with -listen %s=/dev/pts/N (see README, Serial lines): %w", b.Name, b.Name, errConfig)
+		}
 	}
 	sims, err := startSimulators(cfg, func(b *config.Bus) string {
 		if a, ok := listen[b.Name]; ok {
@@ -62,10 +71,21 @@ func cmdSimulate(ctx context.Context, args []string, stderr io.Writer) error {
 	return sims.Run(ctx)
 }
 
-// simulation serves the devices of a configuration as Modbus slaves.
+// simulation serves the devices of a configuration: Modbus TCP slaves
+// (servers), and Modbus RTU/ASCII slaves and text instruments on serial
+// lines or RTU-over-TCP listeners (lines).
 type simulation struct {
 	servers []simBus
 	points  []simPoint
+	lines   []simLine
+}
+
+// simLine serves one serial bus until ctx ends.
+type simLine struct {
+	bus   string
+	where string
+	serve func(ctx context.Context) error
+	close func()
 }
 
 type simBus struct {
@@ -96,6 +116,15 @@ func startSimulators(cfg *config.Config, addr func(*config.Bus) string, logger *
 		if len(devs) == 0 {
 			continue
 		}
+		if bus.Kind == config.BusSerialLine {
+			line, err := sim.instrument(bus, devs, addr(bus))
+			if err != nil {
+				sim.Close()
+				return nil, fmt.Errorf("simulate bus %s: %w", bus.Name, err)
+			}
+			sim.lines = append(sim.lines, line)
+			continue
+		}
 		srv, err := simulator.New(simulator.Config{Addr: addr(bus)}, logger.With("component", "simulator", "bus", bus.Name))
 		if err != nil {
 			sim.Close()
@@ -115,6 +144,16 @@ func startSimulators(cfg *config.Config, addr func(*config.Bus) string, logger *
 				}
 				sim.points = append(sim.points, newSimPoint(bank, p, spec, uint64(len(sim.points)+i)))
 			}
+		}
+		if bus.Kind != config.BusModbusTCP {
+			line, err := serialSlaves(srv, bus, addr(bus))
+			if err != nil {
+				srv.Close()
+				sim.Close()
+				return nil, fmt.Errorf("simulate bus %s on %s: %w", bus.Name, addr(bus), err)
+			}
+			sim.lines = append(sim.lines, line)
+			continue
 		}
 		if err := srv.Start(); err != nil {
 			sim.Close()
@@ -194,18 +233,142 @@ func (sp *simPoint) write(now time.Time) {
 	sp.bank.SetRegisters(p.Table, p.Address, regs)
 }
 
-// Run changes the values every tick until ctx is done, then closes the servers.
+// Run changes the values every tick and serves the serial lines until ctx
+// is done, then closes everything.
 func (s *simulation) Run(ctx context.Context) error {
 	defer s.Close()
-	return simulator.Every(ctx, simTick, s.update)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.lines))
+	for _, l := range s.lines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.serve(ctx); err != nil {
+				errs <- fmt.Errorf("bus %s on %s: %w", l.bus, l.where, err)
+			}
+		}()
+	}
+	err := simulator.Every(ctx, simTick, s.update)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	return err
 }
 
-// Close stops every server.
+// Close stops every server and closes every line.
 func (s *simulation) Close() {
 	var wg sync.WaitGroup
 	for _, b := range s.servers {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.server.Close() }()
 	}
+	for _, l := range s.lines {
+		l.close()
+	}
 	wg.Wait()
+}
+
+// serialSlaves serves srv's units as Modbus RTU or ASCII slaves: on the
+// serial port at where (a device path, e.g. one end of a socat pty pair),
+// or, for modbus_rtu_tcp, on a TCP listener at where.
+func serialSlaves(srv *simulator.Server, bus *config.Bus, where string) (simLine, error) {
+	line := simLine{bus: bus.Name, where: where}
+	if bus.Kind == config.BusModbusRTUTCP {
+		ln, err := net.Listen("tcp", where)
+		if err != nil {
+			return line, err
+		}
+		line.where = ln.Addr().String()
+		line.close = func() { ln.Close(); srv.Close() }
+		line.serve = func(ctx context.Context) error {
+			go func() { <-ctx.Done(); ln.Close() }()
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return nil // closed
+				}
+				go func() { defer conn.Close(); srv.ServeRTU(ctx, conn) }()
+			}
+		}
+		return line, nil
+	}
+	sp := bus.Serial
+	port, err := simulator.OpenSerial(simulator.SerialConfig{Port: where, Baud: sp.Baud, DataBits: sp.DataBits, Parity: sp.Parity, StopBits: sp.StopBits})
+	if err != nil {
+		return line, err
+	}
+	line.close = func() { port.Close(); srv.Close() }
+	line.serve = func(ctx context.Context) error {
+		if bus.Kind == config.BusModbusASCII {
+			return srv.ServeASCII(ctx, port)
+		}
+		return srv.ServeRTU(ctx, port)
+	}
+	return line, nil
+}
+
+// instrument serves a serial_line bus as a text instrument printing the
+// fields of its device type: with the bus's simulate_template, or, with a
+// separator, the fields as columns.
+func (s *simulation) instrument(bus *config.Bus, devs []*config.Device, where string) (simLine, error) {
+	line := simLine{bus: bus.Name, where: where}
+	typ, l := devs[0].Type, bus.Line
+	values := map[string]simulator.Generator{}
+	for i, f := range typ.Fields {
+		p := typ.Points[typ.PointIndex(f.Point)]
+		spec, ok := typ.Simulate[p.Name]
+		if !ok {
+			spec = defaultSimulation(p)
+		}
+		g := newSimPoint(nil, p, spec, uint64(i)).gen
+		values[f.Name] = simulator.GeneratorFunc(func(t time.Time) float64 { return (g.Next(t) - p.Offset) / p.Scale })
+	}
+	tmpl := l.Template
+	if tmpl == "" {
+		if l.Separator == "" {
+			return line, errors.New("a serial_line bus with a regexp needs simulate_template to be simulated")
+		}
+		cols := map[int]string{}
+		last := 0
+		for _, f := range typ.Fields {
+			cols[f.Column] = "{" + f.Name + "}"
+			last = max(last, f.Column)
+		}
+		parts := make([]string, last)
+		for c := 1; c <= last; c++ {
+			parts[c-1] = cols[c]
+		}
+		tmpl = l.Start + strings.Join(parts, l.Separator) + l.Delimiter
+	}
+	cfg := simulator.InstrumentConfig{Template: tmpl, Values: values, Request: expandUnit(l.Request, devs[0].Unit)}
+	if cfg.Request == "" {
+		cfg.Interval = time.Second
+	}
+	in, err := simulator.NewInstrument(cfg)
+	if err != nil {
+		return line, err
+	}
+	sp := bus.Serial
+	port, err := simulator.OpenSerial(simulator.SerialConfig{Port: where, Baud: sp.Baud, DataBits: sp.DataBits, Parity: sp.Parity, StopBits: sp.StopBits})
+	if err != nil {
+		return line, err
+	}
+	line.close = func() { port.Close() }
+	line.serve = func(ctx context.Context) error { return in.Serve(ctx, port) }
+	return line, nil
+}
+
+// unitPattern matches {unit} and {unit:FMT} in a request string.
+var unitPattern = regexp.MustCompile(`\{unit(?::([^}]*))?\}`)
+
+// expandUnit fills a request template with a unit id, as the bus does.
+func expandUnit(req string, unit uint8) string {
+	return unitPattern.ReplaceAllStringFunc(req, func(m string) string {
+		if f := unitPattern.FindStringSubmatch(m)[1]; f != "" {
+			return fmt.Sprintf(f, unit)
+		}
+		return strconv.Itoa(int(unit))
+	})
 }
