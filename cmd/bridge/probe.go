@@ -19,6 +19,10 @@ import (
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("probe", stderr)
 	addr := fs.String("tcp", "", "Modbus TCP device or gateway, host:port")
+	rtu := fs.String("rtu", "", "Modbus RTU serial port, e.g. /dev/ttyUSB0 (instead of -tcp)")
+	baud := fs.Int("baud", 19200, "RTU: baud rate")
+	parity := fs.String("parity", "even", "RTU: none, even or odd")
+	stopBits := fs.Int("stop-bits", 1, "RTU: 1 or 2")
 	unit := fs.Uint("unit", 1, "unit id")
 	table := fs.String("table", "holding", "coil, discrete, input or holding")
 	start := fs.Uint("address", 0, "first zero-based address to read")
@@ -29,8 +33,8 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tbl, ok := adapters.ParseTable(*table)
 	switch {
-	case *addr == "":
-		return fmt.Errorf("-tcp host:port is required: %w", errConfig)
+	case (*addr == "") == (*rtu == ""):
+		return fmt.Errorf("give -tcp host:port or -rtu PORT: %w", errConfig)
 	case !ok:
 		return fmt.Errorf("-table %q: use coil, discrete, input or holding: %w", *table, errConfig)
 	case *unit > 255:
@@ -38,7 +42,18 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *count < 1 || int(*count) > tbl.MaxRead()-1 || *start+*count > 65536:
 		return fmt.Errorf("-count %d: 1 to %d from a start below 65536: %w", *count, tbl.MaxRead()-1, errConfig)
 	}
-	bus, err := modbus.NewTCP(modbus.TCPConfig{Address: *addr, Timeout: *timeout})
+	var bus interface {
+		adapters.Bus
+		Close() error
+	}
+	var err error
+	where := *addr
+	if *rtu != "" {
+		where = *rtu
+		bus, err = modbus.NewRTU(modbus.RTUConfig{Port: *rtu, Baud: *baud, Parity: *parity, StopBits: *stopBits, Timeout: *timeout})
+	} else {
+		bus, err = modbus.NewTCP(modbus.TCPConfig{Address: *addr, Timeout: *timeout})
+	}
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, errConfig)
 	}
@@ -54,7 +69,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: read %s\n", *addr, r)
+	fmt.Fprintf(stdout, "%s: read %s\n", where, r)
 	if tbl.IsBit() {
 		printBits(stdout, first, b.Bits)
 		return nil

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"fieldbridge/adapters"
+	"fieldbridge/internal/serialtest"
+	"fieldbridge/simulator"
 )
 
 func TestProbe(t *testing.T) {
@@ -46,5 +48,31 @@ func TestValidateExitCodes(t *testing.T) {
 	}
 	if code := run(context.Background(), func() {}, []string{"bogus"}, &out, &errs); code != exitConfig {
 		t.Errorf("unknown command: exit %d, want %d", code, exitConfig)
+	}
+}
+
+func TestProbeRTU(t *testing.T) {
+	bridgeEnd, deviceEnd := serialtest.Pair(t)
+	srv, err := simulator.New(simulator.Config{}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.AddUnit(4).SetRegisters(adapters.InputRegister, 10, []uint16{0x4366, 0x8000})
+	port, err := simulator.OpenSerial(simulator.SerialConfig{Port: deviceEnd, Baud: 19200, Parity: "even"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeRTU(ctx, port) }()
+	t.Cleanup(func() { cancel(); port.Close(); <-done })
+
+	var out, errs bytes.Buffer
+	code := run(context.Background(), func() {}, []string{"probe", "-rtu", bridgeEnd, "-unit", "4", "-table", "input", "-address", "10", "-count", "2"}, &out, &errs)
+	if code != exitOK {
+		t.Fatalf("probe exit %d: %s", code, errs.String())
+	}
+	if !regexp.MustCompile(`(?m)^\s+10\s+11\s+32\s+ABCD\s+43668000\s+\S+\s+\S+\s+230\.5\s+\*`).Match(out.Bytes()) {
+		t.Errorf("probe over RTU lacks the ABCD float32 line:\n%s", out.String())
 	}
 }
