@@ -1,8 +1,9 @@
 // Package platform is the strict local platform: an embeddable MQTT broker,
 // built on github.com/mochi-mqtt/server/v2, that enforces the rules of the
 // IBM Watson IoT Platform's MQTT service ("iot-2" protocol, see
-// protocol.md §10) and offers an application-side Go API for tests and the
-// demo (Subscribe, SendCommand, Violations, Stats).
+// protocol.md §10) and offers an application-side Go API for tests, the demo
+// and `bridge platform` (Subscribe, SendCommand, DeviceAction, Managed,
+// Device, Violations, Stats).
 //
 // # Place and imports
 //
@@ -19,12 +20,16 @@
 // subscription in it is qualified (iot-2/type/T/id/D/...). A device's
 // relative topics are translated at the edge: its publishes and filters are
 // qualified on the way in (rules R1, R2), and messages to it are made
-// relative again just before they are encoded (OnPacketEncode). A device's
-// filters therefore only ever match its own topics, which is why devices
-// never see each other's traffic. Subscribe and SendCommand work on the
-// qualified view directly.
+// relative again just before they are encoded (OnPacketEncode), which also
+// covers messages queued while it was offline. A device's filters therefore
+// only ever match its own topics, which is why devices never see each
+// other's traffic. Subscribe, SendCommand and the platform's own messages
+// (mon, notify, iotdm-1) work on the qualified view directly; the latter
+// come from the inline client "platform" (Message.ClientID).
 //
 // # Rules and what a violation does
+//
+// Connection
 //
 //   - C3 Client ID d:<org>:<type>:<id>, g:<org>:<type>:<id>, a:<org>:<appId>,
 //     A:<org>:<appId>[:<instanceId>], segments of 1–36 characters
@@ -42,11 +47,15 @@
 //     the client waiting for a PUBACK); devices may not subscribe;
 //     applications may not publish or subscribe to commands nor use "+" for
 //     the device or app ID; optional event rate (QuickstartEventInterval):
-//     excess events are acknowledged and dropped; SendCommand returns
-//     ErrQuickstart.
+//     excess events are acknowledged and dropped; SendCommand and
+//     DeviceAction return ErrQuickstart; no device management.
 //   - C7 a second connection with a client ID closes the older one (mochi's
-//     session takeover); recorded as rule C7, code 288. Shared A: IDs are
-//     taken over too (shared subscriptions are not emulated).
+//     session takeover); recorded as rule C7, code 288, and reported by a
+//     mon Disconnect with CloseCode 288 before the newer Connect. Shared A:
+//     IDs are taken over too (shared subscriptions are not emulated).
+//
+// Publish
+//
 //   - P1 RETAIN is cleared on every inbound publish and will; nothing a
 //     client sends is ever stored.
 //   - P2 a payload above 131072 bytes (MaxPayload) disconnects; the message
@@ -55,66 +64,138 @@
 //     is recorded as P2 too.
 //   - P3 a device may publish only iot-2/evt/<e>/fmt/<f> and the nine
 //     iotdevice-1/... topics of protocol.md §7.3; anything else disconnects.
+//   - P4 a gateway may publish iot-2/type/<t>/id/<i>/evt/<e>/fmt/<f> and
+//     iotdevice-1/type/<t>/id/<i>/<dm-topic> for itself or a device it may
+//     act for: any registered device that is not a gateway (resource groups
+//     are not emulated). An unknown device is registered automatically
+//     (random token; Stats.AutoRegistered) if the gateway's Device.Role is
+//     RolePrivileged, the default, and rejected if it is RoleStandard.
+//     Anything else — another gateway, an invalid type or ID, commands,
+//     relative topics — is rejected: acknowledged, dropped, and reported on
+//     the gateway's notify topic; the connection stays. Registration is
+//     immediate, so the platform's limit of 128 pending registrations per
+//     gateway is never reached.
 //   - P5 an application may publish only qualified events and commands to a
-//     valid type/id; anything else disconnects.
+//     valid type/id; anything else (iotdm-1, mon, notify, ...) disconnects.
 //   - P6 an empty topic, an empty level, a wildcard in a publish topic, a
 //     misplaced wildcard in a filter, invalid UTF-8 or U+0000 disconnects
-//     (also for gateways and in S3's SUBACK mode). Inbound MQTT 5 topic
-//     aliases are not supported (topic alias maximum 0).
+//     (also gateways, which get a notify message first, and also in S3's
+//     SUBACK mode). Inbound MQTT 5 topic aliases are not supported (topic
+//     alias maximum 0).
+//
+// Subscribe
+//
 //   - S1 a device may subscribe only to iot-2/cmd/<c|+>/fmt/<f|+>,
 //     iotdm-1/#, iotdm-1/mgmt/custom/# and the concrete iotdm-1 topics
-//     (custom bundle/action may be "+"). S5 (this package's name) an
-//     application may subscribe only to the filters of protocol.md §6.1.
-//     S3 decides what a forbidden filter does: Config.OnForbiddenSubscribe
+//     (custom bundle/action may be "+").
+//   - S2 a gateway may subscribe to iot-2/type/<t|+>/id/<i|+>/cmd/<c|+>/fmt/<f|+>,
+//     iot-2/type/<t|+>/id/<i|+>/mon, iotdm-1/type/<t|+>/id/<i|+>/# and the
+//     concrete qualified iotdm-1 topics for itself or a device it may act
+//     for, to plain iotdm-1/# and to its own notify topic. Messages are
+//     delivered only for itself and permitted devices (never for another
+//     gateway or an unregistered device). A concrete unknown device is
+//     registered automatically as under P4; a refused filter gets a notify
+//     message (Request "subscribe") and S3's action.
+//   - S5 (this package's name) an application may subscribe only to the
+//     filters of protocol.md §6.1.
+//   - S3 decides what a forbidden filter does: Config.OnForbiddenSubscribe
 //     SubscribeDisconnect (default) or SubscribeFailure (SUBACK 0x80 for
 //     that filter, the others are granted, the connection stays).
-//   - S4 iotdm-1 subscriptions are granted at QoS ≤ 1.
+//   - S4 iotdm-1 subscriptions are granted at QoS ≤ 1; mon is published at
+//     QoS 0.
+//
+// Routing
+//
 //   - R1/R2 as described under Topic model.
+//   - R4 iotdevice-1 messages are consumed by the DM server emulation; no
+//     MQTT client may subscribe to them, so only Subscribe sees them too.
 //
-// Interim gateway rules, until issue #5 brings P4, S2, notify and
-// auto-registration: a gateway may publish qualified events and iotdevice-1
-// messages, and subscribe to qualified commands, mon and iotdm-1 topics
-// (plus iotdm-1/# and its own notify topic), for itself or any registered
-// non-gateway device; messages to it are filtered the same way at delivery.
-// A disallowed gateway publish is acknowledged and dropped (rule P4), a
-// disallowed filter is rule S2 under S3's action. No notify message is sent
-// and nothing is auto-registered. Not implemented yet: mon messages (Q4),
-// offline queue limits (Q1), DM server emulation, rate quotas (P7) and
-// in-flight limits (C9).
+// Sessions and status
 //
-// iotdevice-1 messages are qualified like events; no MQTT client may
-// subscribe to them, so only Subscribe sees them (the future DM emulation).
+//   - Q1 a client connecting with clean session false (MQTT 5: a session
+//     expiry interval above 0) keeps its subscriptions while offline, and
+//     QoS ≥ 1 messages for it (commands, iotdm-1 requests, at the QoS they
+//     would have been delivered with) are queued: at most QueueLimit (50)
+//     per subscription, the oldest dropped when full; older than QueueMaxAge
+//     (48 h) or past their MQTT 5 message expiry dropped. They are delivered
+//     in order on reconnect, after the CONNACK. Clean session true discards
+//     the old session and its queue. A gateway's queue holds messages for
+//     its devices and belongs to its client ID (Q3). mochi keeps messages
+//     that were in flight when the connection dropped and resends them
+//     itself (see queue.go for why the queue is the platform's own).
+//   - Q4 status messages (type Status) on iot-2/type/<T>/id/<D>/mon for
+//     devices and gateways: Connect (retained), Disconnect (retained, with
+//     CloseCode and Reason unless the client sent DISCONNECT: 91 network,
+//     93 shutdown, 160 keepalive, 180/276/287 rules, 288 takeover) and
+//     FailedConnect (not retained, for a refused client ID of the served
+//     org). Applications on iot-2/app/<appId>/mon: Connect retained until
+//     the Disconnect, which is not retained and clears it. Applications and
+//     gateways (for permitted devices) subscribe to them under S5 and S2.
 //
-// # Extending (issue #5)
+// Device management (protocol.md §7; state via Managed, actions via DeviceAction)
 //
-// policy.go has one method per client class and direction; P4/S2 replace
-// gatewayPublish and gatewaySubscribe (and actFor's idea of a permitted
-// device). Platform-generated messages (notify, mon, iotdm-1 requests) go
-// through the inline client the way SendCommand does: RETAIN is cleared only
-// for client publishes, so retained mon messages work, and an iotdm-1
-// message published on the qualified topic reaches a device in relative form
-// through OnPacketEncode. mon belongs in OnSessionEstablished and
-// OnDisconnect, where C7's takeover is already known.
+//   - D1 Manage: a JSON object {"reqId", "d"} (else rc 400), d.lifetime 0
+//     or ≥ 3600 s (400), d.supports booleans named deviceActions,
+//     firmwareActions or a bundle of Config.ExtensionBundles (403),
+//     d.deviceInfo the documented string attributes, d.metadata an object
+//     (400), a registered device (404); else 200 and the state is recorded.
+//     A lifetime makes the device dormant (unmanaged) when it passes
+//     without another Manage (D7).
+//   - D2 DeviceAction sends a request only to a managed device that
+//     advertised the capability, with a fresh UUID reqId at QoS 1, and
+//     returns the rc of the matching iotdevice-1/response.
+//   - D3 location, error codes, logs and notify are accepted (200) from
+//     managed and unmanaged devices alike, after validation (400).
+//   - D4 Unmanage: 200; no more DeviceAction requests until the next Manage.
+//
+// The DM server answers on iotdm-1/type/T/id/D/response (a device sees
+// iotdm-1/response, a gateway the qualified topic) when the request has a
+// reqId or was malformed.
+//
+// Not emulated: P7 rate quotas, C8 keepalive clamping for A:, C9 in-flight
+// and subscription limits, resource groups, the retry pause after a failed
+// auto-registration, R3's choice between the device and gateway form (both
+// receive iotdm-1 messages if both subscribed), D5 firmware sequences and
+// D6 (DeviceAction sends only the initiate request), shared subscriptions.
 //
 // Every enforcement is logged at Warn ("rule enforced") and kept in
 // Violations with its rule, action and close code of protocol.md §2.10.
+//
+// # Extending
+//
+// policy.go has one method per client class and direction; it is pure apart
+// from registry lookups, and a decision's register flag asks the hook to
+// auto-register. Platform-generated messages go through publishPlatform
+// (the inline client "platform"): RETAIN is cleared only for client
+// publishes, and retained messages are stored first and published live
+// without RETAIN. Anything published with QoS ≥ 1 is queued for offline
+// durable sessions by OnPublish, whoever published it.
 //
 // # Registry file
 //
 // LoadRegistry reads a text file, one entry per line, fields separated by
 // white space; "#" starts a comment, blank lines are ignored:
 //
-//	# kind    type / api key          id       token
+//	# kind    type / api key          id       token            [role]
 //	device    pump                    P-17     s3cret-pump-17
 //	gateway   edge-gw                 gw-01    gw-token-0001
+//	gateway   edge-gw                 gw-02    gw-token-0002    standard
 //	apikey    a-ab12cd-q8w7e6r5t4              api-token-value
 //
-// Types and IDs are 1–36 characters of [A-Za-z0-9._-]; device tokens are
-// 8–36 characters of [A-Za-z0-9._-!&@?*+()]; API keys must look like
-// a-<org>-<random> (checked by New, which knows the org). Errors name the
-// file and line. New does no I/O: a caller loads the file and copies the
-// result into Config; Register, Unregister and RegisterAPIKey change the
-// registry at run time. Tokens never appear in logs or errors.
+// A gateway's role is privileged (the default) or standard. Types and IDs
+// are 1–36 characters of [A-Za-z0-9._-]; device tokens are 8–36 characters
+// of [A-Za-z0-9._-!&@?*+()]; API keys must look like a-<org>-<random>
+// (checked by New, which knows the org). Errors name the file and line. New
+// does no I/O: a caller loads the file and copies the result into Config;
+// Register, Unregister and RegisterAPIKey change the registry at run time.
+// Tokens never appear in logs or errors.
+//
+// # Sending commands from another process
+//
+// An application connects as a:<org>:<appId> with a registered API key as
+// user name and its token as password, and publishes at QoS 1 to
+// CommandTopic(type, id, command, format). In-process, SendCommand does the
+// same as a:<org>:<AppID>.
 //
 // # Concurrency
 //
@@ -124,6 +205,7 @@
 // listener, two per connection, mochi's event loop. Run and Close stop them;
 // Close returns only after every connection goroutine has ended, including
 // connections that never sent CONNECT. Hooks run on mochi's connection
-// goroutines; a Subscription's delivery runs on the publisher's goroutine and
-// never blocks (a full channel drops and counts).
+// goroutines; a Subscription's delivery and the DM server run on the
+// publisher's goroutine and never block (a full channel drops and counts).
+// DeviceAction blocks its caller until the answer, ctx or Close.
 package platform

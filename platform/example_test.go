@@ -35,3 +35,14 @@ func Example() {
 	fmt.Println(m.Topic, string(m.Payload), m.ClientID)
 	// Output: iot-2/type/pump/id/P-17/cmd/setSpeed/fmt/json {"rpm":1450} a:ab12cd:platform
 }
+
+// The topic an application outside the process (for example a command-line
+// client connected as a:<org>:<appId> with an API key) publishes a command on.
+func ExampleCommandTopic() {
+	topic, err := platform.CommandTopic("pump", "P-17", "setSpeed", "json")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(topic)
+	// Output: iot-2/type/pump/id/P-17/cmd/setSpeed/fmt/json
+}

@@ -1,8 +1,10 @@
 package platform
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,4 +223,88 @@ func waitViolation(t *testing.T, p *Platform, clientID, rule string, action Acti
 		t.Fatalf("violation %s by %s: action %q, want %q (%s)", rule, clientID, v.Action, action, v.Detail)
 	}
 	return v
+}
+
+// durableSession makes a paho client connect with CleanSession false.
+func durableSession(o *paho.ClientOptions) { o.SetCleanSession(false) }
+
+// mustDialWith connects like mustDial with extra paho options.
+func mustDialWith(t *testing.T, p *Platform, clientID, user, password string, edit ...func(*paho.ClientOptions)) *testClient {
+	t.Helper()
+	c, rc, err := dial(t, "tcp://"+p.Addr(), clientID, user, password, edit...)
+	if err != nil {
+		t.Fatalf("connect %s: rc %d: %v", clientID, rc, err)
+	}
+	return c
+}
+
+// testClock is the platform's clock in tests: real time plus an offset the
+// test advances.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// startPlatformWithClock is startPlatform with a testClock installed before
+// Start (so that no goroutine of the platform has read the clock yet).
+func startPlatformWithClock(t *testing.T, edit func(*Config)) (*Platform, *testClock) {
+	t.Helper()
+	cfg := Config{Org: testOrg, Devices: testDevices(), APIKeys: []APIKey{testKey}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	p, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	clock := &testClock{}
+	p.now = clock.now
+	t.Cleanup(func() { p.Close() })
+	if err := p.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return p, clock
+}
+
+// decodeJSON decodes b into a new T or fails the test.
+func decodeJSON[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return v
+}
+
+// mustSubscribePlatform is Platform.Subscribe or fails the test.
+func mustSubscribePlatform(t *testing.T, p *Platform, filter string) *Subscription {
+	t.Helper()
+	s, err := p.Subscribe(filter)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", filter, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// nextOn returns c's next message, failing unless it arrived on topic.
+func (c *testClient) nextOn(t *testing.T, topic string) paho.Message {
+	t.Helper()
+	m := c.next(t)
+	if m.Topic() != topic {
+		t.Fatalf("%s: message on %q (%s), want one on %q", c.id, m.Topic(), m.Payload(), topic)
+	}
+	return m
+}
+
+// noMessage fails if s holds a message now. Delivery to a Subscription is
+// synchronous with the publisher, so this is exact once the publisher's
+// publish has been acknowledged.
+func noMessage(t *testing.T, s *Subscription) {
+	t.Helper()
+	select {
+	case m := <-s.C:
+		t.Errorf("subscription %s: unexpected message on %q: %s", s.Filter(), m.Topic, m.Payload)
+	default:
+	}
 }

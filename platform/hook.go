@@ -18,23 +18,45 @@ const deniedPrefix = "$platform-denied/"
 
 // hook enforces the platform's rules inside mochi. Where each rule lives:
 //
-//	OnConnect          C3, C4, C5, C6 (connect), will topic authorisation
-//	OnSessionEstablish C7 (record the takeover mochi is about to perform)
-//	OnPacketRead       P2, P3, P5, P6, C6 (publish); S1, S2, S5, C6 (subscribe) → disconnect
-//	OnPublish          P1 (clear RETAIN), R1 (qualify device topics), interim P4 drop, quickstart rate
-//	OnSubscribe        qualify device filters (R2), S3 SUBACK-failure mode, S4 QoS cap
-//	OnACLCheck         deny marked filters; gateway delivery limited to permitted devices
-//	OnPacketEncode     R2: qualified topics back to the device's relative view
-//	OnWill             P1 and R1 for wills
+//	OnConnect            C3, C4, C5, C6 (connect), will authorisation; Q4 FailedConnect
+//	OnSessionEstablish   C7 (record the takeover mochi is about to perform), Q4 Disconnect 288 of
+//	                     the older connection, Q1 discard the offline queue of a clean session
+//	OnSessionEstablished Q4 Connect, Q1 redeliver the offline queue
+//	OnDisconnect         Q4 Disconnect
+//	OnPacketRead         P2, P3, P5, P6, C6 (publish); S1, S2, S5, C6 (subscribe) → disconnect
+//	OnPublish            P1 (clear RETAIN), R1 (qualify device topics), P4 drop + notify and
+//	                     auto-registration, quickstart rate, Q1 queue for offline durable sessions
+//	OnSubscribe          qualify device filters (R2), S2 auto-registration, S3 SUBACK-failure
+//	                     mode + gateway notify, S4 QoS cap
+//	OnACLCheck           deny marked filters; gateway delivery limited to permitted devices;
+//	                     no mochi queuing of what Q1 queued
+//	OnPacketEncode       R2: qualified topics back to the device's relative view
+//	OnPacketSent         publish count for mon
+//	OnWill               P1 and R1 for wills
 //
 // mochi calls the hook from every client's goroutines; its state is the
-// Platform's (concurrency-safe) plus the quickstart rate map under qsMu.
+// Platform's (concurrency-safe) plus three maps under their own mutexes.
 type hook struct {
 	mqtt.HookBase
 	p *Platform
 
 	qsMu   sync.Mutex
 	qsLast map[*mqtt.Client]time.Time // last accepted quickstart event per connection
+
+	connMu sync.Mutex
+	conns  map[*mqtt.Client]*connState // established connections, for mon
+
+	skipMu sync.Mutex
+	skip   map[*mqtt.Client]map[string]int // deliveries queued by queueOffline, by topic
+}
+
+func newHook(p *Platform) *hook {
+	return &hook{
+		p:      p,
+		qsLast: map[*mqtt.Client]time.Time{},
+		conns:  map[*mqtt.Client]*connState{},
+		skip:   map[*mqtt.Client]map[string]int{},
+	}
 }
 
 func (h *hook) ID() string { return "fieldbridge-platform" }
@@ -43,7 +65,7 @@ func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnPublish,
 		mqtt.OnSubscribe, mqtt.OnUnsubscribe, mqtt.OnWill:
 		return true
 	}
@@ -67,19 +89,19 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	raw := pk.Connect.ClientIdentifier
 	id, err := parseClientID(raw)
 	if err != nil {
-		return h.refuse(cl, raw, deny(disconnect, "C3", CodeClientIDInvalid, "%v", err), packets.ErrClientIdentifierNotValid)
+		return h.refuse(cl, raw, nil, deny(disconnect, "C3", CodeClientIDInvalid, "%v", err), packets.ErrClientIdentifierNotValid)
 	}
 	if id.org != h.p.cfg.Org {
-		return h.refuse(cl, raw, deny(disconnect, "C3", CodeNotAuthorized, "org %q is not the served org %q", id.org, h.p.cfg.Org), notAuthorized(cl))
+		return h.refuse(cl, raw, nil, deny(disconnect, "C3", CodeNotAuthorized, "org %q is not the served org %q", id.org, h.p.cfg.Org), notAuthorized(cl))
 	}
 	if d := h.p.authenticate(id, string(pk.Connect.Username), string(pk.Connect.Password)); d.verdict != allow {
-		return h.refuse(cl, raw, d, notAuthorized(cl))
+		return h.refuse(cl, raw, &id, d, notAuthorized(cl))
 	}
 	if pk.Connect.WillFlag {
 		_, d := h.p.policy.publish(id, pk.Connect.WillTopic, len(pk.Connect.WillPayload), pk.Connect.WillQos)
 		if d.verdict != allow {
 			d.detail = "will message: " + d.detail
-			return h.refuse(cl, raw, d, notAuthorized(cl))
+			return h.refuse(cl, raw, &id, d, notAuthorized(cl))
 		}
 	}
 	return nil
@@ -94,9 +116,14 @@ func notAuthorized(cl *mqtt.Client) packets.Code {
 	return packets.ErrBadUsernameOrPassword
 }
 
-func (h *hook) refuse(cl *mqtt.Client, rawID string, d decision, code packets.Code) error {
+// refuse records d, sends a FailedConnect status message when the client ID
+// names a client of the served org (id not nil), and answers CONNACK code.
+func (h *hook) refuse(cl *mqtt.Client, rawID string, id *identity, d decision, code packets.Code) error {
 	h.p.rec.refused.Add(1)
 	h.p.record(Violation{ClientID: rawID, Rule: d.rule, Action: ActionRefused, Code: d.code, Detail: d.detail})
+	if id != nil {
+		h.p.publishStatus(cl, *id, h.p.newStatus(cl, StatusFailedConnect, time.Time{}, d.code, ""))
+	}
 	if err := h.p.srv.SendConnack(cl, code, false, nil); err != nil {
 		h.p.log.Debug("connack not sent", "client_id", short(rawID), "err", err)
 	}
@@ -106,33 +133,77 @@ func (h *hook) refuse(cl *mqtt.Client, rawID string, d decision, code packets.Co
 // OnConnectAuthenticate accepts: OnConnect has already decided.
 func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnSessionEstablish runs after authentication and just before mochi closes
-// an existing connection with the same client ID (rule C7); it records that.
-func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+// OnSessionEstablish runs after authentication and just before mochi takes
+// over an existing session with the same client ID (inheritClientSession).
+// A live older connection is about to be closed (rule C7): record it and send
+// its Disconnect with code 288 now, so that it precedes the new Connect
+// (rule Q4). A clean session, or a durable one with no session left to
+// inherit, discards the offline queue (rule Q1).
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
-	if old, ok := h.p.srv.Clients.Get(cl.ID); ok && old != cl && !old.Closed() {
-		h.p.rec.takeovers.Add(1)
-		h.p.record(Violation{
-			ClientID: cl.ID, Rule: "C7", Action: ActionClosedOld, Code: CodeClientIDReused,
-			Detail: fmt.Sprintf("client id reused; older connection from %s closed", old.Net.Remote),
-		})
+	old, ok := h.p.srv.Clients.Get(cl.ID)
+	if pk.Connect.Clean || !ok {
+		if n := h.p.queue.discard(cl.ID); n > 0 {
+			h.p.log.Info("queued messages discarded", "client_id", cl.ID, "count", n, "clean_session", pk.Connect.Clean)
+		}
+	}
+	if !ok || old == cl {
+		return
+	}
+	h.skipMu.Lock()
+	delete(h.skip, old)
+	h.skipMu.Unlock()
+	if old.Closed() {
+		return // a durable session whose client is offline: no takeover
+	}
+	h.p.rec.takeovers.Add(1)
+	h.p.record(Violation{
+		ClientID: cl.ID, Rule: "C7", Action: ActionClosedOld, Code: CodeClientIDReused,
+		Detail: fmt.Sprintf("client id reused; older connection from %s closed", old.Net.Remote),
+	})
+	if st, ok := h.claimEnd(old); ok {
+		if id, ok := h.identity(old); ok {
+			h.p.publishStatus(old, id, h.p.newStatus(old, StatusDisconnect, st.since, CodeClientIDReused, ""))
+		}
 	}
 }
 
+// claimEnd marks cl's Disconnect message as sent and returns a copy of its
+// state; ok is false if it was claimed already or cl never got established.
+func (h *hook) claimEnd(cl *mqtt.Client) (st connState, ok bool) {
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
+	p := h.conns[cl]
+	if p == nil || p.ended {
+		return connState{}, false
+	}
+	p.ended = true
+	return *p, true
+}
+
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if cl.Net.Inline {
+	id, ok := h.identity(cl)
+	if !ok {
 		return
 	}
 	h.p.rec.accepted.Add(1)
 	h.p.rec.connected.Add(1)
+	st := &connState{since: h.p.now()}
+	h.connMu.Lock()
+	h.conns[cl] = st
+	h.connMu.Unlock()
 	h.p.log.Info("client connected", "client_id", cl.ID, "remote", cl.Net.Remote,
-		"listener", cl.Net.Listener, "protocol_version", cl.Properties.ProtocolVersion)
+		"listener", cl.Net.Listener, "protocol_version", cl.Properties.ProtocolVersion,
+		"clean_session", cl.Properties.Clean)
+	h.p.publishStatus(cl, id, h.p.newStatus(cl, StatusConnect, st.since, 0, ""))
+	h.redeliver(cl)
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
-	if cl.Net.Inline {
+	id, ok := h.identity(cl)
+	if !ok {
 		return
 	}
 	h.p.rec.connected.Add(-1)
@@ -154,6 +225,18 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		attrs = append(attrs, "reason", cause.Error())
 	}
 	h.p.log.Info("client disconnected", attrs...)
+
+	st, ok := h.claimEnd(cl)
+	h.connMu.Lock()
+	delete(h.conns, cl)
+	h.connMu.Unlock()
+	if ok {
+		code, reason := st.code, st.reason
+		if code == 0 {
+			code = closeCode(cause)
+		}
+		h.p.publishStatus(cl, id, h.p.newStatus(cl, StatusDisconnect, st.since, code, reason))
+	}
 }
 
 // OnPacketRead sees every packet before mochi validates it, which is the one
@@ -167,14 +250,23 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		if _, d := h.p.policy.publish(id, pk.TopicName, len(pk.Payload), pk.FixedHeader.Qos); d.verdict == disconnect {
+		if mc, ok := cl.Net.Conn.(*meteredConn); ok {
+			mc.readMsgs.Add(1)
+		}
+		if t, d := h.p.policy.publish(id, pk.TopicName, len(pk.Payload), pk.FixedHeader.Qos); d.verdict == disconnect {
+			if id.class == ClassGateway {
+				h.notify(cl, id, "publish", pk.TopicName, t, d)
+			}
 			h.kill(cl, d)
 			return pk, packets.ErrRejectPacket
 		}
 	case packets.Subscribe:
 		for _, sub := range pk.Filters {
-			_, d := h.p.policy.subscribe(id, sub.Filter)
+			t, d := h.p.policy.subscribe(id, sub.Filter)
 			if d.verdict == disconnect || d.verdict == forbid && h.p.cfg.OnForbiddenSubscribe == SubscribeDisconnect {
+				if id.class == ClassGateway {
+					h.notify(cl, id, "subscribe", sub.Filter, t, d)
+				}
 				h.kill(cl, d)
 				return pk, packets.ErrRejectPacket
 			}
@@ -184,9 +276,15 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 }
 
 // kill records d and closes the connection; MQTT 5 clients get a DISCONNECT
-// with a reason code first.
+// with a reason code first. The close code goes into the Disconnect status
+// message.
 func (h *hook) kill(cl *mqtt.Client, d decision) {
 	h.p.record(Violation{ClientID: cl.ID, Rule: d.rule, Action: ActionDisconnected, Code: d.code, Detail: d.detail})
+	h.connMu.Lock()
+	if st := h.conns[cl]; st != nil && st.code == 0 {
+		st.code, st.reason = d.code, closeReasons[d.code]+": "+d.detail
+	}
+	h.connMu.Unlock()
 	reason := packets.ErrNotAuthorized
 	switch d.code {
 	case CodeTopicInvalid:
@@ -203,7 +301,8 @@ func (h *hook) kill(cl *mqtt.Client, d decision) {
 
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	id, ok := h.identity(cl)
-	if !ok {
+	if !ok { // the platform's own messages
+		h.queueOffline(pk)
 		return pk, nil
 	}
 	t, d := h.p.policy.publish(id, pk.TopicName, len(pk.Payload), pk.FixedHeader.Qos)
@@ -213,12 +312,18 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.ErrRejectPacket
 	case drop:
 		h.p.record(Violation{ClientID: cl.ID, Rule: d.rule, Action: ActionDropped, Code: d.code, Detail: d.detail})
+		if id.class == ClassGateway {
+			h.notify(cl, id, "publish", pk.TopicName, t, d)
+		}
 		return pk, packets.CodeSuccessIgnore
 	}
 	if h.p.quickstart && t.kind == kindEvent && !h.quickstartEventDue(cl) {
 		h.p.record(Violation{ClientID: cl.ID, Rule: "C6", Action: ActionDropped, Code: CodeNotAuthorized,
 			Detail: fmt.Sprintf("more than one event per %s", h.p.cfg.QuickstartEventInterval)})
 		return pk, packets.CodeSuccessIgnore
+	}
+	if d.register {
+		h.p.autoRegister(cl, t.typ, t.id)
 	}
 	if pk.FixedHeader.Retain {
 		pk.FixedHeader.Retain = false
@@ -233,6 +338,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	case kindCommand:
 		h.p.rec.commands.Add(1)
 	}
+	h.queueOffline(pk)
 	return pk, nil
 }
 
@@ -261,6 +367,9 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	for i, sub := range pk.Filters {
 		t, d := h.p.policy.subscribe(id, sub.Filter)
 		if d.verdict == allow {
+			if d.register {
+				h.p.autoRegister(cl, t.typ, t.id)
+			}
 			if id.class == ClassDevice {
 				sub.Filter = qualify(sub.Filter, id.typ, id.id)
 			}
@@ -269,6 +378,9 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			}
 		} else {
 			h.p.record(Violation{ClientID: cl.ID, Rule: d.rule, Action: ActionSubackFailure, Code: d.code, Detail: d.detail})
+			if id.class == ClassGateway {
+				h.notify(cl, id, "subscribe", sub.Filter, t, d)
+			}
 			sub.Filter = deniedPrefix + sub.Filter
 		}
 		filters[i] = sub
@@ -295,7 +407,9 @@ func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 
 // OnACLCheck: publishes were decided in OnPacketRead and OnPublish. For reads
 // mochi passes the (rewritten) filter at SUBSCRIBE and the topic of every
-// message it delivers.
+// message it delivers, including to offline clients with a durable session,
+// which it would queue as in-flight messages: those queueOffline has queued
+// already are refused here.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bool) bool {
 	if write {
 		return true
@@ -303,16 +417,28 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bool) boo
 	if strings.HasPrefix(topicOrFilter, deniedPrefix) {
 		return false
 	}
+	if cl.Closed() && h.queuedByPlatform(cl, topicOrFilter) {
+		return false
+	}
+	return h.mayReceive(cl, topicOrFilter)
+}
+
+// mayReceive reports whether cl may receive messages on topic (or subscribe
+// to it as a filter): gateways only for themselves and permitted devices,
+// without auto-registration; a device's filters only match its own topics
+// and applications see the org.
+func (h *hook) mayReceive(cl *mqtt.Client, topic string) bool {
 	id, ok := h.identity(cl)
 	if !ok || id.class != ClassGateway {
-		return true // a device's filters only match its own topics; apps see the org
+		return true
 	}
-	_, d := h.p.policy.subscribe(id, topicOrFilter)
-	return d.verdict == allow
+	_, d := h.p.policy.subscribe(id, topic)
+	return d.verdict == allow && !d.register
 }
 
 // OnPacketEncode shows a device its own topics in relative form (R2 and the
-// iotdm-1 side of R3).
+// iotdm-1 side of R3). It also applies to queued messages delivered on
+// reconnect: they are encoded for the new connection.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type != packets.Publish || pk.TopicName == "" || !strings.HasPrefix(cl.ID, "d:") {
 		return pk
@@ -323,6 +449,16 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		}
 	}
 	return pk
+}
+
+// OnPacketSent counts publishes sent, for mon messages.
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	if mc, ok := cl.Net.Conn.(*meteredConn); ok {
+		mc.writeMsgs.Add(1)
+	}
 }
 
 // OnWill clears RETAIN and qualifies a device's will topic; OnConnect has

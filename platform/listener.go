@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,6 +39,12 @@ type listener struct {
 	establish listeners.EstablishFn
 	upgrader  websocket.Upgrader
 	closeOnce sync.Once
+
+	// disconnect, if set, replaces the CloseFn mochi passes to Close. mochi's
+	// own (closeListenerClients, v2.7.9) read-locks the client map twice in
+	// one call (Clients.GetByListener calls Len), which deadlocks Close when
+	// a disconnecting client's Clients.Delete waits between the two locks.
+	disconnect listeners.CloseFn
 
 	mu     sync.Mutex
 	idle   *sync.Cond // signalled when conns becomes empty
@@ -154,15 +161,18 @@ func (l *listener) serveConn(conn net.Conn) {
 		}
 		l.mu.Unlock()
 	}()
-	if err := l.establish(l.id, conn); err != nil {
+	if err := l.establish(l.id, &meteredConn{Conn: conn}); err != nil {
 		l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 	}
 }
 
-// Close stops accepting, lets mochi disconnect its clients (closeClients),
-// closes what is left (connections still before CONNECT) and waits for every
-// connection goroutine.
+// Close stops accepting, disconnects the clients (disconnect if set, else
+// mochi's closeClients), closes what is left (connections still before
+// CONNECT) and waits for every connection goroutine.
 func (l *listener) Close(closeClients listeners.CloseFn) {
+	if l.disconnect != nil {
+		closeClients = l.disconnect
+	}
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
@@ -236,3 +246,24 @@ func (w *wsConn) RemoteAddr() net.Addr { return w.c.RemoteAddr() }
 func (w *wsConn) SetDeadline(t time.Time) error      { return w.c.UnderlyingConn().SetDeadline(t) }
 func (w *wsConn) SetReadDeadline(t time.Time) error  { return w.c.UnderlyingConn().SetReadDeadline(t) }
 func (w *wsConn) SetWriteDeadline(t time.Time) error { return w.c.UnderlyingConn().SetWriteDeadline(t) }
+
+// meteredConn counts what a connection carries, for the ReadBytes,
+// WriteBytes, ReadMsg and WriteMsg fields of mon messages (rule Q4). mochi
+// keeps it as the client's Net.Conn; the hook counts the messages.
+type meteredConn struct {
+	net.Conn
+	readBytes, writeBytes atomic.Int64
+	readMsgs, writeMsgs   atomic.Int64
+}
+
+func (c *meteredConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.readBytes.Add(int64(n))
+	return n, err
+}
+
+func (c *meteredConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.writeBytes.Add(int64(n))
+	return n, err
+}

@@ -3,10 +3,14 @@ package platform
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +35,21 @@ var (
 	ErrUnknownDevice = errors.New("platform: unknown device")
 	// ErrQuickstart means the operation does not exist in quickstart mode.
 	ErrQuickstart = errors.New("platform: not available in quickstart mode")
+	// ErrInvalidAction means DeviceAction got an unknown or malformed action
+	// or parameters.
+	ErrInvalidAction = errors.New("platform: invalid device management action")
+	// ErrNotManaged means the device has not sent Manage, or has unmanaged
+	// or gone dormant since (rule D2).
+	ErrNotManaged = errors.New("platform: device is not managed")
+	// ErrUnsupportedAction means the device did not advertise the capability
+	// the action needs in its Manage request (rule D2).
+	ErrUnsupportedAction = errors.New("platform: action not supported by the device")
 )
+
+// platformClientID is the origin (Message.ClientID) of the messages the
+// platform generates itself: mon, notify and iotdm-1. No client can connect
+// with it (rule C3).
+const platformClientID = "platform"
 
 // QuickstartOrg is the org that selects quickstart mode (protocol.md §2.11).
 const QuickstartOrg = "quickstart"
@@ -84,6 +102,18 @@ type Config struct {
 	SubscriptionBuffer int
 	// MaxViolations bounds the list Violations returns; 0 means 1000.
 	MaxViolations int
+
+	// QueueLimit is how many QoS ≥ 1 messages each subscription of an
+	// offline client with a durable session keeps (rule Q1); when it is
+	// full the oldest is dropped. 0 means 50.
+	QueueLimit int
+	// QueueMaxAge drops queued messages older than this; 0 means 48h, at
+	// most 7 days.
+	QueueMaxAge time.Duration
+	// ExtensionBundles are the bundle IDs of the device-management extension
+	// packages the platform knows (protocol.md §8); a Manage request claiming
+	// support for any other bundle gets rc 403 (rule D1).
+	ExtensionBundles []string
 }
 
 // Platform is the strict local platform: an MQTT broker enforcing the
@@ -98,6 +128,10 @@ type Platform struct {
 	rec        *recorder
 	srv        *mqtt.Server
 	app        *mqtt.Client // inline client SendCommand publishes as
+	sys        *mqtt.Client // inline client of the platform's own messages (mon, notify, iotdm-1)
+	queue      *offlineQueue
+	dm         *dmServer
+	now        func() time.Time // the clock of queue ages, dormancy and message times; tests replace it
 	subID      atomic.Int64
 
 	mu    sync.Mutex
@@ -132,6 +166,12 @@ func New(cfg Config, logger *slog.Logger) (*Platform, error) {
 	if cfg.MaxViolations == 0 {
 		cfg.MaxViolations = defaultMaxViolations
 	}
+	if cfg.QueueLimit == 0 {
+		cfg.QueueLimit = defaultQueueLimit
+	}
+	if cfg.QueueMaxAge == 0 {
+		cfg.QueueMaxAge = defaultQueueMaxAge
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -144,7 +184,10 @@ func New(cfg Config, logger *slog.Logger) (*Platform, error) {
 		rec:        &recorder{max: cfg.MaxViolations},
 		subs:       map[*Subscription]struct{}{},
 		done:       make(chan struct{}),
+		queue:      newOfflineQueue(cfg.QueueLimit, cfg.QueueMaxAge),
+		now:        time.Now,
 	}
+	p.dm = newDMServer(p, cfg.ExtensionBundles)
 	p.policy = policy{quickstart: p.quickstart, devices: p.reg}
 	for _, d := range cfg.Devices {
 		p.reg.putDevice(d)
@@ -156,16 +199,27 @@ func New(cfg Config, logger *slog.Logger) (*Platform, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = maxPacketSize
 	caps.TopicAliasMaximum = 0 // inbound aliases would hide topics from the rules
+	// mochi would otherwise drop every in-flight and retained message older
+	// than 24 h, retained mon messages included; queued messages age out in
+	// offlineQueue (QueueMaxAge). MQTT 5 message expiry still applies.
+	caps.MaximumMessageExpiryInterval = 0
 	p.srv = mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 newMochiLogger(logger),
 		InlineClient:           true,
 		SysTopicResendInterval: 3600,
 	})
-	if err := p.srv.AddHook(&hook{p: p, qsLast: map[*mqtt.Client]time.Time{}}, nil); err != nil {
+	if err := p.srv.AddHook(newHook(p), nil); err != nil {
 		return nil, fmt.Errorf("add platform hook: %w", err)
 	}
 	p.app = p.srv.NewClient(nil, mqtt.LocalListener, "a:"+cfg.Org+":"+cfg.AppID, true)
+	p.sys = p.srv.NewClient(nil, mqtt.LocalListener, platformClientID, true)
+	if !p.quickstart {
+		// The DM server consumes every iotdevice-1 message (rule R4).
+		if err := p.srv.Subscribe(prefixDMDevice+"/#", dmSubscriptionID, p.dm.handle); err != nil {
+			return nil, fmt.Errorf("subscribe dm server: %w", err)
+		}
+	}
 	return p, nil
 }
 
@@ -199,6 +253,17 @@ func (cfg Config) validate() error {
 	}
 	if cfg.MaxViolations < 0 {
 		bad("negative max violations")
+	}
+	if cfg.QueueLimit < 0 {
+		bad("negative queue limit")
+	}
+	if cfg.QueueMaxAge < 0 || cfg.QueueMaxAge > maxQueueMaxAge {
+		bad("queue max age %s: want up to %s", cfg.QueueMaxAge, maxQueueMaxAge)
+	}
+	for _, b := range cfg.ExtensionBundles {
+		if err := checkBundleIdent(b); err != nil {
+			bad("extension bundle %q: %v", b, err)
+		}
 	}
 	seen := map[deviceKey]bool{}
 	for _, d := range cfg.Devices {
@@ -241,12 +306,14 @@ func (p *Platform) Start() error {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	tcp := newListener("tcp", p.cfg.Addr, false, tlsCfg)
+	tcp.disconnect = p.disconnectClients
 	if err := p.srv.AddListener(tcp); err != nil {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Addr, err)
 	}
 	var ws *listener
 	if p.cfg.WSAddr != "" {
 		ws = newListener("ws", p.cfg.WSAddr, true, tlsCfg)
+		ws.disconnect = p.disconnectClients
 		if err := p.srv.AddListener(ws); err != nil {
 			p.srv.Listeners.Delete(tcp.ID())
 			tcp.Close(func(string) {})
@@ -326,6 +393,18 @@ func (p *Platform) Close() error {
 	return nil
 }
 
+// disconnectClients sends every connected client of listener id a
+// DISCONNECT (server shutting down; MQTT 5 only) and closes its connection,
+// as mochi's closeListenerClients does but without its lock recursion (see
+// listener.disconnect).
+func (p *Platform) disconnectClients(id string) {
+	for _, cl := range p.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Net.Inline && !cl.Closed() {
+			_ = p.srv.DisconnectClient(cl, packets.ErrServerShuttingDown) // returns the code
+		}
+	}
+}
+
 func (p *Platform) closed() bool {
 	select {
 	case <-p.done:
@@ -344,7 +423,7 @@ func (p *Platform) SendCommand(typ, id, command, format string, payload []byte) 
 	if p.quickstart {
 		return ErrQuickstart
 	}
-	topic, err := commandTopic(typ, id, command, format)
+	topic, err := CommandTopic(typ, id, command, format)
 	if err != nil {
 		return err
 	}
@@ -378,14 +457,84 @@ func (p *Platform) Register(d Device) error {
 		return fmt.Errorf("%w: %v", ErrInvalidRegistry, err)
 	}
 	p.reg.putDevice(d)
-	p.log.Info("device registered", "type", d.Type, "id", d.ID, "gateway", d.Gateway)
+	p.log.Info("device registered", "type", d.Type, "id", d.ID, "gateway", d.Gateway, "role", d.Role.String())
 	return nil
+}
+
+// Device returns the registered device or gateway typ/id, including devices
+// registered automatically by a gateway (their token is random).
+func (p *Platform) Device(typ, id string) (Device, bool) {
+	return p.reg.device(typ, id)
+}
+
+// autoRegister registers device typ/id on behalf of the privileged gateway
+// cl (protocol.md §5.3). Registration is immediate, so a gateway never has
+// registrations pending. The device gets a random token: it is reached
+// through the gateway and would need a real one to connect by itself.
+func (p *Platform) autoRegister(cl *mqtt.Client, typ, id string) {
+	if p.reg.addDevice(Device{Type: typ, ID: id, Token: randomToken()}) {
+		p.rec.autoRegistered.Add(1)
+		p.log.Info("device auto-registered", "type", typ, "id", id, "gateway", cl.ID)
+	}
+}
+
+// randomToken returns a valid device token of 32 hex digits.
+func randomToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}
+
+// publishPlatform publishes a message the platform generates (mon, notify,
+// iotdm-1) as the inline client "platform". A retained message is stored
+// first and published live without RETAIN, so that MQTT clients and
+// Subscribe see RETAIN only on messages replayed when they subscribe.
+func (p *Platform) publishPlatform(topic string, payload []byte, qos byte, retain bool) error {
+	if retain {
+		p.srv.Topics.RetainMessage(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: true},
+			TopicName:   topic,
+			Payload:     payload,
+			Origin:      platformClientID,
+			Created:     p.now().Unix(),
+		})
+	}
+	return p.srv.InjectPacket(p.sys, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+		TopicName:   topic,
+		Payload:     payload,
+		PacketID:    uint16(qos), // non-zero for QoS > 0; the inline client is never acknowledged
+	})
+}
+
+// clearRetained deletes the retained message of topic without publishing.
+func (p *Platform) clearRetained(topic string) {
+	p.srv.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic})
+}
+
+// listenerInfo returns the port of the listener with mochi ID id and
+// whether it is the WebSocket one.
+func (p *Platform) listenerInfo(id string) (port int, ws bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.tcp
+	if p.ws != nil && id == p.ws.ID() {
+		l = p.ws
+	}
+	if l == nil {
+		return 0, false
+	}
+	if _, ps, err := net.SplitHostPort(l.Address()); err == nil {
+		port, _ = strconv.Atoi(ps)
+	}
+	return port, l.ws
 }
 
 // Unregister removes a device and reports whether it was registered.
 // A connected client keeps its connection until it reconnects.
 func (p *Platform) Unregister(typ, id string) bool {
 	ok := p.reg.deleteDevice(typ, id)
+	p.dm.forget(deviceKey{typ, id})
 	if ok {
 		p.log.Info("device unregistered", "type", typ, "id", id)
 	}
@@ -406,7 +555,11 @@ func (p *Platform) RegisterAPIKey(k APIKey) error {
 func (p *Platform) Violations() []Violation { return p.rec.snapshot() }
 
 // Stats returns the platform's counters.
-func (p *Platform) Stats() Stats { return p.rec.stats() }
+func (p *Platform) Stats() Stats {
+	s := p.rec.stats()
+	s.Queued = int64(p.queue.len())
+	return s
+}
 
 // record stores and logs one enforcement.
 func (p *Platform) record(v Violation) {

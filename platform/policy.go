@@ -25,12 +25,16 @@ const (
 )
 
 // decision is the policy's answer; rule, code and detail say why when the
-// verdict is not allow.
+// verdict is not allow. register qualifies an allow: the topic names a device
+// that is not registered, and the (privileged) gateway asking registers it by
+// acting for it (auto-registration, rules P4 and S2). The caller performs the
+// registration; for delivery (OnACLCheck) such a decision is a refusal.
 type decision struct {
-	verdict verdict
-	rule    string
-	code    int
-	detail  string
+	verdict  verdict
+	register bool
+	rule     string
+	code     int
+	detail   string
 }
 
 var allowed = decision{verdict: allow}
@@ -46,16 +50,15 @@ type deviceLookup interface {
 
 // policy holds the platform's publish and subscribe rules (protocol.md §10).
 // Its methods are pure apart from registry lookups, so they are safe for
-// concurrent use and easy to test. Each client class has its own method so
-// the gateway and device-management rules of issue #5 replace one method
-// without touching the others.
+// concurrent use and easy to test. Each client class has its own method.
+// Side effects (auto-registration, notify messages) are the hook's.
 type policy struct {
 	quickstart bool
 	devices    deviceLookup
 }
 
 // publish decides on a publish of size payload bytes at qos to name by the
-// client id (rules P2, P3, P5, P6, C6 and the interim P4). The returned topic
+// client id (rules P2, P3, P4, P5, P6, C6). The returned topic
 // is the parsed name, valid when the verdict is allow or drop.
 func (p policy) publish(id identity, name string, size int, qos byte) (topic, decision) {
 	t, err := parseTopic(name, false)
@@ -91,13 +94,13 @@ func (p policy) devicePublish(t topic, name string, qos byte) decision {
 	return deny(disconnect, "P3", CodeNotAuthorized, "device may not publish to %q", short(name))
 }
 
-// gatewayPublish is the interim rule P4 until issue #5: qualified events and
-// iotdevice-1 messages for the gateway itself or a registered non-gateway
-// device. Anything else is dropped, as the platform drops (and notifies)
-// rather than disconnects a gateway. No notify message, no auto-registration.
+// gatewayPublish is rule P4: qualified events and iotdevice-1 messages for
+// the gateway itself or a device it may act for (actFor). Anything else is
+// dropped: the platform reports a gateway's rejected publish on its notify
+// topic rather than closing the connection.
 func (p policy) gatewayPublish(gw identity, t topic, name string) decision {
 	if !t.qualified || t.kind != kindEvent && t.kind != kindDMDevice {
-		return deny(drop, "P4", CodeNotAuthorized, "gateway may not publish to %q", short(name))
+		return deny(drop, "P4", CodeNotAuthorized, "topic %q matches no rule for gateway publications", short(name))
 	}
 	return p.actFor(gw, t, "P4", drop)
 }
@@ -113,8 +116,8 @@ func (p policy) appPublish(t topic, name string) decision {
 	return deny(disconnect, "P5", CodeNotAuthorized, "application may not publish to %q", short(name))
 }
 
-// subscribe decides on one topic filter of a SUBSCRIBE (rules S1, S5, C6, P6
-// and the interim S2).
+// subscribe decides on one topic filter of a SUBSCRIBE (rules S1, S2, S5, C6
+// and P6).
 func (p policy) subscribe(id identity, filter string) (topic, decision) {
 	t, err := parseTopic(filter, true)
 	if err != nil {
@@ -139,17 +142,20 @@ func (p policy) deviceSubscribe(t topic, filter string) decision {
 	return deny(forbid, "S1", CodeNotAuthorized, "device may not subscribe to %q", short(filter))
 }
 
-// gatewaySubscribe is the interim rule S2 until issue #5.
+// gatewaySubscribe is rule S2: qualified command, mon and iotdm-1 filters for
+// the gateway itself or a device it may act for ("+" allowed for type and
+// id), plain iotdm-1/# (SDK practice) and the gateway's own notify topic.
+// Delivery is limited to permitted devices per message (OnACLCheck).
 func (p policy) gatewaySubscribe(gw identity, t topic, filter string) decision {
 	switch {
 	case t.qualified && (t.kind == kindCommand || t.kind == kindMon || t.kind == kindDMRequest):
 		return p.actFor(gw, t, "S2", forbid)
 	case t.kind == kindDMRequest && !t.qualified && t.rest == "#":
-		return allowed // iotdm-1/#: delivery is limited to permitted devices (OnACLCheck)
+		return allowed
 	case t.kind == kindNotify && t.typ == gw.typ && t.id == gw.id:
 		return allowed
 	}
-	return deny(forbid, "S2", CodeNotAuthorized, "gateway may not subscribe to %q", short(filter))
+	return deny(forbid, "S2", CodeNotAuthorized, "filter %q matches no rule for gateway subscriptions", short(filter))
 }
 
 // appSubscribe allows the application topics of protocol.md §6.1. Rule "S5"
@@ -171,30 +177,42 @@ func (p policy) appSubscribe(t topic, filter string) decision {
 	return allowed
 }
 
-// actFor decides whether gateway gw may act for the device named in t: itself,
-// or a registered device that is not a gateway (no resource groups yet). A
-// "+" in t's type or id is allowed here; delivery is checked per message.
+// actFor decides whether gateway gw may act for the device named in t: itself
+// or a registered device that is not a gateway (resource groups are not
+// emulated, so that is every such device). A device that is not registered
+// is allowed with register set if gw is privileged (auto-registration) and
+// refused otherwise. A "+" in t's type or id is allowed here; delivery is
+// checked per message.
 func (p policy) actFor(gw identity, t topic, rule string, v verdict) decision {
 	if t.typ == "+" || t.id == "+" {
 		return allowed
 	}
 	if checkIdent(t.typ) != nil {
-		return deny(v, rule, CodeNotAuthorized, "device type %q is not valid", short(t.typ))
+		return deny(v, rule, CodeTopicInvalid, "device type %q is not valid", short(t.typ))
 	}
 	if checkIdent(t.id) != nil {
-		return deny(v, rule, CodeNotAuthorized, "device id %q is not valid", short(t.id))
+		return deny(v, rule, CodeTopicInvalid, "device id %q is not valid", short(t.id))
 	}
 	if t.typ == gw.typ && t.id == gw.id {
 		return allowed
 	}
 	d, ok := p.devices.device(t.typ, t.id)
 	switch {
+	case !ok && p.privileged(gw):
+		return decision{verdict: allow, register: true}
 	case !ok:
-		return deny(v, rule, CodeNotAuthorized, "device %s/%s is not registered (auto-registration is not implemented)", t.typ, t.id)
+		return deny(v, rule, CodeNotAuthorized, "device %s/%s is not registered and gateway %s/%s may not register devices (standard role)",
+			t.typ, t.id, gw.typ, gw.id)
 	case d.Gateway:
 		return deny(v, rule, CodeNotAuthorized, "gateway may not act for gateway %s/%s", t.typ, t.id)
 	}
 	return allowed
+}
+
+// privileged reports whether gateway gw is registered with the privileged role.
+func (p policy) privileged(gw identity) bool {
+	d, ok := p.devices.device(gw.typ, gw.id)
+	return ok && d.Gateway && d.Role == RolePrivileged
 }
 
 // short truncates s for logs and violation details.

@@ -20,8 +20,50 @@ var (
 func testPolicy(quickstart bool) policy {
 	return policy{quickstart: quickstart, devices: fakeDevices{
 		{"pump", "P-17"}:     {Type: "pump", ID: "P-17"},
+		{"edge-gw", "gw-01"}: {Type: "edge-gw", ID: "gw-01", Gateway: true, Role: RoleStandard},
 		{"edge-gw", "gw-02"}: {Type: "edge-gw", ID: "gw-02", Gateway: true},
+		{"edge-gw", "gw-03"}: {Type: "edge-gw", ID: "gw-03", Gateway: true, Role: RolePrivileged},
 	}}
+}
+
+// gw3 is a privileged gateway of testPolicy; gw (gw-01) is a standard one.
+var gw3 = identity{class: ClassGateway, org: testOrg, typ: "edge-gw", id: "gw-03"}
+
+func TestPolicyGatewayAutoRegistration(t *testing.T) {
+	tests := []struct {
+		who          identity
+		publish      bool
+		topic        string
+		want         verdict
+		wantRegister bool
+		rule         string
+	}{
+		{gw3, true, "iot-2/type/pump/id/P-99/evt/e/fmt/json", allow, true, ""},
+		{gw3, true, "iotdevice-1/type/pump/id/P-99/mgmt/manage", allow, true, ""},
+		{gw3, true, "iot-2/type/pump/id/P-17/evt/e/fmt/json", allow, false, ""},
+		{gw3, true, "iot-2/type/edge-gw/id/gw-02/evt/e/fmt/json", drop, false, "P4"},
+		{gw3, true, "iot-2/type/pump/id/P-99/cmd/c/fmt/json", drop, false, "P4"},
+		{gw, true, "iot-2/type/pump/id/P-99/evt/e/fmt/json", drop, false, "P4"},
+		{gw3, false, "iot-2/type/pump/id/P-99/cmd/+/fmt/+", allow, true, ""},
+		{gw3, false, "iot-2/type/pump/id/P-99/mon", allow, true, ""},
+		{gw3, false, "iotdm-1/type/pump/id/P-99/#", allow, true, ""},
+		{gw3, false, "iot-2/type/pump/id/+/cmd/+/fmt/+", allow, false, ""},
+		{gw3, false, "iot-2/type/edge-gw/id/gw-02/cmd/+/fmt/+", forbid, false, "S2"},
+		{gw, false, "iot-2/type/pump/id/P-99/cmd/+/fmt/+", forbid, false, "S2"},
+	}
+	for _, tt := range tests {
+		var got decision
+		if tt.publish {
+			_, got = testPolicy(false).publish(tt.who, tt.topic, 1, 1)
+		} else {
+			_, got = testPolicy(false).subscribe(tt.who, tt.topic)
+		}
+		if got.verdict != tt.want || got.register != tt.wantRegister || got.rule != tt.rule {
+			t.Errorf("%s/%s %q (publish %v): verdict %d register %v rule %q (%s), want %d %v %q",
+				tt.who.typ, tt.who.id, tt.topic, tt.publish, got.verdict, got.register, got.rule, got.detail,
+				tt.want, tt.wantRegister, tt.rule)
+		}
+	}
 }
 
 func TestPolicyPublish(t *testing.T) {

@@ -14,12 +14,36 @@ import (
 // Device is a registered device or gateway: the pair (Type, ID) is unique in
 // the org, Token is the password it presents with the user name
 // "use-token-auth", and Gateway marks the gateway device class (rule C4: a
-// gateway connects only as g:, a plain device only as d:).
+// gateway connects only as g:, a plain device only as d:). Role matters for
+// gateways only.
 type Device struct {
 	Type    string
 	ID      string
 	Token   string
 	Gateway bool
+	Role    GatewayRole
+}
+
+// GatewayRole is a gateway's role (protocol.md §5.6). The zero value is the
+// platform's default for new gateways, RolePrivileged.
+type GatewayRole uint8
+
+// The gateway roles.
+const (
+	// RolePrivileged gateways may register devices automatically (rules P4, S2).
+	RolePrivileged GatewayRole = iota
+	// RoleStandard gateways may not: acting for an unknown device is rejected.
+	RoleStandard
+)
+
+func (r GatewayRole) String() string {
+	switch r {
+	case RolePrivileged:
+		return "privileged"
+	case RoleStandard:
+		return "standard"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
 }
 
 // APIKey is an application credential: the user name an application presents
@@ -73,12 +97,33 @@ func ReadRegistry(r io.Reader, name string) (Registry, error) {
 			continue
 		}
 		switch kind := fields[0]; kind {
-		case "device", "gateway":
+		case "device":
 			if len(fields) != 4 {
-				bad("want %q <type> <id> <token>, got %d fields", kind, len(fields))
+				bad("want \"device\" <type> <id> <token>, got %d fields", len(fields))
 				continue
 			}
-			d := Device{Type: fields[1], ID: fields[2], Token: fields[3], Gateway: kind == "gateway"}
+			d := Device{Type: fields[1], ID: fields[2], Token: fields[3]}
+			if err := d.validate(); err != nil {
+				bad("%v", err)
+				continue
+			}
+			reg.Devices = append(reg.Devices, d)
+		case "gateway":
+			if len(fields) != 4 && len(fields) != 5 {
+				bad("want \"gateway\" <type> <id> <token> [privileged|standard], got %d fields", len(fields))
+				continue
+			}
+			d := Device{Type: fields[1], ID: fields[2], Token: fields[3], Gateway: true}
+			if len(fields) == 5 {
+				switch fields[4] {
+				case "privileged":
+				case "standard":
+					d.Role = RoleStandard
+				default:
+					bad("unknown gateway role %q (want privileged or standard)", fields[4])
+					continue
+				}
+			}
 			if err := d.validate(); err != nil {
 				bad("%v", err)
 				continue
@@ -118,6 +163,9 @@ func (d Device) validate() error {
 	}
 	if err := checkToken(d.Token); err != nil {
 		return fmt.Errorf("token of %s/%s: %w", d.Type, d.ID, err)
+	}
+	if d.Role != RolePrivileged && d.Role != RoleStandard {
+		return fmt.Errorf("device %s/%s: unknown gateway role %d", d.Type, d.ID, d.Role)
 	}
 	return nil
 }
@@ -177,6 +225,19 @@ func (r *registry) putDevice(d Device) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.devices[deviceKey{d.Type, d.ID}] = d
+}
+
+// addDevice adds d unless (d.Type, d.ID) is registered already and reports
+// whether it did.
+func (r *registry) addDevice(d Device) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := deviceKey{d.Type, d.ID}
+	if _, ok := r.devices[k]; ok {
+		return false
+	}
+	r.devices[k] = d
+	return true
 }
 
 func (r *registry) deleteDevice(typ, id string) bool {

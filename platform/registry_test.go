@@ -24,6 +24,21 @@ func TestLoadRegistry(t *testing.T) {
 	}
 }
 
+func TestReadRegistryGatewayRoles(t *testing.T) {
+	in := "gateway gw g-1 token-123\ngateway gw g-2 token-123 privileged\ngateway gw g-3 token-123 standard\n"
+	got, err := ReadRegistry(strings.NewReader(in), "reg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []GatewayRole
+	for _, d := range got.Devices {
+		roles = append(roles, d.Role)
+	}
+	if diff := cmp.Diff([]GatewayRole{RolePrivileged, RolePrivileged, RoleStandard}, roles); diff != "" {
+		t.Errorf("roles (-want +got):\n%s", diff)
+	}
+}
+
 func TestLoadRegistryMissingFile(t *testing.T) {
 	if _, err := LoadRegistry(filepath.Join(t.TempDir(), "none.txt")); err == nil {
 		t.Error("LoadRegistry of a missing file succeeded")
@@ -38,6 +53,8 @@ func TestReadRegistryErrors(t *testing.T) {
 		{"unknown kind", "devise pump P-1 token-123", []string{"reg:1:"}},
 		{"missing token", "device pump P-1", []string{"reg:1:"}},
 		{"extra field", "gateway gw g-1 token-123 extra", []string{"reg:1:"}},
+		{"role for a device", "device pump P-1 token-123 standard", []string{"reg:1:"}},
+		{"too many gateway fields", "gateway gw g-1 token-123 standard x", []string{"reg:1:"}},
 		{"short token", "\n\ndevice pump P-1 short", []string{"reg:3:"}},
 		{"bad id", "device pump P/1 token-123", []string{"reg:1:"}},
 		{"api key without token", "apikey a-ab12cd-x", []string{"reg:1:"}},

@@ -19,7 +19,7 @@ type Message struct {
 	Payload  []byte // the receiver's own copy
 	QoS      byte   // QoS the publisher used
 	Retain   bool   // true only for platform-retained messages replayed on subscribe
-	ClientID string // publisher's client ID, e.g. d:<org>:<type>:<id>
+	ClientID string // publisher's client ID, e.g. d:<org>:<type>:<id>; "platform" for mon, notify and iotdm-1 messages
 	Time     time.Time
 }
 

@@ -267,8 +267,11 @@ func relativize(s, typ, id string) (string, bool) {
 	return prefix + "/" + rest[len(q):], true
 }
 
-// commandTopic builds the qualified command topic for an application publish.
-func commandTopic(typ, id, command, format string) (string, error) {
+// CommandTopic returns the qualified topic an application publishes a command
+// on, iot-2/type/<typ>/id/<id>/cmd/<command>/fmt/<format>, after checking
+// typ and id against the platform's ID rules and command and format for a
+// single topic level without wildcards. Errors match ErrInvalidTopic.
+func CommandTopic(typ, id, command, format string) (string, error) {
 	for _, f := range []struct{ name, v string }{{"type", typ}, {"id", id}} {
 		if err := checkIdent(f.v); err != nil {
 			return "", fmt.Errorf("%w: device %s %q: %w", ErrInvalidTopic, f.name, f.v, err)
@@ -280,4 +283,52 @@ func commandTopic(typ, id, command, format string) (string, error) {
 		}
 	}
 	return qualifiedPrefix(prefixIoT, typ, id) + "cmd/" + command + "/fmt/" + format, nil
+}
+
+// matchFilter reports whether topic name matches filter the way mochi routes
+// messages: "+" one level, "#" the rest including the parent level, except
+// after a "+" (mochi does not match "+/#" with a one-level topic). Both must
+// be syntactically valid; topics starting with "$" are not special here (the
+// platform's topics never start with it).
+func matchFilter(filter, name string) bool {
+	for {
+		f, frest, fmore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		n, nrest, nmore := strings.Cut(name, "/")
+		if f != "+" && f != n {
+			return false
+		}
+		switch {
+		case !fmore && !nmore:
+			return true
+		case !nmore:
+			return frest == "#" && f != "+" // "a/#" matches "a"
+		case !fmore:
+			return false
+		}
+		filter, name = frest, nrest
+	}
+}
+
+// monTopic returns the status topic of a device or gateway.
+func monTopic(typ, id string) string {
+	return qualifiedPrefix(prefixIoT, typ, id) + "mon"
+}
+
+// appMonTopic returns the status topic of an application.
+func appMonTopic(app string) string {
+	return prefixIoT + "/app/" + app + "/mon"
+}
+
+// notifyTopic returns a gateway's notify topic.
+func notifyTopic(typ, id string) string {
+	return qualifiedPrefix(prefixIoT, typ, id) + "notify"
+}
+
+// dmTopic returns the qualified iotdm-1 topic of (typ, id) for rest, e.g.
+// "response" or "mgmt/initiate/device/reboot".
+func dmTopic(typ, id, rest string) string {
+	return qualifiedPrefix(prefixDM, typ, id) + rest
 }

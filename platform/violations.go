@@ -40,6 +40,13 @@ type Stats struct {
 	RetainCleared int64 // inbound publishes whose RETAIN flag was cleared (rule P1)
 	Events        int64 // device and gateway events accepted
 	Commands      int64 // commands accepted from applications and SendCommand
+
+	AutoRegistered int64 // devices registered automatically by a privileged gateway (rules P4, S2)
+	Notifications  int64 // gateway notify messages sent (rules P4, S2)
+	Queued         int64 // messages waiting now for offline clients with a durable session (rule Q1)
+	QueueDropped   int64 // queued messages dropped because a subscription's queue was full
+	QueueExpired   int64 // queued messages dropped as older than QueueMaxAge or past their MQTT 5 expiry
+	Redelivered    int64 // queued messages delivered on reconnect
 }
 
 // defaultMaxViolations bounds the list Violations returns.
@@ -52,6 +59,8 @@ type recorder struct {
 
 	connected, accepted, refused, takeovers, violations atomic.Int64
 	retainCleared, events, commands                     atomic.Int64
+	autoRegistered, notifications                       atomic.Int64
+	queueDropped, queueExpired, redelivered             atomic.Int64
 }
 
 func (r *recorder) add(v Violation) {
@@ -81,5 +90,11 @@ func (r *recorder) stats() Stats {
 		RetainCleared: r.retainCleared.Load(),
 		Events:        r.events.Load(),
 		Commands:      r.commands.Load(),
+
+		AutoRegistered: r.autoRegistered.Load(),
+		Notifications:  r.notifications.Load(),
+		QueueDropped:   r.queueDropped.Load(),
+		QueueExpired:   r.queueExpired.Load(),
+		Redelivered:    r.redelivered.Load(),
 	}
 }
