@@ -123,3 +123,52 @@ func TestQuickstartMode(t *testing.T) {
 		t.Errorf("platform violations: %+v", v)
 	}
 }
+
+// TestGatewayMode runs the bridge in gateway mode against the local
+// platform: one connection as g:<org>:<type>:<id>, every device's events on
+// its own qualified topic, and the gateway's health on the gateway's topic.
+func TestGatewayMode(t *testing.T) {
+	r := startSimulation(t)
+	r.cfg.Platform.Mode = config.ModeGateway
+	r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
+	devices := []platform.Device{{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1", Gateway: true}}
+	for _, d := range r.cfg.Devices {
+		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
+	}
+	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.plat = p
+	r.runBridge(t, "tcp://"+p.Addr())
+
+	health := "iot-2/type/edge-gw/id/gw-1/evt/health/fmt/json"
+	got := collect(t, sub.C, byTopic, map[string]int{
+		"iot-2/type/meter/id/m1/evt/reading/fmt/json":        3,
+		"iot-2/type/meter/id/m2/evt/reading/fmt/json":        3,
+		"iot-2/type/boiler/id/boiler-9/evt/reading/fmt/json": 3,
+		health: 1,
+	})
+	for topic, msgs := range got {
+		for _, m := range msgs {
+			if m.ClientID != "g:test01:edge-gw:gw-1" || m.Retain {
+				t.Errorf("%s: from %q retain=%v", topic, m.ClientID, m.Retain)
+			}
+		}
+	}
+	h := decode(t, got[health][0].Payload)
+	if h.D["devices"] != float64(3) || h.Seq != 1 {
+		t.Errorf("health = %+v", h)
+	}
+	if v := p.Violations(); len(v) > 0 {
+		t.Errorf("platform violations: %+v", v)
+	}
+}
