@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"fieldbridge/platform"
 )
 
 // TestCommandWhileOfflineArrivesAfterReconnect: an application sends a
@@ -66,4 +69,42 @@ func TestCommandWhileOfflineArrivesAfterReconnect(t *testing.T) {
 	if result.D["command"] != "setSpeed" || result.D["ok"] != false || result.D["error"] != errNoCommands {
 		t.Errorf("command result = %v", result.D)
 	}
+}
+
+// TestPlatformSendCLI sends a command with `bridge platform send` as an
+// application with an API key; the running bridge answers it.
+func TestPlatformSendCLI(t *testing.T) {
+	r := startSimulation(t)
+	r.cfg.Devices = r.cfg.Devices[:1] // m1
+	sub := r.startPlatform(t)
+	if err := r.plat.RegisterAPIKey(platform.APIKey{Key: "a-test01-cli0000001", Token: "app-token-1"}); err != nil {
+		t.Fatal(err)
+	}
+	r.runBridge(t, "tcp://"+r.plat.Addr())
+	waitFor(t, "m1 connected", func() bool {
+		select {
+		case m := <-sub.C:
+			return strings.HasSuffix(m.Topic, "/evt/reading/fmt/json")
+		default:
+			return false
+		}
+	})
+	var out, errs strings.Builder
+	code := run(context.Background(), func() {}, []string{"platform", "send", "-broker", "tcp://" + r.plat.Addr(), "-org", "test01",
+		"-key", "a-test01-cli0000001", "-token", "app-token-1", "-type", "meter", "-id", "m1", "-command", "reset", "-payload", `{"now":true}`}, &out, &errs)
+	if code != exitOK {
+		t.Fatalf("platform send: exit %d: %s", code, errs.String())
+	}
+	waitFor(t, "the bridge's answer to the command", func() bool {
+		for {
+			select {
+			case m := <-sub.C:
+				if m.Topic == "iot-2/type/meter/id/m1/evt/command/fmt/json" && decode(t, m.Payload).D["command"] == "reset" {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
 }

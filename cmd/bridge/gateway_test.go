@@ -172,3 +172,60 @@ func TestGatewayMode(t *testing.T) {
 		t.Errorf("platform violations: %+v", v)
 	}
 }
+
+// TestGatewayNotifyBacksOffRejectedDevice: a standard gateway may not
+// register devices, so the platform drops the events of a device it does
+// not know and says so on the notify topic. The bridge keeps that device's
+// events buffered, backs it off, names it in the gateway health, and the
+// other devices go on.
+func TestGatewayNotifyBacksOffRejectedDevice(t *testing.T) {
+	r := startSimulation(t)
+	r.cfg.Platform.Mode = config.ModeGateway
+	r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
+	devices := []platform.Device{{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1", Gateway: true, Role: platform.RoleStandard}}
+	for _, d := range r.cfg.Devices {
+		if d.Name != "m2" { // m2 is not registered
+			devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
+		}
+	}
+	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBridge(r.cfg, bridgeOptions{Broker: "tcp://" + p.Addr(), InMemoryBuffer: true, Drain: 100 * time.Millisecond}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, "the platform's rejection of m2", func() bool { return b.gateway.refused("m2") != "" })
+	waitFor(t, "m2's events piling up in the buffer", func() bool { return b.store.QueueStats("m2").Len >= 5 })
+	waitFor(t, "a health event naming m2", func() bool {
+		for {
+			select {
+			case m := <-sub.C:
+				if m.Topic == "iot-2/type/edge-gw/id/gw-1/evt/health/fmt/json" {
+					if rej, ok := decode(t, m.Payload).D["rejected_devices"].(map[string]any); ok && rej["m2"] != nil {
+						return true
+					}
+				}
+			default:
+				return false
+			}
+		}
+	})
+	if n := b.store.QueueStats("m1").Len; n > 20 {
+		t.Errorf("m1 has %d events waiting: a rejected device held up the others", n)
+	}
+}

@@ -4,11 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"time"
 
 	"fieldbridge/platform"
+	"fieldbridge/uplink"
 )
 
 func cmdPlatform(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "send" {
+		return cmdPlatformSend(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("platform", stderr)
 	org := fs.String("org", "", "organisation id the platform serves (\"quickstart\" for quickstart mode)")
 	addr := fs.String("listen", "127.0.0.1:1883", "MQTT listen address")
@@ -49,4 +55,60 @@ func cmdPlatform(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	<-ctx.Done()
 	return p.Close()
+}
+
+// cmdPlatformSend sends one command to a device as an application (a:
+// client with an API key), the way the platform's applications do, and
+// waits for the broker's acknowledgement.
+func cmdPlatformSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("platform send", stderr)
+	broker := fs.String("broker", "tcp://127.0.0.1:1883", "the platform's MQTT address")
+	org := fs.String("org", "", "organisation id")
+	app := fs.String("app", "cli", "application id")
+	key := fs.String("key", "", "API key (a-<org>-...), from the registry's apikey line")
+	token := fs.String("token", "", "API token")
+	typ := fs.String("type", "", "device type")
+	id := fs.String("id", "", "device id")
+	command := fs.String("command", "", "command id")
+	format := fs.String("format", "json", "format segment of the topic")
+	payload := fs.String("payload", "{}", "the command's payload")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	topic, err := platform.CommandTopic(*typ, *id, *command, *format)
+	if err != nil || *org == "" || *key == "" {
+		return fmt.Errorf("give -org, -key, -token, -type, -id and -command (%v): %w", err, errConfig)
+	}
+	up := make(chan error, 1)
+	link, err := uplink.New(uplink.Config{
+		Broker: *broker, ClientID: "a:" + *org + ":" + *app, Username: *key, Password: *token, QoS: 1, CleanSession: true,
+		OnStateChange: func(connected bool, err error) {
+			select {
+			case up <- err: // nil when connected
+			default:
+			}
+		},
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, errConfig)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- link.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case err := <-up:
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", *broker, err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("connect to %s: %w", *broker, ctx.Err())
+	}
+	if err := <-link.Publish(ctx, topic, []byte(*payload)); err != nil {
+		return fmt.Errorf("send %s: %w", topic, err)
+	}
+	fmt.Fprintf(stdout, "sent %s\n", topic)
+	return nil
 }
