@@ -155,7 +155,7 @@ func BenchmarkRTUPtyRaw(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := line.open()
+	p, err := line.Open()
 	if err != nil {
 		b.Fatal(err)
 	}

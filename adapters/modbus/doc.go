@@ -49,8 +49,8 @@
 //
 // # Imports
 //
-// adapters only of ours, plus github.com/goburrow/modbus (imported as mb)
-// and go.bug.st/serial. It must not import mapping, buffer, uplink, dm, hcl,
+// adapters and adapters/serialport of ours, plus github.com/goburrow/modbus (imported as mb)
+// (the serial port itself is in serialport). It must not import mapping, buffer, uplink, dm, hcl,
 // badger or paho.
 //
 // # Concurrency

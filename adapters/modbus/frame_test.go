@@ -209,10 +209,10 @@ func TestLineSettings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.charTime(); got != tt.wantChar {
+		if got := s.CharTime(); got != tt.wantChar {
 			t.Errorf("%d %d%s%d: charTime = %v, want %v", tt.baud, tt.data, tt.parity, tt.stop, got, tt.wantChar)
 		}
-		if got := s.t35(); got != tt.want35 {
+		if got := t35(s); got != tt.want35 {
 			t.Errorf("%d %d%s%d: t35 = %v, want %v", tt.baud, tt.data, tt.parity, tt.stop, got, tt.want35)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fieldbridge/adapters"
+	"fieldbridge/adapters/serialport"
 )
 
 // quietTimeoutsBeforeReopen is how many requests in a row may time out
@@ -73,7 +74,7 @@ func (l *link) connect(deadline time.Time) error {
 	l.stats.opens.Add(1)
 	l.port = p
 	l.drainWindow = minReadWindow
-	if _, ok := p.(*serialPort); ok {
+	if _, ok := p.(*serialport.Serial); ok {
 		l.drainWindow = 0
 	}
 	l.last = time.Time{}

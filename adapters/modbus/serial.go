@@ -10,6 +10,7 @@ import (
 	mb "github.com/goburrow/modbus"
 
 	"fieldbridge/adapters"
+	"fieldbridge/adapters/serialport"
 )
 
 // DefaultSerialTimeout is the reply timeout of a serial bus when its
@@ -78,17 +79,17 @@ func NewRTU(cfg RTUConfig) (*RTU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("modbus rtu: %w", err)
 	}
-	if line.dataBits != 8 {
-		return nil, fmt.Errorf("modbus rtu: data bits must be 8, got %d", line.dataBits)
+	if line.DataBits != 8 {
+		return nil, fmt.Errorf("modbus rtu: data bits must be 8, got %d", line.DataBits)
 	}
 	if cfg.Timeout < 0 || cfg.Silence < 0 {
 		return nil, errors.New("modbus rtu: timeout and silence must not be negative")
 	}
 	silence := cfg.Silence
 	if silence == 0 {
-		silence = line.t35()
+		silence = t35(line)
 	}
-	l := newLink(cfg.Port, openSerial(line, cfg.Open), readRTU, timeoutOr(cfg.Timeout), line.t35(), silence)
+	l := newLink(cfg.Port, openSerial(line, cfg.Open), readRTU, timeoutOr(cfg.Timeout), t35(line), silence)
 	return &RTU{bus: newSerialBus(l, rtuPackager())}, nil
 }
 
@@ -143,11 +144,11 @@ func timeoutOr(d time.Duration) time.Duration {
 }
 
 // openSerial returns the opener of a link: open, when set, or go.bug.st/serial.
-func openSerial(line lineSettings, open func() (Port, error)) func(time.Time) (Port, error) {
+func openSerial(line serialport.Settings, open func() (Port, error)) func(time.Time) (Port, error) {
 	if open != nil {
 		return func(time.Time) (Port, error) { return open() }
 	}
-	return func(time.Time) (Port, error) { return line.open() }
+	return func(time.Time) (Port, error) { return line.Open() }
 }
 
 // packager is goburrow's Packager with the unit id to address.

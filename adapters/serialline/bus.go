@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fieldbridge/adapters"
+	"fieldbridge/adapters/serialport"
 )
 
 // Stats counts what happened on a serial-line bus since it was created. The
@@ -94,7 +95,7 @@ func New(cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serial line: %w", err)
 	}
-	b.frameGap = max(100*time.Millisecond, 32*ln.charTime())
+	b.frameGap = max(100*time.Millisecond, 32*ln.CharTime())
 	switch {
 	case cfg.Open != nil:
 		b.name = "serial line"
@@ -107,7 +108,7 @@ func New(cfg Config) (*Bus, error) {
 		}
 	default:
 		b.name = cfg.Port
-		b.open = func(time.Time) (Port, error) { return ln.open(cfg.Port) }
+		b.open = func(time.Time) (Port, error) { return ln.Open() }
 	}
 	return b, nil
 }
@@ -216,7 +217,7 @@ func (b *Bus) connect(deadline time.Time) error {
 	b.opens.Add(1)
 	b.port = p
 	b.drainWindow = minReadWindow
-	if _, ok := p.(*serialPort); ok {
+	if _, ok := p.(*serialport.Serial); ok {
 		b.drainWindow = 0
 	}
 	return nil

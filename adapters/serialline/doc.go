@@ -46,7 +46,7 @@
 //
 // # Imports
 //
-// adapters only of ours, plus go.bug.st/serial. It must not import
+// adapters and adapters/serialport of ours (the port itself). It must not import
 // adapters/modbus, mapping, buffer, uplink, dm, hcl, badger or paho.
 //
 // # Concurrency
