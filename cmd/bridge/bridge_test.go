@@ -137,12 +137,20 @@ func startSimulation(t *testing.T) *rig {
 	return &rig{cfg: cfg, sims: sims}
 }
 
+// startPlatform starts the local platform with the configuration's devices
+// registered and subscribes to every event.
 func (r *rig) startPlatform(t *testing.T) *platform.Subscription {
 	t.Helper()
 	var devices []platform.Device
 	for _, d := range r.cfg.Devices {
 		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 	}
+	return r.startPlatformWith(t, devices)
+}
+
+// startPlatformWith is startPlatform with the given registry.
+func (r *rig) startPlatformWith(t *testing.T, devices []platform.Device) *platform.Subscription {
+	t.Helper()
 	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices}, quietLogger())
 	if err != nil {
 		t.Fatal(err)

@@ -84,18 +84,8 @@ func TestQuickstartMode(t *testing.T) {
 	r := startSimulation(t)
 	r.cfg.Platform = config.Platform{Org: "quickstart", Mode: config.ModeQuickstart, QoS: 0, KeepAlive: time.Minute}
 	r.cfg.Devices = r.cfg.Devices[:1]
-	p, err := platform.New(platform.Config{Org: "quickstart"}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := r.startPlatformWith(t, nil) // quickstart registers nobody
+	p := r.plat
 	r.runBridge(t, "tcp://"+p.Addr())
 
 	start := time.Now()
@@ -135,19 +125,8 @@ func TestGatewayMode(t *testing.T) {
 	for _, d := range r.cfg.Devices {
 		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 	}
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.plat = p
+	sub := r.startPlatformWith(t, devices)
+	p := r.plat
 	r.runBridge(t, "tcp://"+p.Addr())
 
 	health := "iot-2/type/edge-gw/id/gw-1/evt/health/fmt/json"
@@ -188,19 +167,8 @@ func TestGatewayNotifyBacksOffRejectedDevice(t *testing.T) {
 			devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 		}
 	}
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := newBridge(r.cfg, bridgeOptions{Broker: "tcp://" + p.Addr(), InMemoryBuffer: true, Drain: 100 * time.Millisecond}, quietLogger())
+	sub := r.startPlatformWith(t, devices)
+	b, err := newBridge(r.cfg, bridgeOptions{Broker: "tcp://" + r.plat.Addr(), InMemoryBuffer: true, Drain: 100 * time.Millisecond}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
