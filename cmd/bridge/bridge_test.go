@@ -258,6 +258,9 @@ func TestSimulatorToBridgeToPlatform(t *testing.T) {
 			if m.Retain {
 				t.Errorf("%s: retain flag set", topic)
 			}
+			if m.QoS != 1 {
+				t.Errorf("%s: published at QoS %d, want the configured 1", topic, m.QoS)
+			}
 			if m.ClientID != clientIDs[id] {
 				t.Errorf("%s: client id %q, want %q", topic, m.ClientID, clientIDs[id])
 			}
@@ -467,6 +470,45 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestQuickstartAgainstMosquitto: quickstart mode against a plain broker,
+// from a subscriber's side: relative event topics, QoS 0, never retained,
+// about one event per second although the device is polled every 100 ms.
+func TestQuickstartAgainstMosquitto(t *testing.T) {
+	addr := mqtttest.StartMosquitto(t)
+	r := startSimulation(t)
+	r.cfg.Platform = config.Platform{Org: "quickstart", Mode: config.ModeQuickstart, QoS: 0, KeepAlive: time.Minute}
+	r.cfg.Devices = r.cfg.Devices[:1]
+
+	var mu sync.Mutex
+	var got []mqtt.Message
+	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("subscriber").SetAutoReconnect(false))
+	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { sub.Disconnect(100) })
+	if tok := sub.Subscribe("#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	start := time.Now()
+	r.runBridge(t, "tcp://"+addr)
+	waitFor(t, "three events", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 3 })
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if rate := float64(len(got)) / elapsed.Seconds(); rate > 1.5 {
+		t.Errorf("%d events in %v: quickstart allows one per second", len(got), elapsed)
+	}
+	for _, m := range got {
+		if m.Qos() != 0 || m.Retained() || !strings.HasPrefix(m.Topic(), "iot-2/evt/") {
+			t.Errorf("event on %s at QoS %d retained=%v", m.Topic(), m.Qos(), m.Retained())
 		}
 	}
 }

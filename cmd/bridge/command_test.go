@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldbridge/config"
 	"fieldbridge/platform"
 )
 
@@ -14,9 +15,25 @@ import (
 // false, QoS 1 subscription) keeps it, and when the bridge connects again it
 // receives it and answers with a command event.
 func TestCommandWhileOfflineArrivesAfterReconnect(t *testing.T) {
+	for _, mode := range []string{config.ModeDevice, config.ModeGateway} {
+		t.Run(mode, func(t *testing.T) { testCommandWhileOffline(t, mode) })
+	}
+}
+
+func testCommandWhileOffline(t *testing.T, mode string) {
 	r := startSimulation(t)
 	r.cfg.Devices = r.cfg.Devices[:1] // m1
-	sub := r.startPlatform(t)
+	var sub *platform.Subscription
+	if mode == config.ModeGateway {
+		r.cfg.Platform.Mode = mode
+		r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
+		sub = r.startPlatformWith(t, []platform.Device{
+			{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1", Gateway: true},
+			{Type: "meter", ID: "m1", Token: "token-m1-secret"},
+		})
+	} else {
+		sub = r.startPlatform(t)
+	}
 
 	runFor := func(until func() bool) {
 		t.Helper()
