@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"fieldbridge/internal/testwait"
 )
 
 // fakeBus answers reads for unit 1 at once and makes unit 2 time out after
@@ -64,17 +66,6 @@ func (l *readingLog) count(device string, ok bool) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestLoopDeadDeviceDoesNotStallOthers(t *testing.T) {
@@ -92,7 +83,7 @@ func TestLoopDeadDeviceDoesNotStallOthers(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- loop.Run(ctx) }()
 
-	waitFor(t, "20 good cycles of the live device", func() bool { return log.count("alive", true) >= 20 })
+	testwait.For(t, 5*time.Second, "20 good cycles of the live device", func() bool { return log.count("alive", true) >= 20 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v, want nil on cancel", err)

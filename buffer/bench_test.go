@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"fieldbridge/internal/testwait"
 )
 
 var (
@@ -505,7 +507,7 @@ func TestSoakReclaimsSpace(t *testing.T) {
 	}
 	written := diskUsage(dir)
 	pub.setLimit(1 << 62)
-	checkFor(t, 20*time.Second, "drained", func() bool { return s.QueueStats("soak").Len == 0 })
+	testwait.For(t, 20*time.Second, "drained", func() bool { return s.QueueStats("soak").Len == 0 })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)

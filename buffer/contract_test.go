@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fieldbridge/internal/testwait"
 )
 
 // storeKind is one Store configuration the contract suite runs against.
@@ -220,7 +222,7 @@ func testDropOldestUnderForwarder(t *testing.T, k storeKind) {
 	go func() { errc <- s.Forward(ctx, "d", pub) }()
 	const n = 4000
 	mustAppend(t, s, "d", n, 300)
-	checkFor(t, 20*time.Second, "queue empty", func() bool { return s.QueueStats("d").Len == 0 })
+	testwait.For(t, 20*time.Second, "queue empty", func() bool { return s.QueueStats("d").Len == 0 })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Forward = %v", err)
@@ -320,7 +322,7 @@ func testForwardOutage(t *testing.T, k storeKind) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Forward(ctx, "d", pub) }()
 	seqs := mustAppend(t, s, "d", 100, 20)
-	checkFor(t, 5*time.Second, "failed attempts", func() bool {
+	testwait.For(t, 5*time.Second, "failed attempts", func() bool {
 		pub.mu.Lock()
 		defer pub.mu.Unlock()
 		return pub.calls > 3
@@ -329,7 +331,7 @@ func testForwardOutage(t *testing.T, k storeKind) {
 		t.Fatalf("during the outage Len = %d, want 100 (nothing deleted without PUBACK)", st.Len)
 	}
 	down.Store(false)
-	checkFor(t, 10*time.Second, "drained after the outage", func() bool { return s.QueueStats("d").Len == 0 })
+	testwait.For(t, 10*time.Second, "drained after the outage", func() bool { return s.QueueStats("d").Len == 0 })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Forward = %v", err)
@@ -347,7 +349,7 @@ func testForwardLive(t *testing.T, k storeKind) {
 	go func() { errc <- s.Forward(ctx, "d", pub) }()
 	for i := 1; i <= 20; i++ {
 		mustAppend(t, s, "d", 1, 0)
-		checkFor(t, 5*time.Second, "live event published", func() bool { return len(pub.seqs()) == i })
+		testwait.For(t, 5*time.Second, "live event published", func() bool { return len(pub.seqs()) == i })
 	}
 	cancel()
 	if err := <-errc; err != nil {
@@ -368,7 +370,7 @@ func testForwardWindow(t *testing.T, k storeKind) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Forward(ctx, "d", pub) }()
 	for round := 1; round <= 3; round++ {
-		checkFor(t, 5*time.Second, "window full", func() bool { return len(pub.seqs()) == 16*round })
+		testwait.For(t, 5*time.Second, "window full", func() bool { return len(pub.seqs()) == 16*round })
 		if st := s.QueueStats("d"); st.Len != int64(100-16*(round-1)) {
 			t.Errorf("round %d: Len = %d with results held, want %d", round, st.Len, 100-16*(round-1))
 		}
@@ -404,7 +406,7 @@ func testOneForwarder(t *testing.T, k storeKind) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Forward(ctx, "d", &fakePublisher{}) }()
-	checkFor(t, 5*time.Second, "forwarder running", func() bool {
+	testwait.For(t, 5*time.Second, "forwarder running", func() bool {
 		q, _ := s.queue("d")
 		q.mu.Lock()
 		defer q.mu.Unlock()
@@ -448,7 +450,7 @@ func testCloseStopsForward(t *testing.T, k storeKind) {
 	pub := &fakePublisher{hold: true}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Forward(context.Background(), "d", pub) }()
-	checkFor(t, 5*time.Second, "window full", func() bool { return len(pub.seqs()) > 0 })
+	testwait.For(t, 5*time.Second, "window full", func() bool { return len(pub.seqs()) > 0 })
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"fieldbridge/internal/testwait"
 )
 
 // errFakePublish is what fakePublisher reports for a failed publish.
@@ -167,18 +169,6 @@ func openTest(t testing.TB, cfg Config) *Store {
 	return s
 }
 
-// checkFor polls cond every millisecond until it holds or d passes.
-func checkFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // forwardUntil runs Forward on queue until cond holds, then stops it and
 // returns Forward's result.
 func forwardUntil(t testing.TB, s *Store, queue string, pub Publisher, what string, cond func() bool) {
@@ -186,7 +176,7 @@ func forwardUntil(t testing.TB, s *Store, queue string, pub Publisher, what stri
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Forward(ctx, queue, pub) }()
-	checkFor(t, 20*time.Second, what, cond)
+	testwait.For(t, 20*time.Second, what, cond)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Forward(%q) = %v, want nil after cancel", queue, err)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"fieldbridge/internal/testwait"
 )
 
 const (
@@ -102,7 +104,7 @@ func TestGatewayPublishRejectedWithNotify(t *testing.T) {
 		t.Error("a standard gateway auto-registered pump/P-99")
 	}
 	// Counted after the publish, so possibly after the gateway has the message.
-	waitFor(t, "notifications counted", func() bool { return p.Stats().Notifications == int64(len(tests)) })
+	testwait.For(t, waitDeadline, "notifications counted", func() bool { return p.Stats().Notifications == int64(len(tests)) })
 }
 
 func TestGatewayAutoRegistration(t *testing.T) {

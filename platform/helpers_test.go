@@ -9,6 +9,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"fieldbridge/internal/testwait"
 )
 
 const (
@@ -54,18 +56,6 @@ func startPlatform(t *testing.T, edit func(*Config)) *Platform {
 		t.Fatalf("Start: %v", err)
 	}
 	return p
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // testClient is a paho MQTT 3.1.1 client that records what happens to it.
@@ -214,7 +204,7 @@ func findViolation(p *Platform, clientID, rule string) (Violation, bool) {
 func waitViolation(t *testing.T, p *Platform, clientID, rule string, action Action) Violation {
 	t.Helper()
 	var v Violation
-	waitFor(t, "violation "+rule+" by "+clientID, func() bool {
+	testwait.For(t, waitDeadline, "violation "+rule+" by "+clientID, func() bool {
 		var ok bool
 		v, ok = findViolation(p, clientID, rule)
 		return ok

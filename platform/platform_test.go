@@ -12,6 +12,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/google/go-cmp/cmp"
+
+	"fieldbridge/internal/testwait"
 )
 
 func TestDeviceEventReachesApplications(t *testing.T) {
@@ -136,7 +138,7 @@ func TestConnectAccepted(t *testing.T) {
 	} {
 		mustDial(t, p, c.id, c.user, c.password)
 	}
-	waitFor(t, "5 connected clients", func() bool { return p.Stats().Connected == 5 })
+	testwait.For(t, waitDeadline, "5 connected clients", func() bool { return p.Stats().Connected == 5 })
 }
 
 func TestDevicePublishForbiddenTopicDisconnects(t *testing.T) {
@@ -587,7 +589,7 @@ func TestRunAndClose(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "listener", func() bool { return p.Addr() != "" })
+	testwait.For(t, waitDeadline, "listener", func() bool { return p.Addr() != "" })
 	dev := mustDial(t, p, pump17, tokenAuth, pump17Token)
 
 	cancel()

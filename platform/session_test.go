@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fieldbridge/internal/testwait"
 )
 
 // goOffline disconnects c cleanly and waits until the platform has processed
@@ -14,7 +16,7 @@ import (
 func goOffline(t *testing.T, p *Platform, c *testClient) {
 	t.Helper()
 	c.Disconnect(100)
-	waitFor(t, c.id+" offline", func() bool { return p.Stats().Connected == 0 })
+	testwait.For(t, waitDeadline, c.id+" offline", func() bool { return p.Stats().Connected == 0 })
 }
 
 // topicsOf returns the topics and payloads of n messages of c.
@@ -53,7 +55,7 @@ func TestDurableDeviceGetsCommandsSentWhileOffline(t *testing.T) {
 		t.Errorf("commands after reconnect (-want +got):\n%s", diff)
 	}
 	// Counted after each write, so possibly after the client has the message.
-	waitFor(t, "3 redelivered", func() bool { return p.Stats().Redelivered == 3 })
+	testwait.For(t, waitDeadline, "3 redelivered", func() bool { return p.Stats().Redelivered == 3 })
 	if got := p.Stats().Queued; got != 0 {
 		t.Errorf("Stats().Queued = %d, want 0", got)
 	}
@@ -80,7 +82,7 @@ func TestDurableGatewayGetsCommandsSentWhileOffline(t *testing.T) {
 	app := mustDial(t, p, "a:ab12cd:ops", testKey.Key, testKey.Token)
 	app.publish(t, "iot-2/type/pump/id/P-18/cmd/stop/fmt/json", 1, false, []byte(`3`))
 	app.Disconnect(100)
-	waitFor(t, "three queued commands", func() bool { return p.Stats().Queued == 3 })
+	testwait.For(t, waitDeadline, "three queued commands", func() bool { return p.Stats().Queued == 3 })
 
 	gw = mustDialWith(t, p, gw01, tokenAuth, gw01Token, durableSession)
 	want := []string{ // qualified topics, in order
@@ -199,7 +201,7 @@ func TestDurableDeviceGetsDeviceActionAfterReconnect(t *testing.T) {
 		rc, err := p.DeviceAction(ctx, "pump", "P-17", "device/reboot", nil)
 		done <- result{rc, err}
 	}()
-	waitFor(t, "the reboot request queued", func() bool { return p.Stats().Queued == 1 })
+	testwait.For(t, waitDeadline, "the reboot request queued", func() bool { return p.Stats().Queued == 1 })
 
 	dev = mustDialWith(t, p, pump17, tokenAuth, pump17Token, durableSession)
 	m := dev.next(t)

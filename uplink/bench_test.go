@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"fieldbridge/internal/mqtttest"
+
+	"fieldbridge/internal/testwait"
 )
 
 // BenchmarkPublish measures publish throughput and publish-to-acknowledgement
@@ -52,7 +54,7 @@ func benchPublish(b *testing.B, url string, qos byte, window int) {
 		cancel()
 		<-done
 	}()
-	waitFor(b, waitLong, "connected", c.Connected)
+	testwait.For(b, waitLong, "connected", c.Connected)
 
 	topic := DeviceEventTopic("reading", "json")
 	payload := []byte(`{"d":{"voltage_l1":231.4,"voltage_l2":230.9,"voltage_l3":231.1,"current_l1":12.61,"power_kw":8.734,"energy_kwh":18234.5,"breaker_closed":true},"ts":"2026-11-24T10:15:30.120Z","seq":18234}`)

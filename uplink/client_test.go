@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"fieldbridge/internal/testwait"
 )
 
 const waitLong = 10 * time.Second
@@ -24,7 +26,7 @@ func TestConnectFieldsAndPublishQoS1(t *testing.T) {
 	cfg.CleanSession = false
 	states := &stateLog{}
 	c, _ := runClient(t, cfg, states)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 
 	got := b.rec.connectList()
 	want := []connectInfo{{
@@ -52,7 +54,7 @@ func TestConnectFieldsAndPublishQoS1(t *testing.T) {
 	if len(pubs) != 1 || pubs[0].Topic != topic || pubs[0].QoS != 1 || pubs[0].Retain || !bytes.Equal(pubs[0].Payload, payload) {
 		t.Errorf("broker saw %+v, want one QoS 1 non-retained publish on %s", pubs, topic)
 	}
-	waitFor(t, waitLong, "subscriber to receive the event", func() bool { return len(sub.list()) == 1 })
+	testwait.For(t, waitLong, "subscriber to receive the event", func() bool { return len(sub.list()) == 1 })
 	m := sub.list()[0]
 	if m.Topic() != topic || m.Retained() || m.Qos() != 1 || !bytes.Equal(m.Payload(), payload) {
 		t.Errorf("subscriber got topic %s retained %v qos %d payload %s", m.Topic(), m.Retained(), m.Qos(), m.Payload())
@@ -67,11 +69,11 @@ func TestPublishQoS0(t *testing.T) {
 	cfg := testConfig(b.url())
 	cfg.QoS = 0
 	c, _ := runClient(t, cfg, nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	if err := result(t, c.Publish(context.Background(), DeviceEventTopic("reading", "json"), []byte("{}")), waitLong); err != nil {
 		t.Fatalf("Publish = %v, want nil", err)
 	}
-	waitFor(t, waitLong, "broker to see the publish", func() bool { return len(b.rec.publishList()) == 1 })
+	testwait.For(t, waitLong, "broker to see the publish", func() bool { return len(b.rec.publishList()) == 1 })
 	if p := b.rec.publishList()[0]; p.QoS != 0 || p.Retain {
 		t.Errorf("broker saw %+v, want QoS 0, not retained", p)
 	}
@@ -79,7 +81,7 @@ func TestPublishQoS0(t *testing.T) {
 	// paho reports QoS 0 publishes as done while it reconnects; uplink never
 	// does: nothing is nil once the connection is gone.
 	b.stop()
-	waitFor(t, waitLong, "Connected() to turn false", func() bool { return !c.Connected() })
+	testwait.For(t, waitLong, "Connected() to turn false", func() bool { return !c.Connected() })
 	for range 10 {
 		if err := result(t, c.Publish(context.Background(), DeviceEventTopic("reading", "json"), []byte("{}")), waitLong); !errors.Is(err, ErrNotConnected) {
 			t.Fatalf("QoS 0 Publish while the broker is down = %v, want ErrNotConnected", err)
@@ -91,7 +93,7 @@ func TestPayloadLimit(t *testing.T) {
 	b := startBroker(t, nil)
 	sub := newSubscriber(t, b.url(), "iot-2/#")
 	c, _ := runClient(t, testConfig(b.url()), nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	topic := DeviceEventTopic("blob", "bin")
 
 	tooBig := make([]byte, MaxPayload+1)
@@ -102,7 +104,7 @@ func TestPayloadLimit(t *testing.T) {
 	if err := result(t, c.Publish(context.Background(), topic, max), waitLong); err != nil {
 		t.Errorf("Publish(%d bytes) = %v, want nil", len(max), err)
 	}
-	waitFor(t, waitLong, "subscriber to receive the largest payload", func() bool { return len(sub.list()) == 1 })
+	testwait.For(t, waitLong, "subscriber to receive the largest payload", func() bool { return len(sub.list()) == 1 })
 	pubs := b.rec.publishList()
 	if len(pubs) != 1 || len(pubs[0].Payload) != MaxPayload {
 		t.Errorf("broker saw %d publishes (want exactly the %d-byte one)", len(pubs), MaxPayload)
@@ -115,7 +117,7 @@ func TestPayloadLimit(t *testing.T) {
 func TestPublishInvalidTopic(t *testing.T) {
 	b := startBroker(t, nil)
 	c, _ := runClient(t, testConfig(b.url()), nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	for _, topic := range []string{"", "iot-2/evt/+/fmt/json", "iot-2/#"} {
 		if err := result(t, c.Publish(context.Background(), topic, nil), time.Second); !errors.Is(err, ErrInvalidTopic) {
 			t.Errorf("Publish(%q) = %v, want ErrInvalidTopic", topic, err)
@@ -131,7 +133,7 @@ func TestPublishOrder(t *testing.T) {
 	cfg := testConfig(b.url())
 	cfg.MaxInflight = 16
 	c, _ := runClient(t, cfg, nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	const n = 300
 	results := make([]<-chan error, n)
 	for i := range n {
@@ -160,7 +162,7 @@ func TestMaxInflightAndAckTimeout(t *testing.T) {
 	cfg.MaxInflight = 3
 	cfg.AckTimeout = 300 * time.Millisecond
 	c, _ := runClient(t, cfg, nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 
 	var results []<-chan error
 	for i := range 6 {
@@ -191,7 +193,7 @@ func TestMaxPending(t *testing.T) {
 	cfg.MaxInflight = 1
 	cfg.MaxPending = 2
 	c, _ := runClient(t, cfg, nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	topic := DeviceEventTopic("reading", "json")
 	_ = c.Publish(context.Background(), topic, []byte("1"))
 	_ = c.Publish(context.Background(), topic, []byte("2"))
@@ -214,14 +216,14 @@ func TestBrokerOutage(t *testing.T) {
 	cfg.Subscriptions = []Subscription{{Filter: DeviceCommandTopic("+", "+"), QoS: 1}}
 	states := &stateLog{}
 	c, _ := runClient(t, cfg, states)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 
 	topic := DeviceEventTopic("reading", "json")
 	var pending []<-chan error
 	for i := range 5 {
 		pending = append(pending, c.Publish(context.Background(), topic, fmt.Appendf(nil, "%d", i)))
 	}
-	waitFor(t, waitLong, "the broker to receive the in-flight publishes", func() bool { return len(b.rec.publishList()) >= 5 })
+	testwait.For(t, waitLong, "the broker to receive the in-flight publishes", func() bool { return len(b.rec.publishList()) >= 5 })
 
 	b.stop()
 	for i, ch := range pending {
@@ -229,22 +231,22 @@ func TestBrokerOutage(t *testing.T) {
 			t.Errorf("pending Publish %d after the broker stopped = %v, want ErrConnectionLost", i, err)
 		}
 	}
-	waitFor(t, waitLong, "Connected() to turn false", func() bool { return !c.Connected() })
+	testwait.For(t, waitLong, "Connected() to turn false", func() bool { return !c.Connected() })
 	if err := result(t, c.Publish(context.Background(), topic, []byte("down")), time.Second); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("Publish while the broker is down = %v, want ErrNotConnected", err)
 	}
-	waitFor(t, waitLong, "OnStateChange to report ErrConnectionLost", func() bool { return states.has(ErrConnectionLost) })
+	testwait.For(t, waitLong, "OnStateChange to report ErrConnectionLost", func() bool { return states.has(ErrConnectionLost) })
 
 	b.rec.blackhole.Store(false)
 	b.start()
-	waitFor(t, waitLong, "reconnect", func() bool { return states.connects() >= 2 && c.Connected() })
+	testwait.For(t, waitLong, "reconnect", func() bool { return states.connects() >= 2 && c.Connected() })
 	if subs := b.rec.subscribeList(); len(subs) != 2 || subs[1] != "iot-2/cmd/+/fmt/+" {
 		t.Errorf("SUBSCRIBEs = %q, want the command filter once per connection", subs)
 	}
 	if err := b.server().Publish("iot-2/cmd/reboot/fmt/json", []byte(`{"now":true}`), false, 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, waitLong, "the command to reach the Handler", func() bool { return len(cmds.list()) == 1 })
+	testwait.For(t, waitLong, "the command to reach the Handler", func() bool { return len(cmds.list()) == 1 })
 	if got := cmds.list()[0]; got.Topic != "iot-2/cmd/reboot/fmt/json" || string(got.Payload) != `{"now":true}` {
 		t.Errorf("Handler got %s %s", got.Topic, got.Payload)
 	}
@@ -265,7 +267,7 @@ func TestDurableSession(t *testing.T) {
 	cfg.Subscriptions = []Subscription{{Filter: DeviceCommandTopic("+", "+"), QoS: 1}}
 	states := &stateLog{}
 	c, _ := runClient(t, cfg, states)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 
 	srv := b.server()
 	cl, ok := srv.Clients.Get(cfg.ClientID)
@@ -273,7 +275,7 @@ func TestDurableSession(t *testing.T) {
 		t.Fatal("broker does not know the client")
 	}
 	_ = srv.DisconnectClient(cl, packets.ErrAdministrativeAction) // the platform drops us
-	waitFor(t, waitLong, "the client to notice", func() bool { return !c.Connected() })
+	testwait.For(t, waitLong, "the client to notice", func() bool { return !c.Connected() })
 	if b.connectedClient(cfg.ClientID) {
 		t.Fatal("the broker still has a live connection")
 	}
@@ -283,13 +285,13 @@ func TestDurableSession(t *testing.T) {
 	if n := len(b.rec.connectList()); n != 1 {
 		t.Fatalf("the client reconnected before the command was queued (%d CONNECTs); the test proves nothing", n)
 	}
-	waitFor(t, waitLong, "the queued command to arrive after reconnect", func() bool { return len(cmds.list()) == 1 })
+	testwait.For(t, waitLong, "the queued command to arrive after reconnect", func() bool { return len(cmds.list()) == 1 })
 	if got := cmds.list()[0]; got.Topic != "iot-2/cmd/setSpeed/fmt/json" || string(got.Payload) != `{"rpm":1450}` {
 		t.Errorf("Handler got %s %s", got.Topic, got.Payload)
 	}
 	// The queued command may reach the Handler before OnStateChange(true):
 	// subscriptions (and redelivery) come first.
-	waitFor(t, waitLong, "the second connection to be reported", func() bool { return states.connects() == 2 })
+	testwait.For(t, waitLong, "the second connection to be reported", func() bool { return states.connects() == 2 })
 }
 
 // TestTakeover: two clients with the same client id knock each other off;
@@ -314,10 +316,10 @@ func TestTakeover(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	})
-	waitFor(t, waitLong, "first client connected", a.Connected)
+	testwait.For(t, waitLong, "first client connected", a.Connected)
 	_, _ = runClient(t, cfg, statesB)
 
-	waitFor(t, waitLong, "ErrTakeover to be reported", func() bool {
+	testwait.For(t, waitLong, "ErrTakeover to be reported", func() bool {
 		return statesA.has(ErrTakeover) || statesB.has(ErrTakeover)
 	})
 	// The storm stops: one client waits LongBackoff (1h), the other stays connected.
@@ -355,7 +357,7 @@ func TestNotAuthorized(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 
-	waitFor(t, waitLong, "ErrNotAuthorized", func() bool { return states.has(ErrNotAuthorized) })
+	testwait.For(t, waitLong, "ErrNotAuthorized", func() bool { return states.has(ErrNotAuthorized) })
 	time.Sleep(300 * time.Millisecond) // MinBackoff is 20ms: a storm would show by now
 	if n := len(b.rec.connectList()); n != 1 {
 		t.Errorf("CONNECT attempts = %d, want 1 (LongBackoff is 1h)", n)
@@ -380,7 +382,7 @@ func TestNotAuthorized(t *testing.T) {
 func TestRunTwice(t *testing.T) {
 	b := startBroker(t, nil)
 	c, _ := runClient(t, testConfig(b.url()), nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	if err := c.Run(context.Background()); err == nil {
 		t.Error("second Run = nil, want an error")
 	}
@@ -392,7 +394,7 @@ func TestShutdown(t *testing.T) {
 	b := startBroker(t, nil)
 	states := &stateLog{}
 	c, stop := runClient(t, testConfig(b.url()), states)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	if err := result(t, c.Publish(context.Background(), "t", nil), waitLong); err != nil {
 		t.Fatalf("Publish = %v", err)
 	}
@@ -401,7 +403,7 @@ func TestShutdown(t *testing.T) {
 	for range 3 {
 		pending = append(pending, c.Publish(context.Background(), "t", nil))
 	}
-	waitFor(t, waitLong, "the broker to receive them", func() bool { return len(b.rec.publishList()) == 4 })
+	testwait.For(t, waitLong, "the broker to receive them", func() bool { return len(b.rec.publishList()) == 4 })
 	start := time.Now()
 	stop()
 	if d := time.Since(start); d > 2*time.Second {
@@ -426,7 +428,7 @@ func TestShutdown(t *testing.T) {
 	if err := result(t, c.Publish(context.Background(), "t", nil), time.Second); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("Publish after Run = %v, want ErrNotConnected", err)
 	}
-	waitFor(t, waitLong, "the broker to see the disconnect", func() bool { return !b.connectedClient(testConfig("").ClientID) })
+	testwait.For(t, waitLong, "the broker to see the disconnect", func() bool { return !b.connectedClient(testConfig("").ClientID) })
 }
 
 // TestUnreachableBroker: Run keeps retrying a broker that refuses TCP and
@@ -437,7 +439,7 @@ func TestUnreachableBroker(t *testing.T) {
 	b.stop()
 	states := &stateLog{}
 	c, stop := runClient(t, testConfig(url), states)
-	waitFor(t, waitLong, "several failed attempts", func() bool {
+	testwait.For(t, waitLong, "several failed attempts", func() bool {
 		return states.count(func(e stateEvent) bool { return !e.connected && e.err != nil }) >= 3
 	})
 	if c.Connected() {
@@ -462,7 +464,7 @@ func TestTLSBroker(t *testing.T) {
 	cfg := testConfig(b.url())
 	cfg.TLS = tlsCfg
 	c, _ := runClient(t, cfg, nil)
-	waitFor(t, waitLong, "connected over TLS", c.Connected)
+	testwait.For(t, waitLong, "connected over TLS", c.Connected)
 	if err := result(t, c.Publish(context.Background(), DeviceEventTopic("reading", "json"), []byte("{}")), waitLong); err != nil {
 		t.Errorf("Publish over TLS = %v", err)
 	}
@@ -472,7 +474,7 @@ func TestTLSBroker(t *testing.T) {
 	cfg2.ClientID = "d:ab12cd:power-meter:other"
 	states := &stateLog{}
 	_, _ = runClient(t, cfg2, states)
-	waitFor(t, waitLong, "a failed TLS attempt", func() bool {
+	testwait.For(t, waitLong, "a failed TLS attempt", func() bool {
 		return states.count(func(e stateEvent) bool { return e.err != nil && strings.Contains(e.err.Error(), "certificate") }) > 0
 	})
 	if states.connects() != 0 || states.has(ErrNotAuthorized) {
@@ -483,7 +485,7 @@ func TestTLSBroker(t *testing.T) {
 func TestWebsocketBroker(t *testing.T) {
 	b := startBroker(t, nil, withWebsocket())
 	c, _ := runClient(t, testConfig(b.url()), nil)
-	waitFor(t, waitLong, "connected over websocket", c.Connected)
+	testwait.For(t, waitLong, "connected over websocket", c.Connected)
 	if err := result(t, c.Publish(context.Background(), DeviceEventTopic("reading", "json"), []byte("{}")), waitLong); err != nil {
 		t.Errorf("Publish over websocket = %v", err)
 	}
@@ -504,7 +506,7 @@ func TestHandlerErrorStillAcks(t *testing.T) {
 	})
 	cfg.Subscriptions = []Subscription{{Filter: DeviceCommandTopic("+", "+"), QoS: 1}}
 	c, _ := runClient(t, cfg, nil)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 	for _, cmd := range []string{"a", "b"} {
 		if err := b.server().Publish(DeviceCommandTopic(cmd, "json"), []byte("{}"), false, 1); err != nil {
 			t.Fatal(err)
@@ -589,7 +591,7 @@ func TestBrokerClosesBeforeConnack(t *testing.T) {
 	}()
 	states := &stateLog{}
 	c, _ := runClient(t, testConfig("tcp://"+l.Addr().String()), states)
-	waitFor(t, waitLong, "three failed attempts", func() bool {
+	testwait.For(t, waitLong, "three failed attempts", func() bool {
 		return states.count(func(e stateEvent) bool { return !e.connected && e.err != nil }) >= 3
 	})
 	if c.Connected() || states.connects() != 0 {

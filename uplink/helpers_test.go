@@ -19,19 +19,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// waitFor polls cond until it holds or timeout passes (a checkFor helper:
-// no fixed sleeps in tests).
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // result waits for one Publish result.
 func result(t testing.TB, ch <-chan error, timeout time.Duration) error {
 	t.Helper()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fieldbridge/internal/testwait"
 )
 
 // ownGoroutines returns the stacks of goroutines running code of this
@@ -32,7 +34,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 	cfg.Subscriptions = []Subscription{{Filter: DeviceCommandTopic("+", "+"), QoS: 1}}
 	states := &stateLog{}
 	c, stop := runClient(t, cfg, states)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 
 	b.rec.blackhole.Store(true)
 	var pending []<-chan error
@@ -45,7 +47,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 	}
 	b.rec.blackhole.Store(false)
 	b.start()
-	waitFor(t, waitLong, "reconnect", func() bool { return states.connects() == 2 && c.Connected() })
+	testwait.For(t, waitLong, "reconnect", func() bool { return states.connects() == 2 && c.Connected() })
 	_ = b.server().Publish("iot-2/cmd/x/fmt/json", []byte("{}"), false, 1)
 	b.rec.blackhole.Store(true)
 	pending = pending[:0]

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"fieldbridge/internal/mqtttest"
+
+	"fieldbridge/internal/testwait"
 )
 
 // TestMosquitto checks the basics against a real third-party broker, from a
@@ -19,7 +21,7 @@ func TestMosquitto(t *testing.T) {
 	cfg.CleanSession = false
 	states := &stateLog{}
 	c, _ := runClient(t, cfg, states)
-	waitFor(t, waitLong, "connected", c.Connected)
+	testwait.For(t, waitLong, "connected", c.Connected)
 
 	topic := DeviceEventTopic("reading", "json")
 	payloads := [][]byte{
@@ -31,7 +33,7 @@ func TestMosquitto(t *testing.T) {
 			t.Fatalf("Publish(%d bytes) = %v, want nil", len(p), err)
 		}
 	}
-	waitFor(t, waitLong, "the subscriber to receive both events", func() bool { return len(sub.list()) == 2 })
+	testwait.For(t, waitLong, "the subscriber to receive both events", func() bool { return len(sub.list()) == 2 })
 	for i, msg := range sub.list() {
 		if msg.Topic() != topic || msg.Qos() != 1 || msg.Retained() || !bytes.Equal(msg.Payload(), payloads[i]) {
 			t.Errorf("message %d: topic %s qos %d retained %v, %d bytes; want %s, QoS 1, not retained, %d bytes",
@@ -41,17 +43,17 @@ func TestMosquitto(t *testing.T) {
 
 	// Outage: the broker dies and comes back on the same port.
 	m.Stop()
-	waitFor(t, waitLong, "Connected() to turn false", func() bool { return !c.Connected() })
+	testwait.For(t, waitLong, "Connected() to turn false", func() bool { return !c.Connected() })
 	if err := result(t, c.Publish(context.Background(), topic, []byte("down")), waitLong); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("Publish while mosquitto is down = %v, want ErrNotConnected", err)
 	}
 	m.Start()
-	waitFor(t, waitLong, "reconnect", func() bool { return states.connects() == 2 && c.Connected() })
+	testwait.For(t, waitLong, "reconnect", func() bool { return states.connects() == 2 && c.Connected() })
 	sub2 := newSubscriber(t, m.URL(), "iot-2/#")
 	if err := result(t, c.Publish(context.Background(), topic, []byte("up")), waitLong); err != nil {
 		t.Fatalf("Publish after the restart = %v, want nil", err)
 	}
-	waitFor(t, waitLong, "the new subscriber to receive the event", func() bool { return len(sub2.list()) == 1 })
+	testwait.For(t, waitLong, "the new subscriber to receive the event", func() bool { return len(sub2.list()) == 1 })
 	if msg := sub2.list()[0]; string(msg.Payload()) != "up" || msg.Retained() {
 		t.Errorf("after restart: payload %q retained %v", msg.Payload(), msg.Retained())
 	}

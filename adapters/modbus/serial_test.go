@@ -16,6 +16,8 @@ import (
 	"fieldbridge/adapters/modbus"
 	"fieldbridge/internal/serialtest"
 	"fieldbridge/simulator"
+
+	"fieldbridge/internal/testwait"
 )
 
 // serveOnPty links two ptys with socat and serves srv on one end with
@@ -196,7 +198,7 @@ func TestRTUDeadDeviceInLoop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- loop.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	checkFor(t, 5*time.Second, func() error {
+	testwait.NoError(t, 5*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got["dead"]) < 1 || len(got["live"]) < 5 {

@@ -16,6 +16,8 @@ import (
 	"fieldbridge/adapters/serialline"
 	"fieldbridge/internal/serialtest"
 	"fieldbridge/simulator"
+
+	"fieldbridge/internal/testwait"
 )
 
 // scale is a scale that prints "ST,GS,+0001.500,kg" lines.
@@ -77,23 +79,6 @@ func newBus(t *testing.T, cfg serialline.Config) *serialline.Bus {
 	return bus
 }
 
-// checkFor retries fn every 10 ms until it returns nil or total passed.
-func checkFor(t testing.TB, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", total, err)
-		}
-		tm := time.NewTimer(10 * time.Millisecond)
-		<-tm.C
-	}
-}
-
 func TestPushModeOnPty(t *testing.T) {
 	in, err := simulator.NewInstrument(simulator.InstrumentConfig{
 		Template: "ST,GS,{weight:%+09.3f},kg\r\n",
@@ -118,7 +103,7 @@ func TestPushModeOnPty(t *testing.T) {
 		t.Fatalf("first read: status %q weight %v", status, w1)
 	}
 	// Values change as the instrument prints.
-	checkFor(t, 5*time.Second, func() error {
+	testwait.NoError(t, 5*time.Second, func() error {
 		b, err := bus.ReadRange(ctx, all)
 		if err != nil {
 			return err
@@ -133,7 +118,7 @@ func TestPushModeOnPty(t *testing.T) {
 	before := bus.Stats()
 	in.Malform(2)
 	in.Inject("ST,GS\r\n", "\x00\x01noise without a delimiter that is long enough to matter")
-	checkFor(t, 5*time.Second, func() error {
+	testwait.NoError(t, 5*time.Second, func() error {
 		if st := bus.Stats(); st.Malformed < before.Malformed+3 || st.Frames < before.Frames+3 {
 			return errors.New("waiting for the malformed lines and more good ones")
 		}
@@ -167,7 +152,7 @@ func TestPushModeStaleFrame(t *testing.T) {
 	if _, err := bus.ReadRange(context.Background(), all); err != nil {
 		t.Fatalf("first read = %v", err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.NoError(t, 5*time.Second, func() error {
 		_, err := bus.ReadRange(context.Background(), all)
 		if !errors.Is(err, adapters.ErrTimeout) {
 			return errors.New("the frame is not stale yet")
@@ -175,7 +160,7 @@ func TestPushModeStaleFrame(t *testing.T) {
 		return nil
 	})
 	in.Inject("ST,GS,4.0,kg\r\n")
-	checkFor(t, 5*time.Second, func() error {
+	testwait.NoError(t, 5*time.Second, func() error {
 		b, err := bus.ReadRange(context.Background(), all)
 		if err != nil {
 			return err
@@ -339,7 +324,7 @@ func TestPushModePortGoneAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	current.Close() // unplugged under the reader goroutine
-	checkFor(t, 5*time.Second, func() error {
+	testwait.NoError(t, 5*time.Second, func() error {
 		_, err := bus.ReadRange(context.Background(), all)
 		if !errors.Is(err, adapters.ErrNotConnected) {
 			return errors.New("the failure is not reported yet")

@@ -17,6 +17,8 @@ import (
 	"fieldbridge/config"
 	"fieldbridge/internal/mqtttest"
 	"fieldbridge/platform"
+
+	"fieldbridge/internal/testwait"
 )
 
 // testConfig has two device types on two buses with fixed simulated values,
@@ -499,7 +501,7 @@ func TestQuickstartAgainstMosquitto(t *testing.T) {
 	}
 	start := time.Now()
 	r.runBridge(t, "tcp://"+addr)
-	waitFor(t, "three events", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 3 })
+	testwait.For(t, waitTimeout, "three events", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 3 })
 	elapsed := time.Since(start)
 	mu.Lock()
 	defer mu.Unlock()

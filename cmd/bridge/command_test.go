@@ -8,6 +8,8 @@ import (
 
 	"fieldbridge/config"
 	"fieldbridge/platform"
+
+	"fieldbridge/internal/testwait"
 )
 
 // TestCommandWhileOfflineArrivesAfterReconnect: an application sends a
@@ -44,7 +46,7 @@ func testCommandWhileOffline(t *testing.T, mode string) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- b.Run(ctx) }()
-		waitFor(t, "the bridge's events", until)
+		testwait.For(t, waitTimeout, "the bridge's events", until)
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -98,7 +100,7 @@ func TestPlatformSendCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.runBridge(t, "tcp://"+r.plat.Addr())
-	waitFor(t, "m1 connected", func() bool {
+	testwait.For(t, waitTimeout, "m1 connected", func() bool {
 		select {
 		case m := <-sub.C:
 			return strings.HasSuffix(m.Topic, "/evt/reading/fmt/json")
@@ -112,7 +114,7 @@ func TestPlatformSendCLI(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("platform send: exit %d: %s", code, errs.String())
 	}
-	waitFor(t, "the bridge's answer to the command", func() bool {
+	testwait.For(t, waitTimeout, "the bridge's answer to the command", func() bool {
 		for {
 			select {
 			case m := <-sub.C:

@@ -10,6 +10,8 @@ import (
 	"fieldbridge/mapping"
 	"fieldbridge/platform"
 	"fieldbridge/uplink"
+
+	"fieldbridge/internal/testwait"
 )
 
 func TestNotifyBacksOffTheDevice(t *testing.T) {
@@ -177,9 +179,9 @@ func TestGatewayNotifyBacksOffRejectedDevice(t *testing.T) {
 	go func() { done <- b.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor(t, "the platform's rejection of m2", func() bool { return b.gateway.refused("m2") != "" })
-	waitFor(t, "m2's events piling up in the buffer", func() bool { return b.store.QueueStats("m2").Len >= 5 })
-	waitFor(t, "a health event naming m2", func() bool {
+	testwait.For(t, waitTimeout, "the platform's rejection of m2", func() bool { return b.gateway.refused("m2") != "" })
+	testwait.For(t, waitTimeout, "m2's events piling up in the buffer", func() bool { return b.store.QueueStats("m2").Len >= 5 })
+	testwait.For(t, waitTimeout, "a health event naming m2", func() bool {
 		for {
 			select {
 			case m := <-sub.C:

@@ -25,6 +25,7 @@ func TestImportCharters(t *testing.T) {
 		"platform":            {},
 		"internal/mqtttest":   {},
 		"internal/serialtest": {},
+		"internal/testwait":   {},
 	}
 	forbidden := map[string][]string{ // third-party modules kept inside one package
 		"github.com/dgraph-io/badger":  {"buffer"},

@@ -12,6 +12,8 @@ import (
 
 	"fieldbridge/config"
 	"fieldbridge/internal/mqtttest"
+
+	"fieldbridge/internal/testwait"
 )
 
 // receiver is a durable MQTT subscriber that records, per device, every seq
@@ -73,7 +75,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 		t.Fatalf("subscriber connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { sub.Disconnect(100) })
-	waitFor(t, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
+	testwait.For(t, waitTimeout, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
 
 	b, err := newBridge(r.cfg, bridgeOptions{Broker: broker.URL(), InMemoryBuffer: true, Drain: 20 * time.Second}, quietLogger())
 	if err != nil {
@@ -83,14 +85,14 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 
-	waitFor(t, "events before the outage", func() bool { return len(rec.firsts("m1")) >= 20 })
+	testwait.For(t, waitTimeout, "events before the outage", func() bool { return len(rec.firsts("m1")) >= 20 })
 	broker.Stop()
 	outage := time.Now()
-	waitFor(t, "events buffered during the outage", func() bool {
+	testwait.For(t, waitTimeout, "events buffered during the outage", func() bool {
 		return b.store.QueueStats("m1").Len >= 50 && time.Since(outage) > time.Second
 	})
 	broker.Start()
-	waitFor(t, "events after the outage", func() bool {
+	testwait.For(t, waitTimeout, "events after the outage", func() bool {
 		return len(rec.firsts("m1")) > 0 && rec.firsts("m1")[len(rec.firsts("m1"))-1] > b.store.QueueStats("m1").NextSeq-20
 	})
 	cancel() // pollers stop first; the drain window sends what is buffered
@@ -100,7 +102,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 
 	for _, d := range r.cfg.Devices {
 		last := b.store.QueueStats(d.Name).NextSeq - 1
-		waitFor(t, "every seq of "+d.Name, func() bool {
+		testwait.For(t, waitTimeout, "every seq of "+d.Name, func() bool {
 			f := rec.firsts(d.Name)
 			return len(f) > 0 && f[len(f)-1] == last
 		})
@@ -114,13 +116,5 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitTimeout bounds every wait for something the bridge should do.
+const waitTimeout = 30 * time.Second
