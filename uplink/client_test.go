@@ -15,6 +15,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"fieldbridge/internal/testwait"
+
+	"fieldbridge/internal/testpki"
 )
 
 const waitLong = 10 * time.Second
@@ -453,8 +455,8 @@ func TestUnreachableBroker(t *testing.T) {
 }
 
 func TestTLSBroker(t *testing.T) {
-	dir := t.TempDir()
-	caFile, serverCert := testPKI(t, dir)
+	pki := testpki.New(t)
+	caFile, serverCert := pki.CAFile, pki.Server
 	b := startBroker(t, nil, withTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}))
 
 	tlsCfg, err := NewTLSConfig(caFile, "", "", false)

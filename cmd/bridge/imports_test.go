@@ -26,6 +26,7 @@ func TestImportCharters(t *testing.T) {
 		"internal/mqtttest":   {},
 		"internal/serialtest": {},
 		"internal/testwait":   {},
+		"internal/testpki":    {},
 	}
 	forbidden := map[string][]string{ // third-party modules kept inside one package
 		"github.com/dgraph-io/badger":  {"buffer"},
