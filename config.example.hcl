@@ -112,6 +112,7 @@ bus "line1" {
 #     port      = "/dev/ttyUSB2"     # or address = "10.0.0.8:4002" (raw TCP port of a device server)
 #     baud      = 9600               # 8N1 unless data_bits/parity/stop_bits say otherwise
 #     delimiter = "\r\n"             # frames end with this; or length = N (with start = "\x02")
+#     # max_length = 256             # a longer delimited frame is dropped and counted as malformed
 #     separator = ","                # fields are columns; or regexp = "(?P<weight>[-+0-9.]+) kg"
 #     # decimal_comma = false
 #     request   = "W{unit}\r\n"      # query mode: sent each poll ({unit} is the device's unit id);
