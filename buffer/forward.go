@@ -382,6 +382,15 @@ func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
 	f.next = next
 	now := s.cfg.now()
 	for _, r := range recs {
+		if f.failedAlready() {
+			// An earlier publish of this window has already failed (for
+			// example "not connected" while the uplink was down). Sending
+			// more now could let newer events reach the broker before that
+			// one is resent, once the uplink is back: stop, settle the
+			// window and go back.
+			f.next = r.seq
+			break
+		}
 		fl := flight{seq: r.seq, size: r.size}
 		switch {
 		case r.err != nil:
@@ -401,6 +410,30 @@ func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
 		f.s.skipGap(f.q, tail-1)
 	}
 	return nil
+}
+
+// failedAlready reports whether the newest or the oldest publish of the
+// window has already reported a failure. It looks without waiting and keeps
+// the result it saw for the main loop. Only two flights are looked at, so a
+// fill stays O(1) per record: the newest catches a burst of immediate
+// failures, the oldest one that failed while the window was refilled.
+func (f *forwarder) failedAlready() bool {
+	failed := false
+	if len(f.win) == 0 {
+		return false
+	}
+	for _, i := range []int{len(f.win) - 1, 0} {
+		if f.win[i].res == nil {
+			continue
+		}
+		select {
+		case err := <-f.win[i].res:
+			f.win[i].res = errResult(err)
+			failed = failed || err != nil
+		default:
+		}
+	}
+	return failed // pop marks the window failing when it reaches that result
 }
 
 // progress logs the drain of a backlog.

@@ -35,6 +35,7 @@ type fakePublisher struct {
 	delivered []delivery
 	fail      func(n int) bool
 	async     bool
+	failLate  bool // report failures a moment later, as a lost connection does
 	hold      bool
 	held      []chan error
 }
@@ -45,6 +46,13 @@ func (p *fakePublisher) Publish(ctx context.Context, topic string, payload []byt
 	defer p.mu.Unlock()
 	p.calls++
 	if p.fail != nil && p.fail(p.calls) {
+		if p.failLate {
+			go func() {
+				time.Sleep(time.Millisecond)
+				ch <- errFakePublish
+			}()
+			return ch
+		}
 		ch <- errFakePublish
 		return ch
 	}
