@@ -65,6 +65,9 @@ func (a *Agent) handle(ctx context.Context, d *device, req request) response {
 // attribute returns the current value of a device-model attribute the
 // agent can observe, or false when it does not know it.
 func (d *device) attribute(name string) (any, bool) {
+	if strings.HasPrefix(name, "mgmt.firmware") && d.cfg.Firmware == nil {
+		return nil, false
+	}
 	switch {
 	case name == "mgmt.firmware":
 		return d.fw.value(), true
