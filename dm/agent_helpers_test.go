@@ -116,7 +116,8 @@ func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config
 	for _, d := range devs {
 		pcfg.Devices = append(pcfg.Devices, platform.Device{Type: d.Type, ID: d.ID, Token: d.ID + "-token"})
 	}
-	p, err := platform.New(pcfg, testLogger(t))
+	// Info, not Debug: mochi's event loop logs at Debug after Close returned.
+	p, err := platform.New(pcfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		t.Fatal(err)
 	}

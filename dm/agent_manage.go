@@ -240,16 +240,22 @@ func (a *Agent) manage(ctx context.Context, d *device) {
 func (a *Agent) sync(ctx context.Context, d *device) error {
 	d.mu.Lock()
 	online, needManage, needLoc := d.online, d.needManage, d.needLoc
+	if online {
+		d.needManage = false // a request for another Manage while this one is out stays
+	}
 	d.mu.Unlock()
 	if !online {
 		return nil
 	}
 	if needManage {
 		if err := a.call(ctx, d, "mgmt/manage", a.manageRequest(d)); err != nil {
+			d.mu.Lock()
+			d.needManage = true
+			d.mu.Unlock()
 			return fmt.Errorf("manage: %w", err)
 		}
 		d.mu.Lock()
-		d.needManage, d.managed = false, true
+		d.managed = true
 		if a.cfg.Lifetime > 0 {
 			d.renewAt = time.Now().Add(a.cfg.Lifetime - a.cfg.RenewBefore)
 		}

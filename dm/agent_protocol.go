@@ -92,7 +92,7 @@ func decodeRequest(rest string, payload []byte) (request, int, string) {
 	}
 	raw, ok := top["d"]
 	if !ok || isNull(raw) {
-		if takesFields(rest) {
+		if _, _, custom := customAction(rest); takesFields(rest) && !custom { // a custom action may have no parameters
 			return req, RCBadRequest, "d.fields is missing"
 		}
 		return req, 0, ""
