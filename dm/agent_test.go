@@ -251,7 +251,7 @@ func TestQueueFullIs409(t *testing.T) {
 	u := startUnit(t, dm.Device{Type: meterType, ID: "m1", Name: "m1", Reboot: &dm.Action{Command: "reboot"}},
 		func(c *dm.Config) { c.Commands, c.QueueSize = slow, 1 })
 	u.agent.HandleRequest(u.ctx, meterType, "m1", "mgmt/initiate/device/reboot", []byte(`{"reqId":"r1"}`))
-	<-slow.started                                                                                          // the worker is busy with r1
+	<-slow.started                                                                                         // the worker is busy with r1
 	u.agent.HandleRequest(u.ctx, meterType, "m1", "mgmt/initiate/device/reboot", []byte(`{"reqId":"r2"}`)) // queued
 	a := u.request(t, "mgmt/initiate/device/reboot", `{"reqId":"r3"}`)
 	if a.RC != 409 {
