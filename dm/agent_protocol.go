@@ -165,8 +165,11 @@ func encodeRequest(req request) []byte {
 			out.D.Fields = []field{}
 		}
 	}
-	b, _ := json.Marshal(out) // cannot fail: strings and compact raw JSON
-	return b
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // values go back byte for byte
+	_ = enc.Encode(out)      // cannot fail: strings and compact raw JSON
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 func knownRest(rest string) bool {
