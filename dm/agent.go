@@ -130,8 +130,9 @@ type Location struct {
 }
 
 // Action is what a device-management action does: run a command of the
-// device (through Config.Commands), or a hook program, or the command and
-// then the hook. Exec is an argument vector run without a shell; the
+// device (through Config.Commands, with the payload {"d": {...}} of a
+// command message: empty for reboot and factory reset, the parameters of a
+// custom action), or a hook program, or the command and then the hook. Exec is an argument vector run without a shell; the
 // placeholders {type}, {id}, {device}, {file}, {version} and {name} in its
 // elements are replaced (file, version and name: the firmware image).
 type Action struct {

@@ -109,7 +109,7 @@ func TestActionsThroughThePlatform(t *testing.T) {
 		if rc := r.action(t, "m1", "firmware/update", nil); rc != 400 {
 			t.Errorf("firmware update without a download: rc %d, want 400", rc)
 		}
-		want := []string{"m1/reboot {}", `m1/rescan {"port":"rs485-1"}`}
+		want := []string{`m1/reboot {"d":{}}`, `m1/rescan {"d":{"port":"rs485-1"}}`}
 		if got := cmds.list(); !slices.Equal(got, want) {
 			t.Errorf("commands %q, want %q", got, want)
 		}

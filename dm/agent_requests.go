@@ -269,7 +269,7 @@ func (a *Agent) deviceAction(ctx context.Context, d *device, what string, act *A
 }
 
 // custom runs a custom action (protocol.md §8): its parameters become the
-// command's JSON object. rc 200 when done, 500 when it failed, 501 when
+// command's payload {"d": {name: value, ...}}. rc 200 when done, 500 when it failed, 501 when
 // the device has no such action.
 func (a *Agent) custom(ctx context.Context, d *device, bundle, action string, fields []field) response {
 	act := d.cfg.Custom[bundle][action]
@@ -282,7 +282,9 @@ func (a *Agent) custom(ctx context.Context, d *device, bundle, action string, fi
 			params[f.Field] = f.Value
 		}
 	}
-	payload, _ := json.Marshal(params) // cannot fail: compact raw JSON
+	// The shape of a command message ({"d": {...}}), so that one command
+	// definition serves iot-2 commands and custom actions alike.
+	payload, _ := json.Marshal(map[string]any{"d": params}) // cannot fail: compact raw JSON
 	if err := a.run(ctx, d, act, payload, nil); err != nil {
 		d.log(logError, fmt.Sprintf("action %s/%s failed: %v", bundle, action, err))
 		return response{RC: RCInternal, Message: err.Error()}
@@ -312,7 +314,7 @@ func (a *Agent) run(ctx context.Context, d *device, act *Action, payload []byte,
 			return fmt.Errorf("%w: %s", errUnreachable, reason)
 		}
 		if payload == nil {
-			payload = []byte("{}")
+			payload = []byte(`{"d":{}}`)
 		}
 		if err := a.cfg.Commands.RunCommand(ctx, d.cfg.Name, act.Command, payload); err != nil {
 			if adapters.IsTransport(err) {

@@ -344,7 +344,7 @@ func TestDeviceActions(t *testing.T) {
 	if a := u.request(t, "mgmt/initiate/firmware/download", `{"reqId":"r6"}`); a.RC != 501 {
 		t.Errorf("firmware download without firmware actions: rc %d, want 501", a.RC)
 	}
-	want := []string{`m1/reboot {}`, `m1/rescan {"port":"rs485-1","unitRange":"1-32"}`}
+	want := []string{`m1/reboot {"d":{}}`, `m1/rescan {"d":{"port":"rs485-1","unitRange":"1-32"}}`}
 	if got := u.cmds.list(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("commands run: %q, want %q", got, want)
 	}
