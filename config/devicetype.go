@@ -13,6 +13,7 @@ import (
 func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 	c.checkID(t.Name, t.NameRange, "device type")
 	dt := &DeviceType{DeviceType: &mapping.DeviceType{Name: t.Name}, Simulate: map[string]Simulation{}}
+	dt.Management = c.typeManagement(t.Management)
 	pointBlocks := map[string]*pointBlock{}
 	for i := range t.Points {
 		pb := &t.Points[i]

@@ -7,6 +7,8 @@ import "github.com/hashicorp/hcl/v2"
 // the exact place of a value.
 
 type fileBlock struct {
+	Management *managementBlock `hcl:"management,block"`
+
 	Platform    *platformBlock    `hcl:"platform,block"`
 	Buffer      *bufferBlock      `hcl:"buffer,block"`
 	Buses       []busBlock        `hcl:"bus,block"`
@@ -166,6 +168,8 @@ type serialLineBlock struct {
 }
 
 type deviceTypeBlock struct {
+	Management *typeManagementBlock `hcl:"management,block"`
+
 	Name       string            `hcl:"name,label"`
 	NameRange  hcl.Range         `hcl:"name,label_range"`
 	DefRange   hcl.Range         `hcl:",def_range"`
@@ -259,6 +263,8 @@ type eventBlock struct {
 }
 
 type deviceBlock struct {
+	Management *deviceManagementBlock `hcl:"management,block"`
+
 	Name      string    `hcl:"name,label"`
 	NameRange hcl.Range `hcl:"name,label_range"`
 	DefRange  hcl.Range `hcl:",def_range"`
