@@ -16,6 +16,7 @@ import (
 	"fieldbridge/adapters/serialline"
 	"fieldbridge/buffer"
 	"fieldbridge/config"
+	"fieldbridge/dm"
 	"fieldbridge/mapping"
 	"fieldbridge/uplink"
 )
@@ -50,7 +51,8 @@ type bridge struct {
 	devices map[string]*fieldDevice
 	loops   []*adapters.Loop
 	links   []*uplink.Client
-	gateway *gateway // gateway mode only
+	gateway *gateway  // gateway mode only
+	dm      *dm.Agent // nil when device management is off
 }
 
 // fieldDevice is one configured device at run time.
@@ -112,6 +114,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// platform's notify messages about rejected requests.
 		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}, {Filter: b.gateway.notify, QoS: 0}}
 		lc.Handler = b.gatewayHandler()
+		b.manageLink(&lc, gw.Type, gw.ID)
 		link, err := b.newLink(lc, "gateway", gw.ID)
 		if err != nil {
 			return nil, err
@@ -138,6 +141,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 				lc.Username, lc.Password = uplink.TokenAuthUsername, d.Token
 				lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/cmd/+/fmt/+", QoS: 1}}
 				lc.Handler = b.commandHandler(fd)
+				b.manageLink(&lc, d.Type.Name, d.Name)
 			} else {
 				fd.mailbox = &mailbox{}
 				logger.Info("quickstart: see the device's events on the dashboard", "device", d.Name, "url", quickstartDashboard+d.Name)
@@ -150,6 +154,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 			fd.topic = func(event string) string { return uplink.DeviceEventTopic(event, "json") }
 		}
 		b.devices[d.Name] = fd
+	}
+	if err := b.newAgent(); err != nil {
+		return nil, err
 	}
 
 	for _, bus := range cfg.Buses {
@@ -172,7 +179,11 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 
 func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, error) {
 	logger := b.logger.With("component", "uplink", class, name)
+	then := lc.OnStateChange
 	lc.OnStateChange = func(connected bool, err error) {
+		if then != nil {
+			defer then(connected, err)
+		}
 		switch {
 		case connected:
 			logger.Info("uplink connected", "broker", lc.Broker)
@@ -220,6 +231,9 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
 	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
+	if b.dm != nil {
+		b.dm.NoteReading(r)
+	}
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
 			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
@@ -331,6 +345,9 @@ func (b *bridge) Run(ctx context.Context) error {
 	}
 	for _, l := range b.loops {
 		goRun(&pollers, "bus", func() error { return l.Run(ctx) })
+	}
+	if b.dm != nil { // stops with the pollers, while the uplinks still carry its Unmanage
+		goRun(&pollers, "device management", func() error { return b.dm.Run(ctx) })
 	}
 
 	var runErr error

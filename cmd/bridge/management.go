@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	"fieldbridge/config"
+	"fieldbridge/dm"
+	"fieldbridge/uplink"
+)
+
+// Device management wiring: the dm.Agent manages every configured device
+// (and, in gateway mode, the gateway), receives the iotdm-1 messages of
+// their connections and publishes on them.
+
+// managementOn reports whether device management is configured and usable.
+func managementOn(cfg *config.Config) bool {
+	m := cfg.Management
+	return m != nil && m.Enabled && cfg.Platform.Mode != config.ModeQuickstart
+}
+
+// manageLink subscribes a connection to its DM requests and routes them
+// to the agent: for a device, iotdm-1/<rest> (typ and id are the device's);
+// for the gateway, iotdm-1/type/<t>/id/<i>/<rest> for itself and every
+// device behind it. Every other message goes to the connection's handler.
+func (b *bridge) manageLink(lc *uplink.Config, typ, id string) {
+	if !managementOn(b.cfg) {
+		return
+	}
+	filter := "iotdm-1/#"
+	if b.gateway != nil {
+		filter = "iotdm-1/type/+/id/+/#"
+	}
+	lc.Subscriptions = append(lc.Subscriptions, uplink.Subscription{Filter: filter, QoS: 1})
+	next := lc.Handler
+	lc.Handler = uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
+		rest, ok := strings.CutPrefix(topic, "iotdm-1/")
+		if !ok {
+			return next.HandleMessage(ctx, topic, payload)
+		}
+		t, i := typ, id
+		if b.gateway != nil {
+			var qualified bool
+			if t, i, rest, qualified = splitQualified(rest); !qualified {
+				b.logger.Warn("dm message on an unexpected topic ignored", "topic", topic)
+				return nil
+			}
+		}
+		b.dm.HandleRequest(ctx, t, i, rest, payload)
+		return nil
+	})
+	lc.OnStateChange = func(connected bool, err error) {
+		if !connected || b.dm == nil {
+			return
+		}
+		if b.gateway == nil {
+			b.dm.Connected(typ, id)
+			return
+		}
+		b.dm.Connected(b.gateway.id.Type, b.gateway.id.ID)
+		for _, d := range b.devices {
+			b.dm.Connected(d.typ, d.name)
+		}
+	}
+}
+
+// splitQualified splits type/<t>/id/<i>/<rest>.
+func splitQualified(s string) (typ, id, rest string, ok bool) {
+	parts := strings.SplitN(s, "/", 5)
+	if len(parts) != 5 || parts[0] != "type" || parts[2] != "id" || parts[1] == "" || parts[3] == "" {
+		return "", "", "", false
+	}
+	return parts[1], parts[3], parts[4], true
+}
+
+// newAgent builds the device-management agent once every connection exists.
+func (b *bridge) newAgent() error {
+	if !managementOn(b.cfg) {
+		return nil
+	}
+	m := b.cfg.Management
+	cfg := dm.Config{
+		Lifetime:         m.Lifetime,
+		StagingDir:       m.StagingDir,
+		MaxFirmwareBytes: m.MaxFirmwareBytes,
+		DownloadTimeout:  m.DownloadTimeout,
+		AllowHTTP:        m.AllowHTTP,
+		Commands:         noCommands{},
+	}
+	if g := b.gateway; g != nil {
+		cfg.Devices = append(cfg.Devices, dm.Device{Type: g.id.Type, ID: g.id.ID, Gateway: true, Link: g.link,
+			DeviceInfo: map[string]string{"deviceClass": "gateway", "description": "fieldbridge edge bridge", "fwVersion": version}})
+	}
+	for _, d := range b.cfg.Devices {
+		fd := b.devices[d.Name]
+		cfg.Devices = append(cfg.Devices, managedDevice(d, fd.link, b.gateway != nil))
+	}
+	agent, err := dm.NewAgent(cfg, b.logger.With("component", "dm"))
+	if err != nil {
+		return fmt.Errorf("device management: %w", err)
+	}
+	b.dm = agent
+	return nil
+}
+
+// managedDevice describes a configured device to the agent.
+func managedDevice(d *config.Device, link dm.Publisher, gateway bool) dm.Device {
+	out := dm.Device{Type: d.Type.Name, ID: d.Name, Name: d.Name, Gateway: gateway, Link: link,
+		DeviceInfo: maps.Clone(d.Management.DeviceInfo), Metadata: d.Management.Metadata}
+	if l := d.Management.Location; l != nil {
+		out.Location = &dm.Location{Latitude: l.Latitude, Longitude: l.Longitude, Elevation: l.Elevation, Accuracy: l.Accuracy}
+	}
+	tm := d.Type.Management
+	if tm == nil {
+		return out
+	}
+	out.Reboot, out.FactoryReset = action(tm.Reboot), action(tm.FactoryReset)
+	if tm.Firmware != nil {
+		out.Firmware = &dm.Firmware{Install: *action(tm.Firmware)}
+	}
+	for bundle, actions := range tm.Custom {
+		if out.Custom == nil {
+			out.Custom = map[string]map[string]*dm.Action{}
+		}
+		out.Custom[bundle] = map[string]*dm.Action{}
+		for id, a := range actions {
+			out.Custom[bundle][id] = action(a)
+		}
+	}
+	return out
+}
+
+func action(a *config.ManagementAction) *dm.Action {
+	if a == nil {
+		return nil
+	}
+	return &dm.Action{Command: a.Command, Exec: a.Exec, Timeout: a.Timeout}
+}
+
+// noCommands is the command runner until commands reach the field: an
+// action mapped to a command fails with rc 500 and says why.
+type noCommands struct{}
+
+func (noCommands) RunCommand(context.Context, string, string, []byte) error {
+	return errors.New(errNoCommands)
+}
