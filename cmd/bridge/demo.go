@@ -95,7 +95,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bridgeDone := make(chan error, 1)
 	go func() { bridgeDone <- b.Run(ctx) }()
 
-	printEvents(ctx, stdout, events.C)
+	printDemo(ctx, stdout, events.C, managedWatcher(plat, cfg.Devices))
 	err = <-bridgeDone
 	events.Close()
 	plat.Close()
@@ -106,16 +106,57 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // printEvents prints each event as the platform received it until ctx ends.
 func printEvents(ctx context.Context, w io.Writer, events <-chan platform.Message) {
+	printDemo(ctx, w, events, func() []string { return nil })
+}
+
+// printDemo is printEvents that also prints the lines managed returns (it
+// is asked five times a second).
+func printDemo(ctx context.Context, w io.Writer, events <-chan platform.Message, managed func() []string) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			for _, line := range managed() {
+				fmt.Fprintln(w, line)
+			}
 		case m, ok := <-events:
 			if !ok {
 				return
 			}
 			fmt.Fprintln(w, formatEvent(m))
 		}
+	}
+}
+
+// managedWatcher returns a function that reports, as lines to print, the
+// devices whose device-management state on the platform changed since the
+// last call.
+func managedWatcher(plat *platform.Platform, devices []*config.Device) func() []string {
+	was := map[string]bool{}
+	return func() []string {
+		var out []string
+		for _, d := range devices {
+			st, managed := plat.Managed(d.Type.Name, d.Name)
+			if managed == was[d.Name] {
+				continue
+			}
+			was[d.Name] = managed
+			who := d.Type.Name + "/" + d.Name
+			if !managed {
+				out = append(out, fmt.Sprintf("%s  %-22s %-10s", time.Now().Format("15:04:05.000"), who, "unmanaged"))
+				continue
+			}
+			info, _ := json.Marshal(st.DeviceInfo)
+			line := fmt.Sprintf("%s  %-22s %-10s deviceInfo=%s", time.Now().Format("15:04:05.000"), who, "managed", info)
+			if len(st.Metadata) > 0 {
+				line += " metadata=" + string(st.Metadata)
+			}
+			out = append(out, line)
+		}
+		return out
 	}
 }
 
