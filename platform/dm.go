@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -111,11 +112,17 @@ type dmServer struct {
 	mu      sync.Mutex
 	devices map[deviceKey]*DMState
 	waiters map[string]*dmWaiter // by reqId
+
+	pubMu    sync.RWMutex // one DM publication at a time (writers); SUBSCRIBEs of iotdm-1 filters (readers); see dmroute.go
+	inFlight atomic.Pointer[dmDelivery]
 }
 
+// dmWaiter is a request waiting for its response: from device key, sent by
+// the client target (rule R3).
 type dmWaiter struct {
-	key deviceKey
-	ch  chan dmReply // capacity 1
+	key    deviceKey
+	target string
+	ch     chan dmReply // capacity 1
 }
 
 // dmReply is a decoded iotdevice-1/response, or the reason it did not decode.
@@ -141,17 +148,24 @@ func (s *dmServer) handle(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 	}
 	key := deviceKey{t.typ, t.id}
 	if t.rest == "response" {
-		s.reply(key, pk.Payload)
+		s.reply(key, pk.Payload, pk.Origin)
 		return
 	}
 	env, rc, msg := decodeEnvelope(pk.Payload)
+	if rc == RCOK {
+		if manager, ok := s.speaksFor(key, pk.Origin); !ok {
+			rc, msg = RCConflict, "device is managed by another client"
+			s.p.record(Violation{ClientID: pk.Origin, Rule: "R3", Action: ActionRejected, Code: CodeNotAuthorized,
+				Detail: fmt.Sprintf("%s about %s/%s, which %s manages: rc 409", t.rest, t.typ, t.id, manager)})
+		}
+	}
 	if rc == RCOK {
 		rc, msg = s.apply(key, t.rest, env, pk.Origin)
 	}
 	if env.reqID == "" && rc == RCOK {
 		return // nothing to correlate a response with (e.g. a notify without reqId)
 	}
-	s.respond(key, env.reqID, rc, msg)
+	s.respond(key, env.reqID, rc, msg, pk.Origin)
 	s.p.log.Debug("dm request handled", "type", t.typ, "id", t.id, "request", t.rest, "rc", rc)
 }
 
@@ -226,30 +240,38 @@ func appendBounded[T any](list []T, v T) []T {
 	return append(list, v)
 }
 
-// respond publishes the DM server's response at QoS 1.
-func (s *dmServer) respond(key deviceKey, reqID string, rc int, msg string) {
+// respond publishes the DM server's response at QoS 1 to the client that
+// sent the request (rule R3).
+func (s *dmServer) respond(key deviceKey, reqID string, rc int, msg, target string) {
 	b, _ := json.Marshal(struct {
 		RC      int    `json:"rc"`
 		Message string `json:"message,omitempty"`
 		ReqID   string `json:"reqId,omitempty"`
 	}{rc, msg, reqID}) // cannot fail
-	if err := s.p.publishPlatform(dmTopic(key.typ, key.id, "response"), b, 1, false); err != nil {
+	if err := s.publish(key, "response", b, target); err != nil {
 		s.p.log.Debug("dm response not sent", "type", key.typ, "id", key.id, "err", err)
 	}
 }
 
-// reply routes a device's iotdevice-1/response to the DeviceAction waiting
-// for its reqId.
-func (s *dmServer) reply(key deviceKey, payload []byte) {
+// reply routes a device's iotdevice-1/response to the request waiting for
+// its reqId. Only the client the request was sent to may answer it (rule
+// R3); anyone else's response is dropped and recorded.
+func (s *dmServer) reply(key deviceKey, payload []byte, origin string) {
 	reqID, rc, err := decodeResponse(payload)
 	s.mu.Lock()
 	w, ok := s.waiters[reqID]
-	if ok && w.key == key {
+	match := ok && w.key == key && w.target == origin
+	if match {
 		delete(s.waiters, reqID)
 	}
 	s.mu.Unlock()
-	if !ok || w.key != key {
-		s.p.log.Debug("dm response without a request", "type", key.typ, "id", key.id, "req_id", reqID)
+	switch {
+	case ok && w.key == key && !match:
+		s.p.record(Violation{ClientID: origin, Rule: "R3", Action: ActionDropped, Code: CodeNotAuthorized,
+			Detail: fmt.Sprintf("response to request %s of %s/%s, which was sent to %s", short(reqID), key.typ, key.id, w.target)})
+		return
+	case !match:
+		s.p.log.Debug("dm response without a request", "type", key.typ, "id", key.id, "req_id", short(reqID))
 		return
 	}
 	w.ch <- dmReply{rc: rc, err: err}
@@ -324,7 +346,7 @@ func (p *Platform) DeviceAction(ctx context.Context, typ, id, action string, par
 	}
 
 	reqID := newUUID()
-	w := &dmWaiter{key: key, ch: make(chan dmReply, 1)}
+	w := &dmWaiter{key: key, target: st.ManagedBy, ch: make(chan dmReply, 1)}
 	p.dm.mu.Lock()
 	p.dm.waiters[reqID] = w
 	p.dm.mu.Unlock()
@@ -334,7 +356,7 @@ func (p *Platform) DeviceAction(ctx context.Context, typ, id, action string, par
 		p.dm.mu.Unlock()
 	}()
 
-	if err := p.publishPlatform(dmTopic(typ, id, rest), actionPayload(reqID, params), 1, false); err != nil {
+	if err := p.dm.publish(key, rest, actionPayload(reqID, params), st.ManagedBy); err != nil {
 		return 0, fmt.Errorf("route dm request %s: %v", rest, err)
 	}
 	p.log.Debug("dm request sent", "type", typ, "id", id, "action", action, "req_id", reqID)
