@@ -76,8 +76,8 @@ func (s *dmServer) selfClientID(key deviceKey) string {
 // It returns the manager when it refuses.
 func (s *dmServer) speaksFor(key deviceKey, origin string) (manager string, ok bool) {
 	s.mu.Lock()
-	st := s.devices[key]
-	managed := st != nil && st.managedAt(s.p.now())
+	st := s.currentLocked(key)
+	managed := st != nil && st.Managed
 	if managed {
 		manager = st.ManagedBy
 	}

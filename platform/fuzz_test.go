@@ -95,6 +95,9 @@ func FuzzDecodeDMRequests(f *testing.F) {
 	f.Add(`{"d":{"message":"m","data":"AQID","severity":2}}`)
 	f.Add(`{"d":{"fields":[{"field":"mgmt.firmware","value":{"state":1}}]}}`)
 	f.Add(`{"d":{"errorCode":1e10}}`)
+	f.Add(`{"d":{"fields":[{"field":"mgmt.firmware","value":{"state":0,"updateStatus":4,"version":"1.2"}}]}}`)
+	f.Add(`{"d":{"fields":[{"field":"mgmt.firmware.updateStatus","value":7}]}}`)
+	f.Add(`{"d":{"fields":[{"field":"location","value":{"latitude":1}},{"field":"x"}]}}`)
 	f.Fuzz(func(t *testing.T, in string) {
 		if len(in) > maxFuzzInput {
 			return
@@ -113,7 +116,20 @@ func FuzzDecodeDMRequests(f *testing.F) {
 		if l, rc, _ := decodeLog(env); rc == RCOK && (l.Severity < 0 || l.Severity > 2) {
 			t.Errorf("accepted severity %d", l.Severity)
 		}
-		decodeNotify(env)
+		if fields, rc, _ := decodeNotify(env); rc == RCOK {
+			var fw Firmware
+			for _, f := range fields {
+				if f.Field == "" || !json.Valid(f.Value) {
+					t.Errorf("accepted field %+v", f)
+				}
+				if err := fw.apply(f); err != nil {
+					t.Errorf("accepted notify field %+v that does not apply: %v", f, err)
+				}
+			}
+			if fw.State < 0 || fw.State > 2 || fw.UpdateStatus < 0 || fw.UpdateStatus > 6 {
+				t.Errorf("accepted firmware %+v", fw)
+			}
+		}
 	})
 }
 
@@ -126,8 +142,17 @@ func FuzzDecodeResponse(f *testing.F) {
 		if len(in) > maxFuzzInput {
 			return
 		}
-		if _, rc, err := decodeResponse([]byte(in)); err == nil && (rc < 0 || rc > 999) {
-			t.Errorf("accepted rc %d", rc)
+		_, resp, err := decodeResponse([]byte(in))
+		if err != nil {
+			return
+		}
+		if resp.RC < 0 || resp.RC > 999 {
+			t.Errorf("accepted rc %d", resp.RC)
+		}
+		for _, f := range resp.Fields {
+			if f.Field == "" || f.Value != nil && !json.Valid(f.Value) {
+				t.Errorf("accepted field %+v", f)
+			}
 		}
 	})
 }

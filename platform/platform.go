@@ -114,6 +114,11 @@ type Config struct {
 	// packages the platform knows (protocol.md §8); a Manage request claiming
 	// support for any other bundle gets rc 403 (rule D1).
 	ExtensionBundles []string
+
+	// Now, if set, is the platform's clock: dormancy (rule D7), queue ages
+	// and the times in mon and notify messages. Tests advance it to let a
+	// Manage lifetime pass without waiting; nil means time.Now.
+	Now func() time.Time
 }
 
 // Platform is the strict local platform: an MQTT broker enforcing the
@@ -186,6 +191,9 @@ func New(cfg Config, logger *slog.Logger) (*Platform, error) {
 		done:       make(chan struct{}),
 		queue:      newOfflineQueue(cfg.QueueLimit, cfg.QueueMaxAge),
 		now:        time.Now,
+	}
+	if cfg.Now != nil {
+		p.now = cfg.Now
 	}
 	p.dm = newDMServer(p, cfg.ExtensionBundles)
 	p.policy = policy{quickstart: p.quickstart, devices: p.reg}
