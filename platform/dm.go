@@ -147,7 +147,8 @@ func (s *DMState) expire(now time.Time) {
 // and starts actions for DeviceAction.
 type dmServer struct {
 	p       *Platform
-	bundles map[string]bool
+	bundles map[string]bool   // every known bundle ID (rule D1)
+	defs    map[string]Bundle // declared bundles, by ID: custom actions are checked against them
 
 	mu      sync.Mutex
 	devices map[deviceKey]*DMState
@@ -173,11 +174,16 @@ type dmReply struct {
 	err  error
 }
 
-func newDMServer(p *Platform, bundles []string) *dmServer {
-	s := &dmServer{p: p, bundles: map[string]bool{}, devices: map[deviceKey]*DMState{}, waiters: map[string]*dmWaiter{},
+func newDMServer(p *Platform, ids []string, defs []Bundle) *dmServer {
+	s := &dmServer{p: p, bundles: map[string]bool{}, defs: map[string]Bundle{},
+		devices: map[deviceKey]*DMState{}, waiters: map[string]*dmWaiter{},
 		fwWatch: map[deviceKey]chan FirmwareStatus{}}
-	for _, b := range bundles {
+	for _, b := range ids {
 		s.bundles[b] = true
+	}
+	for _, b := range defs {
+		s.bundles[b.ID] = true
+		s.defs[b.ID] = b
 	}
 	return s
 }
@@ -391,7 +397,7 @@ func (p *Platform) DeviceAction(ctx context.Context, typ, id, action string, par
 	if p.quickstart {
 		return 0, ErrQuickstart
 	}
-	rest, capability, err := p.dm.actionRequest(action, params)
+	rest, capability, params, err := p.dm.actionRequest(action, params)
 	if err != nil {
 		return 0, err
 	}
@@ -409,28 +415,39 @@ func (p *Platform) DeviceAction(ctx context.Context, typ, id, action string, par
 	return resp.RC, nil
 }
 
-// actionRequest maps an action name to its request topic rest and the
-// capability it needs.
-func (s *dmServer) actionRequest(action string, params map[string]string) (rest, capability string, err error) {
+// actionRequest maps an action name to its request topic rest, the
+// capability it needs and the parameters to send: for a custom action of a
+// declared bundle (Config.Bundles) checked and completed with defaults. A
+// bundle known only by ID (Config.ExtensionBundles) takes any parameters.
+func (s *dmServer) actionRequest(action string, params map[string]string) (rest, capability string, send map[string]string, err error) {
 	if a, ok := builtinActions[action]; ok {
 		if len(params) > 0 {
-			return "", "", fmt.Errorf("%w: %s takes no parameters here", ErrInvalidAction, action)
+			return "", "", nil, fmt.Errorf("%w: %s takes no parameters here", ErrInvalidAction, action)
 		}
-		return a.rest, a.capability, nil
+		return a.rest, a.capability, nil, nil
 	}
 	bundle, act, ok := strings.Cut(action, "/")
 	if bundle == "device" || bundle == "firmware" {
-		return "", "", fmt.Errorf("%w: unknown built-in action %q", ErrInvalidAction, action)
+		return "", "", nil, fmt.Errorf("%w: unknown built-in action %q", ErrInvalidAction, action)
 	}
 	if !ok || checkBundleIdent(bundle) != nil || checkBundleIdent(act) != nil {
-		return "", "", fmt.Errorf("%w: %q is neither a built-in action nor <bundleId>/<actionId>", ErrInvalidAction, action)
+		return "", "", nil, fmt.Errorf("%w: %q is neither a built-in action nor <bundleId>/<actionId>", ErrInvalidAction, action)
+	}
+	if !s.bundles[bundle] {
+		return "", "", nil, fmt.Errorf("%w: unknown extension bundle %q (declare it in Config.Bundles)", ErrInvalidAction, bundle)
 	}
 	for name := range params {
 		if checkBundleIdent(name) != nil {
-			return "", "", fmt.Errorf("%w: parameter name %q", ErrInvalidAction, name)
+			return "", "", nil, fmt.Errorf("%w: parameter name %q", ErrInvalidAction, short(name))
 		}
 	}
-	return "mgmt/custom/" + bundle + "/" + act, bundle, nil
+	send = params
+	if def, ok := s.defs[bundle]; ok {
+		if send, err = def.customParams(act, params); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return "mgmt/custom/" + bundle + "/" + act, bundle, send, nil
 }
 
 // checkBundleIdent checks a bundle, action or parameter ID: 1 to 255

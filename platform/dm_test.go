@@ -255,7 +255,7 @@ func TestDeviceActionErrors(t *testing.T) {
 	_, err = p.DeviceAction(ctx, "pump", "P-17", "device/reboot", nil)
 	check("not advertised", err, ErrUnsupportedAction)
 	_, err = p.DeviceAction(ctx, "pump", "P-17", "acme/rescan", nil)
-	check("unadvertised bundle", err, ErrUnsupportedAction)
+	check("unknown bundle", err, ErrInvalidAction)
 	_, err = p.DeviceAction(ctx, "pump", "P-17", "device/explode", nil)
 	check("unknown built-in action", err, ErrInvalidAction)
 	_, err = p.DeviceAction(ctx, "pump", "P-17", "reboot", nil)

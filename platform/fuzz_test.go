@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -211,6 +212,45 @@ func FuzzMatchFilter(f *testing.F) {
 		_, want := idx.Subscribers(name).Subscriptions["c"]
 		if got := matchFilter(filter, name); got != want {
 			t.Errorf("matchFilter(%q, %q) = %v, mochi says %v", filter, name, got, want)
+		}
+	})
+}
+
+// FuzzReadBundles: a bundle file never panics the reader; what it accepts
+// is valid, survives a JSON round trip, and every custom action of it
+// checks its parameters without panicking.
+func FuzzReadBundles(f *testing.F) {
+	f.Add(`{"bundleId":"acme-modbus-v1","displayName":{"en_US":"A"},"actions":{"rescanBus":{"actionDisplayName":{"en_US":"R"},
+		"parameters":[{"name":"port","value":"^(rs485-[0-9])$","required":true},{"name":"unitRange","value":"^[0-9]+-[0-9]+$","defaultValue":"1-247"}]}}}`)
+	f.Add(`[{"bundleId":"b","displayName":{"en":"B"},"actions":{"a":{"actionDisplayName":{"en":"A"}}}}]`)
+	f.Add(`{"bundleId":"b","displayName":{"en":"B"},"actions":{"a":{"actionDisplayName":{"en":"A"},"parameters":[{"name":"p","value":"(a|b)*c{2,5}"}]}}}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > maxFuzzInput {
+			return
+		}
+		bundles, err := ReadBundles(strings.NewReader(in), "fuzz")
+		if err != nil {
+			return
+		}
+		for _, b := range bundles {
+			if err := b.validate(); err != nil {
+				t.Fatalf("accepted invalid bundle %+v: %v", b, err)
+			}
+			for act := range b.Actions {
+				params, err := b.customParams(act, map[string]string{"port": "rs485-1"})
+				if err == nil && params == nil {
+					t.Errorf("%s/%s: nil parameters without an error", b.ID, act)
+				}
+			}
+		}
+		out, _ := json.Marshal(bundles)
+		again, err := ReadBundles(strings.NewReader(string(out)), "again")
+		if err != nil {
+			t.Fatalf("re-encoded bundles rejected: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(bundles, again, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("round trip (-first +second):\n%s", diff)
 		}
 	})
 }
