@@ -254,3 +254,34 @@ func FuzzReadBundles(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeAPIRequest: what the API accepts names one valid device, has a
+// timeout in range and unique parameter names.
+func FuzzDecodeAPIRequest(f *testing.F) {
+	f.Add(`{"action":"device/reboot","devices":[{"typeId":"pump","deviceId":"P-17"}]}`)
+	f.Add(`{"action":"firmware/download","parameters":[{"name":"uri","value":"http://h/f.bin"}],"devices":[{"typeId":"t","deviceId":"d"}],"timeout":30}`)
+	f.Add(`{"action":"acme-modbus-v1/rescanBus","parameters":[{"name":"port","value":"rs485-1"},{"name":"port","value":"x"}],"devices":[{"typeId":"t","deviceId":"d"}]}`)
+	f.Add(`{"action":"x","devices":[{"typeId":"a b","deviceId":"d"}],"timeout":-1}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > maxFuzzInput {
+			return
+		}
+		req, err := decodeAPIRequest([]byte(in))
+		if err != nil {
+			return
+		}
+		if len(req.Devices) != 1 || checkIdent(req.Devices[0].TypeID) != nil || checkIdent(req.Devices[0].DeviceID) != nil {
+			t.Errorf("accepted devices %+v", req.Devices)
+		}
+		if req.Action == "" || req.Timeout < 0 || req.Timeout > maxAPITimeout {
+			t.Errorf("accepted action %q, timeout %d", req.Action, req.Timeout)
+		}
+		seen := map[string]bool{}
+		for _, p := range req.Parameters {
+			if p.Name == "" || seen[p.Name] {
+				t.Errorf("accepted parameters %+v", req.Parameters)
+			}
+			seen[p.Name] = true
+		}
+	})
+}
