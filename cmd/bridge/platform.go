@@ -413,8 +413,12 @@ func printActionResult(w io.Writer, r platform.APIResult) {
 	if fw == nil {
 		return
 	}
-	fmt.Fprintf(w, "  update rc %d, observe rc %d, initiate rc %d %s, cancel rc %d\n",
-		fw.UpdateRC, fw.ObserveRC, fw.InitiateRC, fw.InitiateMessage, fw.CancelRC)
+	initiate := fmt.Sprint(fw.InitiateRC)
+	if fw.InitiateMessage != "" {
+		initiate += " (" + fw.InitiateMessage + ")"
+	}
+	fmt.Fprintf(w, "  update rc %d, observe rc %d, initiate rc %s, cancel rc %d\n",
+		fw.UpdateRC, fw.ObserveRC, initiate, fw.CancelRC)
 	for _, t := range fw.Transitions {
 		fmt.Fprintf(w, "  mgmt.firmware state %d (%s) updateStatus %d (%s)\n",
 			t.State, firmwareStateNames[t.State], t.UpdateStatus, updateStatusNames[t.UpdateStatus])
