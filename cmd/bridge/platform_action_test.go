@@ -107,7 +107,7 @@ type scriptedAgent struct {
 func startAgent(t *testing.T, mqttAddr string) *scriptedAgent {
 	t.Helper()
 	a := &scriptedAgent{t: t}
-	opts := mqtt.NewClientOptions().AddBroker("tcp://"+mqttAddr).SetClientID("d:test01:pump:P-17").
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("d:test01:pump:P-17").
 		SetUsername("use-token-auth").SetPassword(actionDevToken).SetAutoReconnect(false)
 	a.c = mqtt.NewClient(opts)
 	if tok := a.c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
