@@ -382,12 +382,15 @@ func (p *Platform) Managed(typ, id string) (DMState, bool) {
 // iotdevice-1 response.
 //
 // action is one of device/reboot, device/factoryReset, firmware/download,
-// firmware/update (no params; the firmware sequences of rule D5 are not
-// emulated, only the initiate request is sent) or <bundleId>/<actionId> for
-// a custom action, whose params become d.fields. The device must be managed
-// and have advertised the capability (deviceActions, firmwareActions or the
-// bundle ID), else ErrNotManaged or ErrUnsupportedAction; an unknown or
-// malformed action or params for a built-in action are ErrInvalidAction.
+// firmware/update (no params; only the initiate request is sent, for tests
+// of a device's answers: FirmwareDownload and FirmwareUpdate run the whole
+// sequence of rule D5) or <bundleId>/<actionId> for a custom action, whose
+// params become d.fields after the check against a declared bundle. The
+// device must be managed and have advertised the capability
+// (deviceActions, firmwareActions or the bundle ID), else ErrNotManaged or
+// ErrUnsupportedAction; an unknown or malformed action, an unknown bundle
+// or params the bundle does not allow are ErrInvalidAction. A 202 to a
+// reboot or factory reset sets DMState.PendingAction (rule D6).
 //
 // DeviceAction waits until the response arrives, ctx is done (ctx.Err(); a
 // device with a durable session that is offline still gets the request when
