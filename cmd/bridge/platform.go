@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -265,7 +266,7 @@ func cmdPlatformAction(ctx context.Context, args []string, stdout, stderr io.Wri
 	typ := fs.String("type", "", "device type")
 	id := fs.String("id", "", "device id")
 	timeout := fs.Duration("timeout", time.Minute, "how long the device has to finish")
-	insecure := fs.Bool("insecure", false, "accept any HTTPS certificate of the platform")
+	caFile := fs.String("ca", "", "CA certificate (PEM) to trust for the platform's HTTPS (default: the system's)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: bridge platform action -key K -token T -type T -id D ACTION [action flags]
 actions: reboot | factory-reset | firmware-download -uri U [-verifier V -name N -version X] |
@@ -298,7 +299,16 @@ actions: reboot | factory-reset | firmware-download -uri U [-verifier V -name N 
 	}
 	req.Devices = []platform.APIDevice{{TypeID: *typ, DeviceID: *id}}
 	req.Timeout = int(max(1, min(3600, timeout.Seconds())))
-	res, err := postAction(ctx, *api, *key, *token, *insecure, *timeout+10*time.Second, req)
+	client := &http.Client{Timeout: *timeout + 10*time.Second}
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		pool := x509.NewCertPool()
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("-ca %s: no PEM certificate (%v): %w", *caFile, err, errConfig)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}}
+	}
+	res, err := postAction(ctx, client, *api, *key, *token, req)
 	if err != nil {
 		return err
 	}
@@ -363,7 +373,7 @@ func parseActionFlags(word, action string, args []string, stderr io.Writer) (pla
 }
 
 // postAction sends req to the platform's API and decodes the result.
-func postAction(ctx context.Context, api, key, token string, insecure bool, timeout time.Duration, req platform.APIRequest) (platform.APIResult, error) {
+func postAction(ctx context.Context, client *http.Client, api, key, token string, req platform.APIRequest) (platform.APIResult, error) {
 	var res platform.APIResult
 	body, _ := json.Marshal(req) // cannot fail
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(api, "/")+platform.APIPath, bytes.NewReader(body))
@@ -372,10 +382,6 @@ func postAction(ctx context.Context, api, key, token string, insecure bool, time
 	}
 	hreq.SetBasicAuth(key, token)
 	hreq.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: timeout}
-	if insecure {
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // asked for by -insecure
-	}
 	resp, err := client.Do(hreq)
 	if err != nil {
 		return res, fmt.Errorf("reach the platform: %w", err)

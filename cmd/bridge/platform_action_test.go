@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"fieldbridge/internal/testpki"
 	"fieldbridge/internal/testwait"
 )
 
@@ -48,7 +50,7 @@ const (
 // startPlatformCommand runs `bridge platform` on free ports with a registry,
 // bundles and a firmware directory holding fw.bin, and returns the MQTT
 // address, the HTTP base URL and fw.bin's content.
-func startPlatformCommand(t *testing.T) (mqttAddr, httpURL string, image []byte) {
+func startPlatformCommand(t *testing.T, extra ...string) (mqttAddr, httpURL string, image []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -75,8 +77,9 @@ func startPlatformCommand(t *testing.T) (mqttAddr, httpURL string, image []byte)
 	var out, errs syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, func() {}, []string{"platform", "-org", "test01", "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0",
-			"-devices", reg, "-bundles", bundles, "-firmware-dir", fwDir, "-log-level", "error"}, &out, &errs)
+		args := []string{"platform", "-org", "test01", "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0",
+			"-devices", reg, "-bundles", bundles, "-firmware-dir", fwDir, "-log-level", "error"}
+		done <- run(ctx, func() {}, append(args, extra...), &out, &errs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -285,5 +288,42 @@ func TestPlatformActionCommand(t *testing.T) {
 				t.Errorf("exit %d, want %d with %q; stdout:\n%s\nstderr:\n%s", code, tt.code, tt.want, out, errs)
 			}
 		})
+	}
+}
+
+// TestPlatformHTTPS: with a certificate the API and the firmware files are
+// served over HTTPS, and the action command trusts the platform through -ca.
+func TestPlatformHTTPS(t *testing.T) {
+	pki := testpki.New(t)
+	_, api, image := startPlatformCommand(t, "-http-tls-cert", pki.CertFile, "-http-tls-key", pki.KeyFile)
+	if !strings.HasPrefix(api, "https://") {
+		t.Fatalf("api on %s, want https", api)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}}}
+	resp, err := client.Get(api + "/firmware/fw.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, image) {
+		t.Errorf("firmware over https: %d bytes, want the %d of fw.bin", len(got), len(image))
+	}
+
+	for _, tt := range []struct {
+		name string
+		ca   []string
+		want string
+	}{
+		{"trusted", []string{"-ca", pki.CAFile}, "409 Conflict: platform: device is not managed"},
+		{"untrusted", nil, "certificate"},
+	} {
+		var out, errs bytes.Buffer
+		args := append([]string{"platform", "action", "-api", api, "-key", actionAPIKey, "-token", actionAPIToken,
+			"-type", "pump", "-id", "P-17"}, tt.ca...)
+		code := run(context.Background(), func() {}, append(args, "reboot"), &out, &errs)
+		if code != exitRuntime || !strings.Contains(errs.String(), tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d with %q", tt.name, code, errs.String(), exitRuntime, tt.want)
+		}
 	}
 }
