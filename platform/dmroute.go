@@ -71,9 +71,10 @@ func (s *dmServer) selfClientID(key deviceKey) string {
 }
 
 // speaksFor reports whether the client origin may send DM requests about
-// key (rule R3): anyone while the device is unmanaged, else its manager and
-// the device's own connection (a device may take over its own management).
-// It returns the manager when it refuses.
+// key (rule R3): no one but the managing gateway and the device itself
+// while a gateway manages it; anyone who may act for it otherwise (a
+// gateway may take over a device that manages itself, and a device its own
+// management). It returns the manager when it refuses.
 func (s *dmServer) speaksFor(key deviceKey, origin string) (manager string, ok bool) {
 	s.mu.Lock()
 	st := s.currentLocked(key)
@@ -82,7 +83,9 @@ func (s *dmServer) speaksFor(key deviceKey, origin string) (manager string, ok b
 		manager = st.ManagedBy
 	}
 	s.mu.Unlock()
-	if !managed || manager == origin || origin == s.selfClientID(key) {
+	self := s.selfClientID(key)
+	byGateway := managed && strings.HasPrefix(manager, "g:") && manager != self
+	if !byGateway || manager == origin || origin == self {
 		return manager, true
 	}
 	return manager, false

@@ -144,3 +144,25 @@ func TestDMRequestQueuedOnlyForTheManager(t *testing.T) {
 	}
 	barrier(t, gw2, "iotdevice-1/type/pump/id/P-18", "iotdm-1/type/pump/id/P-18", "b")
 }
+
+// TestGatewayTakesOverASelfManagedDevice: R3 refuses a gateway only what
+// another gateway manages; a device that managed itself can move behind a
+// gateway, and the DM traffic follows the latest Manage.
+func TestGatewayTakesOverASelfManagedDevice(t *testing.T) {
+	p := startPlatform(t, nil)
+	dev := mustDial(t, p, pump17, tokenAuth, pump17Token)
+	dev.mustSubscribe(t, "iotdm-1/#", 1)
+	manage(t, dev, `{"d":{"supports":{"deviceActions":true}},"reqId":"m"}`, RCOK)
+	gw := mustDial(t, p, gw01, tokenAuth, gw01Token)
+	gw.mustSubscribe(t, "iotdm-1/#", 1)
+	gw.publish(t, "iotdevice-1/type/pump/id/P-17/mgmt/manage", 1, false, []byte(`{"d":{"supports":{"deviceActions":true}},"reqId":"g"}`))
+	if r := decodeJSON[dmResponse](t, gw.nextOn(t, "iotdm-1/type/pump/id/P-17/response").Payload()); r.RC != RCOK {
+		t.Fatalf("gateway takes over: rc %d (%s)", r.RC, r.Message)
+	}
+	done := startAction(p, "pump", "P-17", "device/reboot", nil)
+	answer(t, gw, "iotdm-1/type/pump/id/P-17/mgmt/initiate/device/reboot", "iotdevice-1/type/pump/id/P-17/response", RCAccepted)
+	if r := <-done; r.rc != RCAccepted {
+		t.Errorf("reboot after the takeover: %d %v", r.rc, r.err)
+	}
+	barrier(t, dev, "iotdevice-1", "iotdm-1", "b") // the device saw none of it
+}

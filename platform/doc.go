@@ -117,11 +117,12 @@
 //     iotdm-1/# or iotdm-1/type/+/id/+/# sees only its own devices' DM
 //     traffic, and a device managed through a gateway sees none of its own
 //     on a direct connection. The same holds for messages queued for
-//     offline durable sessions. While a device is managed, DM requests
-//     about it (Manage included) from any client but its manager and the
-//     device itself get rc 409, and a response from a client the request
-//     was not sent to is dropped; both are recorded as R3 (actions
-//     rejected and dropped). dmroute.go says how delivery is decided per
+//     offline durable sessions. While a gateway manages a device, DM
+//     requests about it (Manage included) from any client but that gateway
+//     and the device itself get rc 409 (a gateway may take over a device
+//     that manages itself); a response from a client the request was not
+//     sent to is dropped. Both are recorded as R3 (actions rejected and
+//     dropped). dmroute.go says how delivery is decided per
 //     message.
 //   - R4 iotdevice-1 messages are consumed by the DM server emulation; no
 //     MQTT client may subscribe to them, so only Subscribe sees them too.
