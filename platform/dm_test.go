@@ -227,6 +227,19 @@ func TestDeviceActionRoundTrip(t *testing.T) {
 		}
 	}
 
+	if _, ok := findViolation(p, pump17, "D2"); ok {
+		t.Error("documented answers recorded as D2")
+	}
+	// An undocumented rc is returned and recorded.
+	done0 := startAction(p, "pump", "P-17", "device/reboot", nil)
+	answer(t, dev, "iotdm-1/mgmt/initiate/device/reboot", "iotdevice-1/response", RCOK)
+	if r := <-done0; r.rc != RCOK {
+		t.Errorf("reboot answered 200: DeviceAction = %d, %v", r.rc, r.err)
+	}
+	if v, ok := findViolation(p, pump17, "D2"); !ok || v.Action != ActionRecorded {
+		t.Errorf("reboot answered 200: violation %+v, %v; want D2 recorded", v, ok)
+	}
+
 	// A response with another reqId is ignored: the action returns the rc of
 	// the matching one that follows.
 	done := startAction(p, "pump", "P-17", "device/reboot", nil)

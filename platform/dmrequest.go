@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -220,6 +221,10 @@ func (p *Platform) dmCall(ctx context.Context, key deviceKey, rest string, build
 		if r.err != nil {
 			return Response{}, fmt.Errorf("dm response to %s: %w", rest, r.err)
 		}
+		if !documentedRC(rest, r.resp.RC) {
+			p.record(Violation{ClientID: st.ManagedBy, Rule: "D2", Action: ActionRecorded,
+				Detail: fmt.Sprintf("rc %d is not a documented answer to %s (%s/%s)", r.resp.RC, rest, key.typ, key.id)})
+		}
 		return r.resp, nil
 	case <-ctx.Done():
 		return Response{}, ctx.Err()
@@ -375,4 +380,24 @@ func (p *Platform) PushAttributes(typ, id string, fields []Field) error {
 	}
 	st, _ := p.dm.state(key)
 	return p.dm.publish(key, "device/update", fieldsPayload("", fields), st.ManagedBy)
+}
+
+// documentedRC reports whether rc is a documented device answer to the
+// request rest (protocol.md §7.6–§7.8, §8); 400 is allowed everywhere
+// ("either side: malformed, out of range, wrong state").
+func documentedRC(rest string, rc int) bool {
+	allowed := map[string][]int{
+		"observe":                            {RCOK, RCNotFound, RCInternal},
+		"cancel":                             {RCOK, RCNotFound, RCInternal},
+		"device/update":                      {RCChanged, RCNotFound, RCInternal},
+		"mgmt/initiate/device/reboot":        {RCAccepted, RCInternal, RCNotSupported},
+		"mgmt/initiate/device/factory_reset": {RCAccepted, RCInternal, RCNotSupported},
+		"mgmt/initiate/firmware/download":    {RCAccepted, RCInternal, RCNotSupported},
+		"mgmt/initiate/firmware/update":      {RCAccepted, RCInternal, RCNotSupported},
+	}
+	codes, ok := allowed[rest]
+	if !ok { // mgmt/custom/<bundle>/<action>: 200 when done
+		codes = []int{RCOK, RCInternal, RCNotSupported}
+	}
+	return rc == RCBadRequest || slices.Contains(codes, rc)
 }

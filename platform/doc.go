@@ -162,7 +162,10 @@
 //     firmwareActions for the firmware actions, the bundle ID for its
 //     custom actions; observe, cancel and device/update need Manage only),
 //     with a fresh UUID reqId at QoS 1; the caller waits for the matching
-//     iotdevice-1/response. DeviceAction sends one initiate or custom
+//     iotdevice-1/response. An rc the protocol does not document for the
+//     request (e.g. 200 to a reboot, 202 to a custom action; 400 is always
+//     allowed) is returned and recorded as D2 (action recorded).
+//     DeviceAction sends one initiate or custom
 //     request; Observe, Cancel, UpdateAttributes (with reqId) and
 //     PushAttributes (without, no answer) the other requests.
 //   - D3 location, error codes, logs and notify are accepted (200) from
