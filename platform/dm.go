@@ -163,9 +163,10 @@ type dmServer struct {
 // dmWaiter is a request waiting for its response: from device key, sent by
 // the client target (rule R3).
 type dmWaiter struct {
-	key    deviceKey
-	target string
-	ch     chan dmReply // capacity 1
+	key     deviceKey
+	target  string
+	onReply func(*DMState, Response) // applies a decoded response to the device's state, under dmServer.mu; may be nil
+	ch      chan dmReply             // capacity 1
 }
 
 // dmReply is a decoded iotdevice-1/response, or the reason it did not decode.
@@ -311,6 +312,14 @@ func (s *dmServer) reply(key deviceKey, payload []byte, origin string) {
 	match := ok && w.key == key && w.target == origin
 	if match {
 		delete(s.waiters, reqID)
+		if err == nil && w.onReply != nil {
+			// Here rather than in the caller: the device's next message
+			// (a notify, a Manage after a reboot) must find the state the
+			// response created.
+			if st := s.currentLocked(key); st != nil {
+				w.onReply(st, resp)
+			}
+		}
 	}
 	s.mu.Unlock()
 	switch {
@@ -408,12 +417,17 @@ func (p *Platform) DeviceAction(ctx context.Context, typ, id, action string, par
 	if err != nil {
 		return 0, err
 	}
-	resp, err := p.dmCall(ctx, key, rest, func(reqID string) []byte { return actionPayload(reqID, params) })
+	var pending func(*DMState, Response)
+	if capability == "deviceActions" {
+		pending = func(st *DMState, r Response) {
+			if r.RC == RCAccepted {
+				st.PendingAction = action // completed by the next Manage (rule D6)
+			}
+		}
+	}
+	resp, err := p.dmCall(ctx, key, rest, func(reqID string) []byte { return actionPayload(reqID, params) }, pending)
 	if err != nil {
 		return 0, fmt.Errorf("%s of %s/%s: %w", action, typ, id, err)
-	}
-	if resp.RC == RCAccepted && capability == "deviceActions" {
-		p.dm.update(key, func(st *DMState) { st.PendingAction = action }) // completed by the next Manage (rule D6)
 	}
 	return resp.RC, nil
 }

@@ -359,6 +359,17 @@ func TestRebootCompletesWithManage(t *testing.T) {
 	if st, _ := p.Managed("pump", "P-17"); st.PendingAction != "" || st.Manages != 2 {
 		t.Errorf("after Manage: PendingAction %q, Manages %d; want none, 2", st.PendingAction, st.Manages)
 	}
+
+	// A device that is back at once: its 202 and its Manage follow each
+	// other before the caller of DeviceAction runs again.
+	done = startAction(p, "pump", "P-17", "device/reboot", nil)
+	req := decodeJSON[map[string]any](t, dev.nextOn(t, "iotdm-1/mgmt/initiate/device/reboot").Payload())
+	dev.publish(t, "iotdevice-1/response", 1, false, []byte(`{"rc":202,"reqId":"`+req["reqId"].(string)+`"}`))
+	manage(t, dev, `{"d":{"supports":{"deviceActions":true}},"reqId":"m3"}`, RCOK)
+	<-done
+	if st, _ := p.Managed("pump", "P-17"); st.PendingAction != "" || st.Manages != 3 {
+		t.Errorf("after a quick reboot: PendingAction %q, Manages %d; want none, 3", st.PendingAction, st.Manages)
+	}
 }
 
 // reply reads one DM request of c on topic and answers on respTopic with

@@ -193,8 +193,10 @@ func (p *Platform) dmTarget(typ, id, capability string) (deviceKey, error) {
 
 // dmCall publishes a DM request on iotdm-1/type/T/id/D/<rest> to the
 // device's manager (rule R3) with a fresh UUID reqId at QoS 1 and waits
-// for the matching response, ctx or Close. build makes the payload.
-func (p *Platform) dmCall(ctx context.Context, key deviceKey, rest string, build func(reqID string) []byte) (Response, error) {
+// for the matching response, ctx or Close. build makes the payload;
+// onReply, if not nil, applies the response to the device's state as it
+// arrives, before the device's next message is handled.
+func (p *Platform) dmCall(ctx context.Context, key deviceKey, rest string, build func(reqID string) []byte, onReply func(*DMState, Response)) (Response, error) {
 	if p.closed() {
 		return Response{}, ErrClosed
 	}
@@ -203,7 +205,7 @@ func (p *Platform) dmCall(ctx context.Context, key deviceKey, rest string, build
 		return Response{}, fmt.Errorf("%w: %s/%s", ErrNotManaged, key.typ, key.id)
 	}
 	reqID := newUUID()
-	w := &dmWaiter{key: key, target: st.ManagedBy, ch: make(chan dmReply, 1)}
+	w := &dmWaiter{key: key, target: st.ManagedBy, onReply: onReply, ch: make(chan dmReply, 1)}
 	p.dm.mu.Lock()
 	p.dm.waiters[reqID] = w
 	p.dm.mu.Unlock()
@@ -286,31 +288,30 @@ func (p *Platform) Observe(ctx context.Context, typ, id string, attrs ...string)
 	if err != nil {
 		return Response{}, err
 	}
-	resp, err := p.dmCall(ctx, key, "observe", func(reqID string) []byte { return fieldsPayload(reqID, fields) })
-	if err != nil || resp.RC != RCOK {
-		return resp, err
-	}
-	p.dm.update(key, func(st *DMState) {
-		if st.Observed == nil {
-			st.Observed = map[string]bool{}
-		}
-		for _, a := range attrs {
-			st.Observed[a] = true
-		}
-		for _, f := range resp.Fields {
-			if f.Value == nil {
-				continue
+	return p.dmCall(ctx, key, "observe", func(reqID string) []byte { return fieldsPayload(reqID, fields) },
+		func(st *DMState, resp Response) {
+			if resp.RC != RCOK {
+				return
 			}
-			if st.Attributes == nil {
-				st.Attributes = map[string]json.RawMessage{}
+			if st.Observed == nil {
+				st.Observed = map[string]bool{}
 			}
-			st.Attributes[f.Field] = f.Value
-			if err := st.Firmware.apply(f); err != nil {
-				p.log.Warn("observe response with a bad firmware value", "type", typ, "id", id, "err", err)
+			for _, a := range attrs {
+				st.Observed[a] = true
 			}
-		}
-	})
-	return resp, nil
+			for _, f := range resp.Fields {
+				if f.Value == nil {
+					continue
+				}
+				if st.Attributes == nil {
+					st.Attributes = map[string]json.RawMessage{}
+				}
+				st.Attributes[f.Field] = f.Value
+				if err := st.Firmware.apply(f); err != nil {
+					p.log.Warn("observe response with a bad firmware value", "type", typ, "id", id, "err", err)
+				}
+			}
+		})
 }
 
 // Cancel stops observing attrs (iotdm-1/cancel, protocol.md §7.6.2); on
@@ -324,16 +325,14 @@ func (p *Platform) Cancel(ctx context.Context, typ, id string, attrs ...string) 
 	if err != nil {
 		return Response{}, err
 	}
-	resp, err := p.dmCall(ctx, key, "cancel", func(reqID string) []byte { return fieldsPayload(reqID, fields) })
-	if err != nil || resp.RC != RCOK {
-		return resp, err
-	}
-	p.dm.update(key, func(st *DMState) {
-		for _, a := range attrs {
-			delete(st.Observed, a)
-		}
-	})
-	return resp, nil
+	return p.dmCall(ctx, key, "cancel", func(reqID string) []byte { return fieldsPayload(reqID, fields) },
+		func(st *DMState, resp Response) {
+			if resp.RC == RCOK {
+				for _, a := range attrs {
+					delete(st.Observed, a)
+				}
+			}
+		})
 }
 
 // UpdateAttributes sets attributes of the managed device typ/id
@@ -354,16 +353,14 @@ func (p *Platform) UpdateAttributes(ctx context.Context, typ, id string, fields 
 	if err != nil {
 		return Response{}, err
 	}
-	resp, err := p.dmCall(ctx, key, "device/update", func(reqID string) []byte { return fieldsPayload(reqID, fields) })
-	if err != nil || resp.RC != RCChanged {
-		return resp, err
-	}
-	p.dm.update(key, func(st *DMState) {
-		for _, f := range fields {
-			_ = st.Firmware.apply(f) // checked above
-		}
-	})
-	return resp, nil
+	return p.dmCall(ctx, key, "device/update", func(reqID string) []byte { return fieldsPayload(reqID, fields) },
+		func(st *DMState, resp Response) {
+			if resp.RC == RCChanged {
+				for _, f := range fields {
+					_ = st.Firmware.apply(f) // checked above
+				}
+			}
+		})
 }
 
 // PushAttributes sends iotdm-1/device/update without a reqId, as the

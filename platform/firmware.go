@@ -114,7 +114,7 @@ func (p *Platform) firmwareAction(ctx context.Context, typ, id, action string, s
 // end of the action.
 func (p *Platform) runFirmware(ctx context.Context, key deviceKey, action string, watch <-chan FirmwareStatus, r *FirmwareResult) error {
 	rest := builtinActions[action].rest
-	resp, err := p.dmCall(ctx, key, rest, func(reqID string) []byte { return actionPayload(reqID, nil) })
+	resp, err := p.dmCall(ctx, key, rest, func(reqID string) []byte { return actionPayload(reqID, nil) }, nil)
 	if err != nil {
 		return err
 	}
