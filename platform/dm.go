@@ -204,7 +204,7 @@ func (s *dmServer) handle(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 	env, rc, msg := decodeEnvelope(pk.Payload)
 	if rc == RCOK {
 		if manager, ok := s.speaksFor(key, pk.Origin); !ok {
-			rc, msg = RCConflict, "device is managed by another client"
+			rc, msg = RCConflict, "device is managed by another gateway"
 			s.p.record(Violation{ClientID: pk.Origin, Rule: "R3", Action: ActionRejected, Code: CodeNotAuthorized,
 				Detail: fmt.Sprintf("%s about %s/%s, which %s manages: rc 409", t.rest, t.typ, t.id, manager)})
 		}
