@@ -154,7 +154,7 @@ type dmServer struct {
 	devices map[deviceKey]*DMState
 	waiters map[string]*dmWaiter // by reqId
 
-	fwWatch map[deviceKey]chan FirmwareStatus // the running firmware action's notifies, by device
+	fwWatch map[deviceKey]chan firmwareNotice // the running firmware action's notifies, by device
 
 	pubMu    sync.RWMutex // one DM publication at a time (writers); SUBSCRIBEs of iotdm-1 filters (readers); see dmroute.go
 	inFlight atomic.Pointer[dmDelivery]
@@ -178,7 +178,7 @@ type dmReply struct {
 func newDMServer(p *Platform, ids []string, defs []Bundle) *dmServer {
 	s := &dmServer{p: p, bundles: map[string]bool{}, defs: map[string]Bundle{},
 		devices: map[deviceKey]*DMState{}, waiters: map[string]*dmWaiter{},
-		fwWatch: map[deviceKey]chan FirmwareStatus{}}
+		fwWatch: map[deviceKey]chan firmwareNotice{}}
 	for _, b := range ids {
 		s.bundles[b] = true
 	}

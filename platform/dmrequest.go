@@ -160,11 +160,40 @@ func (s *dmServer) notified(key deviceKey, st *DMState, fields []Field, origin s
 		_ = st.Firmware.apply(f) // validated by decodeNotify
 	}
 	if ch := s.fwWatch[key]; ch != nil {
+		n := firmwareNotice{status: FirmwareStatus{State: st.Firmware.State, UpdateStatus: st.Firmware.UpdateStatus}}
+		n.hasState, n.hasUpdateStatus = firmwareMembers(fields)
 		select {
-		case ch <- FirmwareStatus{State: st.Firmware.State, UpdateStatus: st.Firmware.UpdateStatus}:
+		case ch <- n:
 		default: // a device flooding notifies; the sequence sees the later ones
 		}
 	}
+}
+
+// firmwareNotice is one notify as a firmware action sees it: mgmt.firmware
+// after it, and which of state and updateStatus it carried.
+type firmwareNotice struct {
+	status                    FirmwareStatus
+	hasState, hasUpdateStatus bool
+}
+
+// firmwareMembers reports whether valid notify fields carry
+// mgmt.firmware's state and updateStatus.
+func firmwareMembers(fields []Field) (state, updateStatus bool) {
+	for _, f := range fields {
+		switch f.Field {
+		case "mgmt.firmware":
+			var m map[string]json.RawMessage
+			_ = json.Unmarshal(f.Value, &m) // validated: an object
+			_, s := m["state"]
+			_, u := m["updateStatus"]
+			state, updateStatus = state || s, updateStatus || u
+		case "mgmt.firmware.state":
+			state = true
+		case "mgmt.firmware.updateStatus":
+			updateStatus = true
+		}
+	}
+	return state, updateStatus
 }
 
 // dmTarget checks that the platform may send a DM request to device

@@ -112,7 +112,7 @@ func (p *Platform) firmwareAction(ctx context.Context, typ, id, action string, s
 
 // runFirmware sends the initiate request and follows the notifies to the
 // end of the action.
-func (p *Platform) runFirmware(ctx context.Context, key deviceKey, action string, watch <-chan FirmwareStatus, r *FirmwareResult) error {
+func (p *Platform) runFirmware(ctx context.Context, key deviceKey, action string, watch <-chan firmwareNotice, r *FirmwareResult) error {
 	rest := builtinActions[action].rest
 	resp, err := p.dmCall(ctx, key, rest, func(reqID string) []byte { return actionPayload(reqID, nil) }, nil)
 	if err != nil {
@@ -124,9 +124,9 @@ func (p *Platform) runFirmware(ctx context.Context, key deviceKey, action string
 	}
 	for {
 		select {
-		case st := <-watch:
-			r.Transitions = append(r.Transitions, st)
-			if done, ok, msg := firmwareOutcome(action, r.Transitions); done {
+		case n := <-watch:
+			r.Transitions = append(r.Transitions, n.status)
+			if done, ok, msg := firmwareOutcome(action, r.Transitions, n); done {
 				r.Succeeded, r.Message = ok, msg
 				return nil
 			}
@@ -138,30 +138,39 @@ func (p *Platform) runFirmware(ctx context.Context, key deviceKey, action string
 	}
 }
 
-// firmwareOutcome decides from the transitions so far whether the action
-// has ended and how.
-func firmwareOutcome(action string, ts []FirmwareStatus) (done, ok bool, msg string) {
-	last := ts[len(ts)-1]
+// firmwareOutcome decides from the transitions so far, the last of them
+// from notify last, whether the action has ended and how. The end of a
+// download is a notify of state 2, or of state 0 with a failure
+// updateStatus or after state 1; the end of an update a notify of
+// updateStatus 0 or a failure. A member the notify did not carry decides
+// nothing: a stale resting value is no answer.
+func firmwareOutcome(action string, ts []FirmwareStatus, last firmwareNotice) (done, ok bool, msg string) {
+	st := last.status
 	if action == "firmware/download" {
+		if !last.hasState {
+			return false, false, ""
+		}
 		downloading := false
 		for _, t := range ts {
 			downloading = downloading || t.State == FirmwareDownloading
 		}
 		switch {
-		case last.State == FirmwareDownloaded:
+		case st.State == FirmwareDownloaded:
 			return true, true, "downloaded"
-		case last.State == FirmwareIdle && last.UpdateStatus >= FirmwareOutOfMemory:
-			return true, false, "download failed: updateStatus " + updateStatusName(last.UpdateStatus)
-		case last.State == FirmwareIdle && downloading:
+		case st.State == FirmwareIdle && st.UpdateStatus >= FirmwareOutOfMemory:
+			return true, false, "download failed: updateStatus " + updateStatusName(st.UpdateStatus)
+		case st.State == FirmwareIdle && downloading:
 			return true, false, "download stopped without an updateStatus"
 		}
 		return false, false, ""
 	}
 	switch {
-	case last.UpdateStatus == FirmwareSuccess:
+	case !last.hasUpdateStatus:
+		return false, false, ""
+	case st.UpdateStatus == FirmwareSuccess:
 		return true, true, "updated"
-	case last.UpdateStatus >= FirmwareOutOfMemory:
-		return true, false, "update failed: updateStatus " + updateStatusName(last.UpdateStatus)
+	case st.UpdateStatus >= FirmwareOutOfMemory:
+		return true, false, "update failed: updateStatus " + updateStatusName(st.UpdateStatus)
 	}
 	return false, false, ""
 }
@@ -188,13 +197,13 @@ func (s FirmwareSpec) field() Field {
 
 // watchFirmware registers the one firmware action of key; ok is false if
 // one runs already.
-func (s *dmServer) watchFirmware(key deviceKey) (<-chan FirmwareStatus, bool) {
+func (s *dmServer) watchFirmware(key deviceKey) (<-chan firmwareNotice, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fwWatch[key] != nil {
 		return nil, false
 	}
-	ch := make(chan FirmwareStatus, 64)
+	ch := make(chan firmwareNotice, 64)
 	s.fwWatch[key] = ch
 	return ch, true
 }
@@ -205,7 +214,7 @@ func (s *dmServer) unwatchFirmware(key deviceKey) {
 	delete(s.fwWatch, key)
 }
 
-func drain(ch <-chan FirmwareStatus) {
+func drain(ch <-chan firmwareNotice) {
 	for {
 		select {
 		case <-ch:
