@@ -50,7 +50,7 @@ const (
 // startPlatformCommand runs `bridge platform` on free ports with a registry,
 // bundles and a firmware directory holding fw.bin, and returns the MQTT
 // address, the HTTP base URL and fw.bin's content.
-func startPlatformCommand(t *testing.T, extra ...string) (mqttAddr, httpURL string, image []byte) {
+func startPlatformCommand(t *testing.T, extra ...string) (mqttAddr, httpURL string, image []byte, stdout *syncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -74,12 +74,12 @@ func startPlatformCommand(t *testing.T, extra ...string) (mqttAddr, httpURL stri
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errs syncBuffer
+	out, errs := &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		args := []string{"platform", "-org", "test01", "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0",
 			"-devices", reg, "-bundles", bundles, "-firmware-dir", fwDir, "-log-level", "error"}
-		done <- run(ctx, func() {}, append(args, extra...), &out, &errs)
+		done <- run(ctx, func() {}, append(args, extra...), out, errs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -93,7 +93,7 @@ func startPlatformCommand(t *testing.T, extra ...string) (mqttAddr, httpURL stri
 		m = addrs.FindStringSubmatch(out.String())
 		return m != nil
 	})
-	return m[1], m[2], image
+	return m[1], m[2], image, out
 }
 
 // scriptedAgent is a device-side DM agent for pump/P-17, just enough for
@@ -215,7 +215,7 @@ func (a *scriptedAgent) handle(topic string, payload []byte) {
 }
 
 func TestPlatformActionCommand(t *testing.T) {
-	mqttAddr, api, image := startPlatformCommand(t)
+	mqttAddr, api, image, platformOut := startPlatformCommand(t)
 	startAgent(t, mqttAddr)
 	sum := sha256.Sum256(image)
 	verifier := hex.EncodeToString(sum[:])
@@ -269,6 +269,16 @@ func TestPlatformActionCommand(t *testing.T) {
 		})
 	}
 
+	// The platform printed the DM traffic as it passed (-print).
+	for _, want := range []string{
+		`  iotdm-1/type/pump/id/P-17/mgmt/initiate/device/reboot  {"reqId":"`,
+		`  iotdevice-1/type/pump/id/P-17/notify  {"d":{"fields":[{"field":"mgmt.firmware","value":{"state":2,"updateStatus":0}}]}}`,
+	} {
+		if !strings.Contains(platformOut.String(), want) {
+			t.Errorf("bridge platform's output lacks %q", want)
+		}
+	}
+
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -295,7 +305,7 @@ func TestPlatformActionCommand(t *testing.T) {
 // served over HTTPS, and the action command trusts the platform through -ca.
 func TestPlatformHTTPS(t *testing.T) {
 	pki := testpki.New(t)
-	_, api, image := startPlatformCommand(t, "-http-tls-cert", pki.CertFile, "-http-tls-key", pki.KeyFile)
+	_, api, image, _ := startPlatformCommand(t, "-http-tls-cert", pki.CertFile, "-http-tls-key", pki.KeyFile)
 	if !strings.HasPrefix(api, "https://") {
 		t.Fatalf("api on %s, want https", api)
 	}
