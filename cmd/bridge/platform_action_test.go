@@ -187,6 +187,11 @@ func (a *scriptedAgent) handle(topic string, payload []byte) {
 		respond(200, nil)
 	case "iotdm-1/mgmt/initiate/device/reboot":
 		respond(202, nil)
+	case "iotdm-1/mgmt/initiate/firmware/update":
+		respond(202, nil)
+		a.publish("iotdevice-1/notify", map[string]any{"d": map[string]any{"fields": []any{
+			map[string]any{"field": "mgmt.firmware.updateStatus", "value": 1}}}})
+		a.notify(0, 0)
 	case "iotdm-1/mgmt/initiate/firmware/download":
 		respond(202, nil)
 		a.notify(1, 0)
@@ -248,6 +253,13 @@ func TestPlatformActionCommand(t *testing.T) {
 		}},
 		{"missing file", []string{"firmware-download", "-uri", api + "/firmware/none.bin", "-verifier", verifier, "-version", "2.2"}, exitRuntime, []string{
 			"  mgmt.firmware state 0 (idle) updateStatus 6 (invalid URI)",
+		}},
+		{"firmware update", []string{"firmware-update"}, exitOK, []string{
+			"firmware/update pump/P-17: rc 202",
+			"  update rc 0, observe rc 200, initiate rc 202, cancel rc 200",
+			"  mgmt.firmware state 0 (idle) updateStatus 1 (in progress)",
+			"  mgmt.firmware state 0 (idle) updateStatus 0 (success)",
+			"  succeeded: updated",
 		}},
 		{"custom", []string{"custom", "-bundle", "acme-modbus-v1", "-action", "rescanBus", "-field", "port=rs485-1"}, exitOK,
 			[]string{"acme-modbus-v1/rescanBus pump/P-17: rc 200"}},
