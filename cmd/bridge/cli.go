@@ -39,6 +39,8 @@ Usage:
   bridge simulate -config FILE    serve the config's devices as Modbus TCP slaves with changing values
   bridge platform [flags]         run the local platform (a strict MQTT broker with the platform's rules)
   bridge platform send [flags]    send a command to a device as an application (API key and token)
+  bridge platform action [flags] reboot|factory-reset|firmware-download|firmware-update|update|observe|cancel|custom
+                                  start a device-management action on a running platform (its -http API)
   bridge probe (-tcp HOST:PORT | -rtu PORT [-baud B -parity P]) -unit N -table T -address A -count C
                                   read registers once and print every interpretation (types, byte orders,
                                   0- and 1-based addresses) to find a device's map
