@@ -117,7 +117,10 @@ func (a *Agent) startDownload(ctx context.Context, d *device) response {
 		return response{RC: RCBadRequest, Message: err.Error()}
 	}
 	d.fwBusy = true
-	d.fw.State = fwDownloading
+	// A new attempt starts clean: the failure status of an earlier one is
+	// not this download's.
+	d.fw.State, d.fw.UpdateStatus = fwDownloading, fwSuccess
+	fw = d.fw
 	return response{RC: RCAccepted, then: func(ctx context.Context) { a.download(ctx, d, fw) }}
 }
 

@@ -109,9 +109,12 @@ type rig struct {
 // startRig starts the platform, one link per connection and the agent for
 // the devices (type meter) described by devs; edit may change the agent's
 // config before it starts.
-func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config)) *rig {
+func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config), platformEdit ...func(*platform.Config)) *rig {
 	t.Helper()
 	pcfg := platform.Config{Org: testOrg, ExtensionBundles: []string{bundle}}
+	for _, e := range platformEdit {
+		e(&pcfg)
+	}
 	pcfg.Devices = append(pcfg.Devices, platform.Device{Type: gwType, ID: gwID, Token: "gw-token", Gateway: true})
 	for _, d := range devs {
 		pcfg.Devices = append(pcfg.Devices, platform.Device{Type: d.Type, ID: d.ID, Token: d.ID + "-token"})

@@ -3,12 +3,16 @@ package dm_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"fieldbridge/adapters"
 	"fieldbridge/dm"
@@ -93,6 +97,10 @@ func TestActionsThroughThePlatform(t *testing.T) {
 		}
 		// The reboot completes with a new Manage (rule D6).
 		testwait.For(t, waitLong, "Manage after the reboot", func() bool { return len(pub.find("/mgmt/manage")) > manages })
+		testwait.For(t, waitLong, "the platform to see the reboot completed", func() bool {
+			st, _ := r.p.Managed(meterType, "m1")
+			return st.PendingAction == ""
+		})
 		if rc := r.action(t, "m1", "device/factoryReset", nil); rc != 501 {
 			t.Errorf("factory reset (not mapped): rc %d, want 501", rc)
 		}
@@ -210,4 +218,137 @@ func TestManageAgainAfterReconnect(t *testing.T) {
 	testwait.For(t, waitLong, "Manage after the reconnect", func() bool { return len(r.pubs["m1"].find("mgmt/manage")) > n })
 }
 
-var _ = errors.New
+// clock is the platform's clock in tests that let a lifetime pass.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// TestLifetimeKeepsTheDeviceManaged: the platform's clock runs past the
+// Manage lifetime twice; the agent's renewals keep the device managed,
+// while a device whose renewals stopped becomes dormant (rule D7).
+func TestLifetimeKeepsTheDeviceManaged(t *testing.T) {
+	forms(t, func(t *testing.T, gateway bool) {
+		clk := &clock{now: time.Now()}
+		r := startRig(t, gateway, []dm.Device{{Type: meterType, ID: "m1", Name: "m1"}}, func(c *dm.Config) {
+			c.Lifetime, c.RenewBefore = time.Hour, time.Hour-50*time.Millisecond
+		}, func(c *platform.Config) { c.Now = clk.Now })
+		for range 2 {
+			first := r.waitManaged(t, meterType, "m1").DormantAt
+			clk.advance(50 * time.Minute)
+			testwait.For(t, waitLong, "a renewal after the clock moved", func() bool {
+				st, managed := r.p.Managed(meterType, "m1")
+				return managed && st.DormantAt.Sub(first) >= 50*time.Minute
+			})
+			clk.advance(50 * time.Minute) // past the first lifetime, within the renewed one
+			if st, managed := r.p.Managed(meterType, "m1"); !managed || st.Dormant {
+				t.Fatalf("dormant although renewed: %+v", st)
+			}
+		}
+		r.stop() // unmanages; a lifetime later nothing renews
+		clk.advance(2 * time.Hour)
+		if _, managed := r.p.Managed(meterType, "m1"); managed {
+			t.Error("managed after Unmanage")
+		}
+	})
+}
+
+// TestAttributesThroughThePlatform: device/update with and without reqId,
+// observe with values and unknown attributes, cancel.
+func TestAttributesThroughThePlatform(t *testing.T) {
+	forms(t, func(t *testing.T, gateway bool) {
+		r := startRig(t, gateway, []dm.Device{meter("m1", &commands{})}, func(c *dm.Config) { c.Commands = &commands{} })
+		r.waitManaged(t, meterType, "m1")
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		resp, err := r.p.UpdateAttributes(ctx, meterType, "m1", []platform.Field{{Field: "metadata", Value: json.RawMessage(`{"pollIntervalSec":30}`)}})
+		if err != nil || resp.RC != 204 {
+			t.Fatalf("update metadata: %+v %v", resp, err)
+		}
+		resp, _ = r.p.UpdateAttributes(ctx, meterType, "m1", []platform.Field{{Field: "colour", Value: json.RawMessage(`"red"`)}})
+		if resp.RC != 404 || len(resp.Fields) != 1 || resp.Fields[0].Field != "colour" {
+			t.Errorf("update of an unknown attribute: %+v, want 404 naming it", resp)
+		}
+		if err := r.p.PushAttributes(meterType, "m1", []platform.Field{{Field: "location", Value: json.RawMessage(`{"latitude":1.5,"longitude":2.5}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		testwait.For(t, waitLong, "the pushed location", func() bool {
+			resp, err := r.p.Observe(ctx, meterType, "m1", "location", "metadata")
+			return err == nil && resp.RC == 200 && len(resp.Fields) == 2 &&
+				string(resp.Fields[0].Value) == `{"latitude":1.5,"longitude":2.5}` && string(resp.Fields[1].Value) == `{"pollIntervalSec":30}`
+		})
+		if resp, _ := r.p.Observe(ctx, meterType, "m1", "location", "colour"); resp.RC != 404 {
+			t.Errorf("observe of an unknown attribute: %+v", resp)
+		}
+		if resp, _ := r.p.Cancel(ctx, meterType, "m1", "location"); resp.RC != 200 {
+			t.Errorf("cancel: %+v", resp)
+		}
+		if st, _ := r.p.Managed(meterType, "m1"); st.Observed["location"] || !st.Observed["metadata"] {
+			t.Errorf("observed after cancel: %v", st.Observed)
+		}
+	})
+}
+
+// TestFirmwareThroughThePlatform runs the platform's download and update
+// sequences (rule D5) against the agent, with the image on an HTTP server.
+func TestFirmwareThroughThePlatform(t *testing.T) {
+	forms(t, func(t *testing.T, gateway bool) {
+		image := []byte("meter firmware 2.0")
+		srv := firmwareServer(t, image, false)
+		installed := filepath.Join(t.TempDir(), "installed")
+		dev := meter("m1", nil)
+		dev.Reboot, dev.Custom = nil, nil
+		dev.Firmware = &dm.Firmware{Install: dm.Action{Exec: []string{"cp", "{file}", installed}}}
+		r := startRig(t, gateway, []dm.Device{dev}, nil)
+		r.waitManaged(t, meterType, "m1")
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+
+		bad, err := r.p.FirmwareDownload(ctx, meterType, "m1", platform.FirmwareSpec{URI: srv.URL + "/fw.bin", Verifier: sha([]byte("other")), Version: "2.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := platform.FirmwareResult{Action: "firmware/download", UpdateRC: 204, ObserveRC: 200, InitiateRC: 202, CancelRC: 200,
+			Transitions: []platform.FirmwareStatus{{State: 1, UpdateStatus: 0}, {State: 0, UpdateStatus: 4}}}
+		bad.Message = ""
+		if diff := cmp.Diff(want, bad); diff != "" {
+			t.Errorf("download with a bad verifier (-want +got):\n%s", diff)
+		}
+
+		spec := platform.FirmwareSpec{URI: srv.URL + "/fw.bin", Verifier: sha(image), Version: "2.0", Name: "mc-fw"}
+		got, err := r.p.FirmwareDownload(ctx, meterType, "m1", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Transitions, want.Succeeded = []platform.FirmwareStatus{{State: 1, UpdateStatus: 0}, {State: 2, UpdateStatus: 0}}, true
+		got.Message = ""
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("download (-want +got):\n%s", diff)
+		}
+		got, err = r.p.FirmwareUpdate(ctx, meterType, "m1", platform.FirmwareSpec{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = platform.FirmwareResult{Action: "firmware/update", ObserveRC: 200, InitiateRC: 202, CancelRC: 200, Succeeded: true,
+			Transitions: []platform.FirmwareStatus{{State: 2, UpdateStatus: 1}, {State: 0, UpdateStatus: 0}}}
+		got.Message = ""
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("update (-want +got):\n%s", diff)
+		}
+		if b, err := os.ReadFile(installed); err != nil || string(b) != string(image) {
+			t.Errorf("installed %q %v", b, err)
+		}
+		testwait.For(t, waitLong, "deviceInfo.fwVersion 2.0 on the platform", func() bool {
+			st, _ := r.p.Managed(meterType, "m1")
+			return st.DeviceInfo["fwVersion"] == "2.0"
+		})
+		got, _ = r.p.FirmwareUpdate(ctx, meterType, "m1", platform.FirmwareSpec{})
+		if got.InitiateRC != 400 {
+			t.Errorf("update with nothing downloaded: %+v, want rc 400", got)
+		}
+	})
+}
