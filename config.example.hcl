@@ -166,7 +166,10 @@ device_type "power-meter" {
   management {
     ## deviceInfo sent with Manage: serial_number manufacturer model
     ## device_class description fw_version hw_version descriptive_location.
-    device_info = { manufacturer = "MeterCo", model = "MC-3P", fw_version = "3.2" }
+    device_info = { manufacturer = "MeterCo", fw_version = "3.2" }
+    ## deviceInfo attributes read from the device's own registers (the
+    ## point's value as text, read every poll); a change sends Manage again.
+    device_info_points = { model = "model" }
     reboot {
       exec    = ["/usr/local/bin/power-cycle", "{device}"]
       timeout = "30s"

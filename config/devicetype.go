@@ -13,7 +13,6 @@ import (
 func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 	c.checkID(t.Name, t.NameRange, "device type")
 	dt := &DeviceType{DeviceType: &mapping.DeviceType{Name: t.Name}, Simulate: map[string]Simulation{}}
-	dt.Management = c.typeManagement(t.Management)
 	pointBlocks := map[string]*pointBlock{}
 	for i := range t.Points {
 		pb := &t.Points[i]
@@ -66,6 +65,7 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 		// Without event blocks every point goes out in one event per poll.
 		dt.Events = []mapping.Event{{Name: DefaultEventName, Points: names}}
 	}
+	dt.Management = c.typeManagement(t.Management, dt)
 	return dt
 }
 

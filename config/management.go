@@ -40,10 +40,13 @@ type Management struct {
 type TypeManagement struct {
 	// DeviceInfo holds deviceInfo attributes by their platform names
 	// (serialNumber, manufacturer, ...).
-	DeviceInfo   map[string]string
-	Reboot       *ManagementAction
-	FactoryReset *ManagementAction
-	Firmware     *ManagementAction // installs a downloaded image
+	DeviceInfo map[string]string
+	// DeviceInfoPoints names, by platform attribute name, the point whose
+	// value (read every poll, as text) fills that deviceInfo attribute.
+	DeviceInfoPoints map[string]string
+	Reboot           *ManagementAction
+	FactoryReset     *ManagementAction
+	Firmware         *ManagementAction // installs a downloaded image
 	// Custom maps extension bundle ID → action ID → action.
 	Custom map[string]map[string]*ManagementAction
 }
@@ -96,6 +99,8 @@ type typeManagementBlock struct {
 	DefRange        hcl.Range           `hcl:",def_range"`
 	DeviceInfo      map[string]string   `hcl:"device_info,optional"`
 	DeviceInfoRange hcl.Range           `hcl:"device_info,attr_value_range"`
+	InfoPoints      map[string]string   `hcl:"device_info_points,optional"`
+	InfoPointsRange hcl.Range           `hcl:"device_info_points,attr_value_range"`
 	Reboot          *actionBlock        `hcl:"reboot,block"`
 	FactoryReset    *actionBlock        `hcl:"factory_reset,block"`
 	Firmware        *actionBlock        `hcl:"firmware,block"`
@@ -195,11 +200,27 @@ func (c *checker) positive(v string, rng hcl.Range, attr string) time.Duration {
 }
 
 // typeManagement checks a device type's management block; nil when absent.
-func (c *checker) typeManagement(b *typeManagementBlock) *TypeManagement {
+// It runs after the type's points are built: device_info_points names them.
+func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeManagement {
 	if b == nil {
 		return nil
 	}
 	out := &TypeManagement{DeviceInfo: c.deviceInfo(b.DeviceInfo, b.DeviceInfoRange)}
+	if b.InfoPoints != nil {
+		out.DeviceInfoPoints = c.deviceInfo(b.InfoPoints, b.InfoPointsRange)
+		names := make([]string, len(dt.Points))
+		for i, p := range dt.Points {
+			names[i] = p.Name
+		}
+		for _, point := range out.DeviceInfoPoints {
+			switch i := dt.PointIndex(point); {
+			case i < 0:
+				c.errorf(b.InfoPointsRange, "Unknown point", "Device type %q has no point %q.%s", dt.Name, point, didYouMean(point, names))
+			case dt.Points[i].Table.IsBit():
+				c.errorf(b.InfoPointsRange, "Bit point as device information", "Point %q is a single bit; deviceInfo attributes come from registers (a string or a number).", point)
+			}
+		}
+	}
 	out.Reboot = c.action(b.Reboot, DefaultActionTimeout, false)
 	out.FactoryReset = c.action(b.FactoryReset, DefaultActionTimeout, false)
 	out.Firmware = c.action(b.Firmware, DefaultFirmwareTimeout, true)

@@ -29,6 +29,7 @@ bus "b" {
 device_type "meter" {
   management {
     device_info = { manufacturer = "MeterCo", model = "MC-3P" }
+    device_info_points = { serial_number = "serial" }
     reboot {
       command = "restart"
     }
@@ -48,6 +49,12 @@ device_type "meter" {
     table   = "holding"
     address = 3
     type    = "int16"
+  }
+  point "serial" {
+    table   = "holding"
+    address = 10
+    type    = "string"
+    length  = 4
   }
 }
 device "m1" {
@@ -78,11 +85,12 @@ device "m2" {
 		t.Errorf("management (-want +got):\n%s", diff)
 	}
 	wantType := &TypeManagement{
-		DeviceInfo:   map[string]string{"manufacturer": "MeterCo", "model": "MC-3P"},
-		Reboot:       &ManagementAction{Command: "restart", Timeout: DefaultActionTimeout},
-		FactoryReset: &ManagementAction{Command: "restart", Exec: []string{"/usr/local/bin/reset", "{device}"}, Timeout: time.Minute},
-		Firmware:     &ManagementAction{Exec: []string{"/usr/local/bin/flash", "{device}", "{file}"}, Timeout: DefaultFirmwareTimeout},
-		Custom:       map[string]map[string]*ManagementAction{"acme-modbus-v1": {"rescan": {Command: "rescan", Timeout: DefaultActionTimeout}}},
+		DeviceInfo:       map[string]string{"manufacturer": "MeterCo", "model": "MC-3P"},
+		DeviceInfoPoints: map[string]string{"serialNumber": "serial"},
+		Reboot:           &ManagementAction{Command: "restart", Timeout: DefaultActionTimeout},
+		FactoryReset:     &ManagementAction{Command: "restart", Exec: []string{"/usr/local/bin/reset", "{device}"}, Timeout: time.Minute},
+		Firmware:         &ManagementAction{Exec: []string{"/usr/local/bin/flash", "{device}", "{file}"}, Timeout: DefaultFirmwareTimeout},
+		Custom:           map[string]map[string]*ManagementAction{"acme-modbus-v1": {"rescan": {Command: "rescan", Timeout: DefaultActionTimeout}}},
 	}
 	if diff := cmp.Diff(wantType, cfg.DeviceTypes[0].Management); diff != "" {
 		t.Errorf("type management (-want +got):\n%s", diff)

@@ -408,3 +408,32 @@ func (a *Agent) NoteReading(r adapters.Reading) {
 		d.signal(d.changed)
 	}
 }
+
+// SetDeviceInfo sets deviceInfo attributes of a field device from what it
+// reports about itself (serial number, model, firmware version read from
+// its registers). A change is sent to the platform with a new Manage; the
+// same values again cost nothing, so it can be called after every poll. It
+// never blocks; info is not retained.
+func (a *Agent) SetDeviceInfo(device string, info map[string]string) {
+	d := a.byName[device]
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	changed := false
+	for k, v := range info {
+		if d.info[k] != v {
+			if d.info == nil {
+				d.info = map[string]string{}
+			}
+			d.info[k], changed = v, true
+		}
+	}
+	if changed {
+		d.needManage = true
+	}
+	d.mu.Unlock()
+	if changed {
+		d.signal(d.changed)
+	}
+}

@@ -352,3 +352,29 @@ func TestFirmwareThroughThePlatform(t *testing.T) {
 		}
 	})
 }
+
+// TestDeviceInfoFromTheDevice: values the device reports about itself
+// reach the platform's deviceInfo with a new Manage; unchanged values send
+// nothing.
+func TestDeviceInfoFromTheDevice(t *testing.T) {
+	forms(t, func(t *testing.T, gateway bool) {
+		r := startRig(t, gateway, []dm.Device{meter("m1", nil)}, func(c *dm.Config) { c.Commands = &commands{} })
+		r.waitManaged(t, meterType, "m1")
+		pub := r.pubs["m1"]
+		if gateway {
+			pub = r.pubs[gwID]
+		}
+		r.agent.SetDeviceInfo("m1", map[string]string{"serialNumber": "REG-7781", "fwVersion": "1.0"})
+		testwait.For(t, waitLong, "the serial number read from the device", func() bool {
+			st, _ := r.p.Managed(meterType, "m1")
+			return st.DeviceInfo["serialNumber"] == "REG-7781" && st.DeviceInfo["model"] == "MC-3P"
+		})
+		n := len(pub.find("/mgmt/manage"))
+		r.agent.SetDeviceInfo("m1", map[string]string{"serialNumber": "REG-7781"})
+		r.agent.SetDeviceInfo("m1", map[string]string{"hwVersion": "rev C"})
+		testwait.For(t, waitLong, "hwVersion", func() bool { st, _ := r.p.Managed(meterType, "m1"); return st.DeviceInfo["hwVersion"] == "rev C" })
+		if got := len(pub.find("/mgmt/manage")); got != n+1 {
+			t.Errorf("%d Manage requests for one change, want 1", got-n)
+		}
+	})
+}

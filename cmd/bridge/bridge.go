@@ -53,6 +53,7 @@ type bridge struct {
 	links   []*uplink.Client
 	gateway *gateway  // gateway mode only
 	dm      *dm.Agent // nil when device management is off
+	dmInfo  map[string][]infoPoint
 }
 
 // fieldDevice is one configured device at run time.
@@ -232,7 +233,7 @@ func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
 	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
 	if b.dm != nil {
-		b.dm.NoteReading(r)
+		b.noteManagement(r)
 	}
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 
+	"fieldbridge/adapters"
 	"fieldbridge/config"
 	"fieldbridge/dm"
+	"fieldbridge/mapping"
 	"fieldbridge/uplink"
 )
 
@@ -94,9 +97,15 @@ func (b *bridge) newAgent() error {
 		cfg.Devices = append(cfg.Devices, dm.Device{Type: g.id.Type, ID: g.id.ID, Gateway: true, Link: g.link,
 			DeviceInfo: map[string]string{"deviceClass": "gateway", "description": "fieldbridge edge bridge", "fwVersion": version}})
 	}
+	b.dmInfo = map[string][]infoPoint{}
 	for _, d := range b.cfg.Devices {
 		fd := b.devices[d.Name]
 		cfg.Devices = append(cfg.Devices, managedDevice(d, fd.link, b.gateway != nil))
+		if tm := d.Type.Management; tm != nil {
+			for attr, point := range tm.DeviceInfoPoints {
+				b.dmInfo[d.Name] = append(b.dmInfo[d.Name], infoPoint{attr, d.Type.Points[d.Type.PointIndex(point)]})
+			}
+		}
 	}
 	agent, err := dm.NewAgent(cfg, b.logger.With("component", "dm"))
 	if err != nil {
@@ -138,6 +147,58 @@ func action(a *config.ManagementAction) *dm.Action {
 		return nil
 	}
 	return &dm.Action{Command: a.Command, Exec: a.Exec, Timeout: a.Timeout}
+}
+
+// infoPoint is a point whose value fills a deviceInfo attribute.
+type infoPoint struct {
+	attr  string
+	point mapping.Point
+}
+
+// noteManagement runs on a bus loop's goroutine after every poll: it feeds
+// the device's faults and the deviceInfo values read from it to the agent.
+func (b *bridge) noteManagement(r adapters.Reading) {
+	b.dm.NoteReading(r)
+	points := b.dmInfo[r.Device]
+	if len(points) == 0 {
+		return
+	}
+	info := make(map[string]string, len(points))
+	for _, ip := range points {
+		if v, ok := pointText(ip.point, r); ok {
+			info[ip.attr] = v
+		}
+	}
+	b.dm.SetDeviceInfo(r.Device, info)
+}
+
+// pointText decodes a register point of a reading as text: a string as
+// read, a number scaled as the point says. False when its range failed.
+func pointText(p mapping.Point, r adapters.Reading) (string, bool) {
+	n := p.Registers()
+	for _, blk := range r.Blocks {
+		rg := blk.Range
+		if blk.Err != nil || rg.Table != p.Table || int(p.Address) < int(rg.Address) || int(p.Address)+n > rg.End() {
+			continue
+		}
+		off := int(p.Address - rg.Address)
+		if off+n > len(blk.Registers) {
+			return "", false
+		}
+		v, err := mapping.Decode(p.Type, p.Order, blk.Registers[off:off+n])
+		if err != nil {
+			return "", false
+		}
+		if v.Kind == mapping.KindString {
+			return v.S, true
+		}
+		f, _ := v.Float()
+		if p.Scaled() {
+			f = f*p.Scale + p.Offset
+		}
+		return strconv.FormatFloat(f, 'f', -1, 64), true
+	}
+	return "", false
 }
 
 // noCommands is the command runner until commands reach the field: an

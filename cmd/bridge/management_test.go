@@ -26,11 +26,21 @@ bus "b1" {`, 1)
 	src = strings.Replace(src, "device_type \"meter\" {", `device_type "meter" {
   management {
     device_info = { manufacturer = "MeterCo" }
+    device_info_points = { fw_version = "fw_code" }
     reboot {
       exec = ["touch", "`+dir+`/{id}.rebooted"]
     }
     factory_reset {
       command = "remote_reset"
+    }
+  }
+  point "fw_code" {
+    table   = "holding"
+    address = 10
+    type    = "uint16"
+    simulate {
+      mode  = "fixed"
+      value = 302
     }
   }`, 1)
 	src = strings.Replace(src, "device \"m1\" {", `device "m1" {
@@ -111,6 +121,10 @@ func TestManagedDevices(t *testing.T) {
 				t.Errorf("m1 as the platform sees it: %+v", st)
 			}
 			testwait.For(t, waitTimeout, "m1's location", func() bool { st, _ := p.Managed("meter", "m1"); return st.Location != nil })
+			testwait.For(t, waitTimeout, "the firmware version read from m2's registers", func() bool {
+				st, _ := p.Managed("meter", "m2")
+				return st.DeviceInfo["fwVersion"] == "302" && st.DeviceInfo["manufacturer"] == "MeterCo"
+			})
 			if st, _ := p.Managed("boiler", "boiler-9"); st.Supports["deviceActions"] {
 				t.Errorf("boiler-9 maps no actions but claims deviceActions: %+v", st.Supports)
 			}

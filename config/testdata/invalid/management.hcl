@@ -13,6 +13,7 @@ bus "b" {
 device_type "meter" {
   management {
     device_info = { serial = "x" }
+    device_info_points = { model = "modl" }
     reboot {}
     factory_reset {
       exec = []

@@ -20,3 +20,13 @@ device "m1" {
   }
   point "w" { scale = 2 }
 }
+device_type "other" {
+  management {
+    device_info_points = { serial_number = "flag" }
+  }
+  point "flag" {
+    table   = "coil"
+    address = 0
+    type    = "bool"
+  }
+}
