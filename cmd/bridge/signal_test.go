@@ -178,4 +178,3 @@ func TestClosedStderrDoesNotKill(t *testing.T) {
 	c.waitEvents(t, 10)
 	c.stop(t)
 }
-
