@@ -89,6 +89,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// The platform closes a device connection with more than 10
 		// unacknowledged messages and a gateway's above 1000 (protocol.md §2.12).
 		MaxInflight: min(cfg.Buffer.InFlight, platformDeviceInflight),
+		// Every connection goes to the same broker: when one is back, all
+		// try again at once instead of waiting out their own backoff.
+		Reachable: uplink.NewReachability(),
 	}
 	if cfg.Platform.TLS && opts.Broker == "" {
 		tc, err := uplink.NewTLSConfig(cfg.Platform.CAFile, cfg.Platform.ClientCert, cfg.Platform.ClientKey, cfg.Platform.InsecureSkipVerify)
