@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -184,7 +185,7 @@ func (d *Device) statusOf(r adapters.Reading, errs []error) Status {
 	}
 	if down {
 		clear(d.missed)
-		return Status{Up: false, Error: r.Blocks[0].Err.Error()}
+		return Status{Up: false, Error: stableError(r.Blocks[0].Err)}
 	}
 	st := Status{Up: true}
 	var first error
@@ -205,13 +206,25 @@ func (d *Device) statusOf(r adapters.Reading, errs []error) Status {
 		}
 	}
 	if first != nil {
-		st.Error = first.Error()
+		st.Error = stableError(first)
 		var ex *adapters.ExceptionError
 		if errors.As(first, &ex) {
 			st.Error = "device refused a read: " + ex.Error()
 		}
 	}
 	return st
+}
+
+// localAddr matches the local half of a connection's "local->remote"
+// addresses in a Go net error ("read tcp 127.0.0.1:53422->10.0.0.5:502").
+var localAddr = regexp.MustCompile(`[^\s>]+:\d+->`)
+
+// stableError is err's text without a connection's local address, which
+// changes with every reconnect: the status event's error must name the
+// failure, not the attempt. (Adapters already leave it out; this keeps any
+// adapter's status stable.)
+func stableError(err error) string {
+	return localAddr.ReplaceAllString(err.Error(), "")
 }
 
 // due decides whether the event goes out now and builds it.

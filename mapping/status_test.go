@@ -37,6 +37,9 @@ func TestDownDeviceRetriedReportsOnce(t *testing.T) {
 	if len(all) != 1 || all[0].Up {
 		t.Fatalf("20 failed cycles gave status events %+v, want exactly one down", all)
 	}
+	if want := "bus not connected: read tcp 127.0.0.1:502: read: connection reset by peer"; all[0].Error != want {
+		t.Errorf("down status error = %q, want %q (no local address)", all[0].Error, want)
+	}
 	// Back up: one up status, then nothing more while it stays up.
 	for i := range 5 {
 		all = append(all, statusEvents(d.Process(meterReading(t0.Add(time.Minute+time.Duration(i)*time.Second), 1, 0)))...)
