@@ -66,18 +66,23 @@ func TestDownDeviceRetriedPublishesOneDown(t *testing.T) {
 		t.Fatalf("bridge.Run = %v", err)
 	}
 
+	// The platform acknowledges a publish before it hands it to its
+	// subscribers: wait for the first status, then take what is there.
 	var statuses []payload
-	for {
-		select {
-		case m := <-sub.C:
-			if m.Topic == "iot-2/type/boiler/id/boiler-9/evt/status/fmt/json" {
-				statuses = append(statuses, decode(t, m.Payload))
+	take := func() {
+		for {
+			select {
+			case m := <-sub.C:
+				if m.Topic == "iot-2/type/boiler/id/boiler-9/evt/status/fmt/json" {
+					statuses = append(statuses, decode(t, m.Payload))
+				}
+			default:
+				return
 			}
-			continue
-		default:
 		}
-		break
 	}
+	testwait.For(t, 10*time.Second, "boiler-9's status event", func() bool { take(); return len(statuses) > 0 })
+	take()
 	if len(statuses) != 1 || statuses[0].D["status"] != "down" {
 		t.Fatalf("boiler-9 retried %d times: status events %v, want exactly one down", resets.Load(), statuses)
 	}
