@@ -209,7 +209,7 @@ func (c *Client) Run(ctx context.Context) error {
 				return nil
 			}
 			// serve signalled this connection itself; wait for the next.
-			reached = c.cfg.Reachable.next()
+			reached, woken = c.cfg.Reachable.next(), false
 			lived := time.Since(began)
 			if lived >= c.cfg.StableAfter {
 				bo.reset()
