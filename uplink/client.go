@@ -225,7 +225,10 @@ func (c *Client) Run(ctx context.Context) error {
 				reached = nil
 				c.log.Error("uplink client id taken over", "err", err, "retry_in_seconds", wait.Seconds())
 			} else {
-				c.log.Warn("uplink connection lost", "err", err, "connected_seconds", lived.Seconds(), "retry_in_seconds", wait.Seconds())
+				// Info, not Warn: the owner hears of the state change through
+				// OnStateChange and reports it once (the bridge logs "uplink
+				// down"); these lines are the details.
+				c.log.Info("uplink connection lost", "err", err, "connected_seconds", lived.Seconds(), "retry_in_seconds", wait.Seconds())
 			}
 			lastFailure = ""
 		} else {
@@ -239,7 +242,7 @@ func (c *Client) Run(ctx context.Context) error {
 				reached = nil // the broker is there and said no: wait it out
 				c.log.Error("uplink connection refused", "err", err, "username", c.cfg.Username, "retry_in_seconds", wait.Seconds())
 			case err.Error() != lastFailure:
-				c.log.Warn("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
+				c.log.Info("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
 			default:
 				c.log.Debug("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
 			}

@@ -159,6 +159,15 @@ func TestLogNoiseWhileBrokerAndDeviceAreDown(t *testing.T) {
 		if got := logs.count("uplink down", "device", d.Name); got != 1 {
 			t.Errorf("%q logged %d times for %s, want once (failed attempts: %d)", "uplink down", got, d.Name, logs.count("uplink connect failed", "device", d.Name))
 		}
+		warns := 0
+		for _, m := range logs.lines("") {
+			if m["level"] == "WARN" && m["component"] == "uplink" && m["device"] == d.Name {
+				warns++
+			}
+		}
+		if warns != 1 {
+			t.Errorf("%d uplink warnings for %s, want one (uplink down)", warns, d.Name)
+		}
 		if got := logs.count("uplink up", "device", d.Name); got != 1 {
 			t.Errorf("%q logged %d times for %s, want once", "uplink up", got, d.Name)
 		}
