@@ -191,23 +191,6 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-// FuzzParse checks that no input makes the loader panic.
-func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob("testdata/invalid/*.hcl")
-	files = append(files, "../config.example.hcl")
-	for _, p := range files {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(b)
-		}
-	}
-	f.Fuzz(func(t *testing.T, src []byte) {
-		if len(src) > 1<<16 {
-			return
-		}
-		Parse("fuzz.hcl", src, testEnv)
-	})
-}
-
 // TestDeviceMapsGolden loads maps written the way device manuals describe
 // registers, feeds each device the registers in registers.json and compares
 // the events with events.golden. Run with -update to rewrite.

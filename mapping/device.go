@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -21,7 +22,16 @@ type Device struct {
 	status  Status
 	seen    bool   // a status was reported at least once
 	dropped uint64 // events the buffer dropped by policy, as last noted
+	// missed counts, per point, the cycles in a row its read failed for a
+	// transport reason while the device answered other reads.
+	missed []int
 }
+
+// failedAfter is how many cycles in a row a point's read must fail for a
+// transport reason (a timeout, a broken reply) while the device answers
+// other reads before the status names the point failed. One lost request is
+// not a change of the device's state; a range that never answers is.
+const failedAfter = 3
 
 type eventState struct {
 	def      *Event
@@ -35,6 +45,7 @@ func NewDevice(name string, typ *DeviceType, unit uint8, opt PlanOptions) (*Devi
 	opt.Unreadable = append(opt.Unreadable[:len(opt.Unreadable):len(opt.Unreadable)], typ.Unreadable...)
 	d := &Device{name: name, typ: typ, plan: Plan(typ.Points, unit, opt)}
 	d.where = make([]int, len(typ.Points))
+	d.missed = make([]int, len(typ.Points))
 	for i, p := range typ.Points {
 		d.where[i] = -1
 		for j, r := range d.plan {
@@ -110,8 +121,13 @@ type Status struct {
 	Dropped uint64
 }
 
-func (s Status) equal(o Status) bool {
-	return s.Up == o.Up && s.Error == o.Error && s.Dropped == o.Dropped && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
+// sameState reports whether s and o describe the same state: up or down,
+// the same failed points, the same drop count. The error text is not
+// compared: it describes the state and may change while the state does not
+// (another timeout, another exception code), and a status event goes out
+// only on a real transition.
+func (s Status) sameState(o Status) bool {
+	return s.Up == o.Up && s.Dropped == o.Dropped && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
 }
 
 // NoteDropped records how many of the device's events the buffer has
@@ -139,7 +155,7 @@ func (d *Device) Process(r adapters.Reading) []Output {
 	var out []Output
 	st := d.statusOf(r, errs)
 	st.Dropped = d.dropped
-	if !d.seen || !st.equal(d.status) {
+	if !d.seen || !st.sameState(d.status) {
 		d.seen, d.status = true, st
 		s := st
 		out = append(out, Output{Event: StatusEvent, Time: r.Time, Status: &s})
@@ -156,7 +172,9 @@ func (d *Device) Process(r adapters.Reading) []Output {
 }
 
 // statusOf derives the device status: down when no range could be read
-// because of transport trouble, up otherwise (with the failed points).
+// because of transport trouble, up otherwise, with the points that failed:
+// refused by the device or undecodable at once, failed for a transport
+// reason only after failedAfter cycles in a row.
 func (d *Device) statusOf(r adapters.Reading, errs []error) Status {
 	down := len(r.Blocks) > 0
 	for _, b := range r.Blocks {
@@ -166,26 +184,47 @@ func (d *Device) statusOf(r adapters.Reading, errs []error) Status {
 		}
 	}
 	if down {
-		return Status{Up: false, Error: r.Blocks[0].Err.Error()}
+		clear(d.missed)
+		return Status{Up: false, Error: stableError(r.Blocks[0].Err)}
 	}
 	st := Status{Up: true}
 	var first error
 	for i, err := range errs {
-		if err != nil {
-			st.Failed = append(st.Failed, d.typ.Points[i].Name)
-			if first == nil {
-				first = err
+		if err == nil {
+			d.missed[i] = 0
+			continue
+		}
+		if adapters.IsTransport(err) {
+			d.missed[i]++
+			if d.missed[i] < failedAfter {
+				continue
 			}
+		}
+		st.Failed = append(st.Failed, d.typ.Points[i].Name)
+		if first == nil {
+			first = err
 		}
 	}
 	if first != nil {
-		st.Error = first.Error()
+		st.Error = stableError(first)
 		var ex *adapters.ExceptionError
 		if errors.As(first, &ex) {
 			st.Error = "device refused a read: " + ex.Error()
 		}
 	}
 	return st
+}
+
+// localAddr matches the local half of a connection's "local->remote"
+// addresses in a Go net error ("read tcp 127.0.0.1:53422->10.0.0.5:502").
+var localAddr = regexp.MustCompile(`[^\s>]+:\d+->`)
+
+// stableError is err's text without a connection's local address, which
+// changes with every reconnect: the status event's error must name the
+// failure, not the attempt. (Adapters already leave it out; this keeps any
+// adapter's status stable.)
+func stableError(err error) string {
+	return localAddr.ReplaceAllString(err.Error(), "")
 }
 
 // due decides whether the event goes out now and builds it.

@@ -39,6 +39,9 @@ type bridgeOptions struct {
 	// OnStop is called once shutdown begins (to restore default signal
 	// handling, so a second Ctrl-C kills the process).
 	OnStop func()
+	// UplinkSummaryEvery is how often, while uplinks are down, one log line
+	// sums them up; default one minute.
+	UplinkSummaryEvery time.Duration
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -51,6 +54,7 @@ type bridge struct {
 	devices map[string]*fieldDevice
 	loops   []*adapters.Loop
 	links   []*uplink.Client
+	uplinks *uplinkStates
 	gateway *gateway  // gateway mode only
 	dm      *dm.Agent // nil when device management is off
 	dmInfo  map[string][]infoPoint
@@ -79,7 +83,10 @@ const (
 // offline device or broker at start-up must not keep the bridge from
 // starting. Opening the buffer is the only disk I/O.
 func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*bridge, error) {
-	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}}
+	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, uplinks: newUplinkStates(logger.With("component", "uplink"))}
+	if b.opts.UplinkSummaryEvery <= 0 {
+		b.opts.UplinkSummaryEvery = defaultUplinkSummaryEvery
+	}
 	broker := opts.Broker
 	if broker == "" {
 		broker = brokerURL(cfg.Platform)
@@ -92,6 +99,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// The platform closes a device connection with more than 10
 		// unacknowledged messages and a gateway's above 1000 (protocol.md §2.12).
 		MaxInflight: min(cfg.Buffer.InFlight, platformDeviceInflight),
+		// Every connection goes to the same broker: when one is back, all
+		// try again at once instead of waiting out their own backoff.
+		Reachable: uplink.NewReachability(),
 	}
 	if cfg.Platform.TLS && opts.Broker == "" {
 		tc, err := uplink.NewTLSConfig(cfg.Platform.CAFile, cfg.Platform.ClientCert, cfg.Platform.ClientKey, cfg.Platform.InsecureSkipVerify)
@@ -180,18 +190,14 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 
 func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, error) {
 	logger := b.logger.With("component", "uplink", class, name)
-	then := lc.OnStateChange
+	// The client logs each connection and each new kind of failure itself;
+	// the bridge logs state changes and sums up the links that are down.
+	track := b.uplinks.track(class+" "+name, logger)
+	then := lc.OnStateChange // device management's, if any
 	lc.OnStateChange = func(connected bool, err error) {
+		track(connected, err)
 		if then != nil {
-			defer then(connected, err)
-		}
-		switch {
-		case connected:
-			logger.Info("uplink connected", "broker", lc.Broker)
-		case err == nil:
-			logger.Info("uplink disconnected")
-		default:
-			logger.Warn("uplink down", "err", err)
+			then(connected, err)
 		}
 	}
 	link, err := uplink.New(lc, logger)
@@ -218,7 +224,7 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus %s: %w", bus.Name, err)
 	}
-	logger := b.logger.With("component", "bus", "bus", bus.Name)
+	logger := b.logger.With("component", "bus") // the loop adds "bus"
 	return adapters.NewLoop(conn, adapters.LoopConfig{
 		Bus:     bus.Name,
 		Devices: devs,
@@ -333,6 +339,7 @@ func (b *bridge) Run(ctx context.Context) error {
 	for _, l := range b.links {
 		goRun(&links, "uplink", func() error { return l.Run(linkCtx) })
 	}
+	goRun(&links, "uplink summary", func() error { b.uplinks.summarize(linkCtx, b.opts.UplinkSummaryEvery); return nil })
 	for _, d := range b.devices {
 		if d.mailbox != nil {
 			goRun(&forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) })

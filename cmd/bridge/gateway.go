@@ -134,6 +134,10 @@ type gatewayPublisher struct {
 	device string
 }
 
+// Connected reports whether the gateway's connection is up (for the
+// forwarder's logs).
+func (p gatewayPublisher) Connected() bool { return p.g.link.Connected() }
+
 func (p gatewayPublisher) Publish(ctx context.Context, topic string, payload []byte) <-chan error {
 	if reason := p.g.refused(p.device); reason != "" {
 		return failed(fmt.Errorf("%w: %s", errRejected, reason))
