@@ -331,14 +331,14 @@ func (a *Agent) HandleRequest(ctx context.Context, typ, id, rest string, payload
 	req, rc, msg := decodeRequest(rest, payload)
 	if rc != 0 {
 		a.log.Warn("dm request refused", "device", d.cfg.ID, "request", short(rest), "rc", rc, "reason", msg)
-		a.answer(ctx, d, req.reqID, response{RC: rc, Message: msg})
+		a.answerNow(ctx, d, req.reqID, response{RC: rc, Message: msg})
 		return
 	}
 	select {
 	case d.queue <- req:
 	default:
 		a.log.Warn("dm request refused: queue full", "device", d.cfg.ID, "request", rest)
-		a.answer(ctx, d, req.reqID, response{RC: RCConflict, Message: "busy with earlier requests; retry later"})
+		a.answerNow(ctx, d, req.reqID, response{RC: RCConflict, Message: "busy with earlier requests; retry later"})
 	}
 }
 
@@ -378,6 +378,16 @@ func (a *Agent) answer(ctx context.Context, d *device, reqID string, r response)
 		}
 	case <-ctx.Done():
 	}
+}
+
+// answerNow publishes an answer without waiting for the broker: it runs on
+// the connection's dispatch goroutine, which must not wait for its own
+// connection. An answer that is lost leaves the platform's request to time
+// out, as for a device that is offline.
+func (a *Agent) answerNow(ctx context.Context, d *device, reqID string, r response) {
+	r.ReqID = reqID
+	b, _ := json.Marshal(r) // cannot fail
+	d.cfg.Link.Publish(ctx, d.topic(restResponse), b)
 }
 
 // NoteReading tells the agent how the last poll of a field device went,
