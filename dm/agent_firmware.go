@@ -206,10 +206,10 @@ func (a *Agent) fetch(ctx context.Context, d *device, fw firmwareState) (string,
 		return "", fwOutOfMemory, fmt.Errorf("staging file: %v", cerr)
 	}
 	switch {
-	case err != nil && ctx.Err() == nil && !isWriteError(err):
-		return "", fwConnectionLost, fmt.Errorf("download interrupted after %d bytes: %v", n, err)
+	case err != nil && isWriteError(err):
+		return "", fwOutOfMemory, fmt.Errorf("staging file: %v", err) // a full disk, most likely
 	case err != nil:
-		return "", fwConnectionLost, fmt.Errorf("download: %v", err)
+		return "", fwConnectionLost, fmt.Errorf("download interrupted after %d bytes: %v", n, err)
 	case n > a.cfg.MaxFirmwareBytes:
 		return "", fwOutOfMemory, fmt.Errorf("image is more than the limit of %d bytes", a.cfg.MaxFirmwareBytes)
 	}
