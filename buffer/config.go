@@ -55,6 +55,10 @@ const (
 	DefaultMaxBytes = 256 << 20
 	DefaultInFlight = 64
 	DefaultMinFree  = 64 << 20
+	// MinFreeFloor is the smallest MinFree accepted: acknowledgements may
+	// still use half of it and Badger needs room to rotate a memtable log
+	// (allocated in full, twice the 8 MiB memtable) and flush a table.
+	MinFreeFloor = 16 << 20
 )
 
 // Config configures a Store. The zero value of every field except Dir is
@@ -90,10 +94,11 @@ type Config struct {
 	// means unlimited.
 	Rate float64
 
-	// MinFree is the free space the file system holding Dir must keep;
-	// Append returns ErrDiskFull below it. 0 means DefaultMinFree. It must
-	// leave room for Badger to flush a memtable and compact (a few times 8
-	// MiB).
+	// MinFree is the free space the file system holding Dir must keep:
+	// Append returns ErrDiskFull below it, acknowledgements and cursor
+	// writes stop below MinFree/2, space reclamation below MinFree/4, so
+	// that Badger never writes into a full file system. 0 means
+	// DefaultMinFree; otherwise at least MinFreeFloor.
 	MinFree int64
 
 	// Unexported knobs, set by tests and benchmarks of this package.
@@ -156,6 +161,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MinFree == 0 {
 		c.MinFree = DefaultMinFree
+	}
+	if c.MinFree < MinFreeFloor {
+		return fmt.Errorf("buffer: min_free %d is too small (minimum %d)", c.MinFree, MinFreeFloor)
 	}
 	if c.reclaimEvery == 0 {
 		c.reclaimEvery = time.Minute

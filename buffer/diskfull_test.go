@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,41 +11,79 @@ import (
 	"testing"
 	"time"
 
+	"fieldbridge/internal/testwait"
+
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestDiskFullInjected drives the free-space guard through its seam.
+// TestDiskFullInjected drives the free-space guard through its seam: below
+// MinFree appends are refused (their seqs consumed and counted as failed)
+// while acknowledgements go on; below MinFree/2 acknowledgements stop too;
+// everything resumes when space returns.
 func TestDiskFullInjected(t *testing.T) {
 	var free atomic.Int64
-	free.Store(20 << 20)
-	cfg := Config{Dir: t.TempDir(), Sync: time.Millisecond, MinFree: 10 << 20,
+	free.Store(30 << 20)
+	cfg := Config{Dir: t.TempDir(), Sync: time.Millisecond, MinFree: 16 << 20, retryMax: 20 * time.Millisecond,
 		diskFree: func(string) (int64, error) { return free.Load(), nil }}
 	s := openTest(t, cfg)
 	before := mustAppend(t, s, "d", 5, 10)
 
-	free.Store(5 << 20)
+	free.Store(12 << 20) // below MinFree, above MinFree/2
 	for range 3 {
 		_, err := s.Append("d", "t", seqPayload(10))
 		if !errors.Is(err, ErrDiskFull) {
-			t.Fatalf("Append with 5 MiB free (min 10 MiB) = %v, want ErrDiskFull", err)
+			t.Fatalf("Append with 12 MiB free (min 16 MiB) = %v, want ErrDiskFull", err)
 		}
 	}
 	st := s.Stats()
 	if st.Failed != 3 || st.Fault != "disk full" {
 		t.Errorf("Stats() = %+v, want Failed 3, Fault \"disk full\"", st)
 	}
-	// Forwarding goes on while the disk is full.
+	if got := s.QueueStats("d").NextSeq; got != 9 {
+		t.Errorf("NextSeq after 5 stored and 3 refused = %d, want 9 (refused events leave a gap)", got)
+	}
+	// Forwarding and acknowledgements go on while appends are refused.
 	if diff := cmp.Diff(before, drainAll(t, s, "d")); diff != "" {
 		t.Errorf("delivered while full (-want +got):\n%s", diff)
 	}
 
 	free.Store(30 << 20)
-	after := mustAppend(t, s, "d", 2, 10)
-	if diff := cmp.Diff([]uint64{6, 7}, after); diff != "" {
+	queued := mustAppend(t, s, "d", 2, 10)
+	if diff := cmp.Diff([]uint64{9, 10}, queued); diff != "" {
 		t.Errorf("seqs after recovery (-want +got):\n%s", diff)
 	}
 	if st := s.Stats(); st.Fault != "" {
 		t.Errorf("Fault after recovery = %q, want empty", st.Fault)
+	}
+
+	// Below MinFree/2 even acknowledgements stop: the events stay queued
+	// and are delivered (again) once space returns.
+	free.Store(6 << 20)
+	pub := &fakePublisher{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Forward(ctx, "d", pub) }()
+	testwait.For(t, 20*time.Second, "both events published", func() bool { return len(distinct(pub.seqs())) == 2 })
+	if got := s.QueueStats("d").Len; got != 2 {
+		t.Errorf("Len with 6 MiB free (acks need 8 MiB) = %d, want 2: the cursor must not be written", got)
+	}
+	free.Store(30 << 20)
+	testwait.For(t, 20*time.Second, "queue d empty after space returned", func() bool { return s.QueueStats("d").Len == 0 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Forward = %v", err)
+	}
+	if diff := cmp.Diff(queued, distinct(pub.seqs())); diff != "" {
+		t.Errorf("delivered after recovery (-want +got):\n%s", diff)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Failed survives the restart.
+	s = openTest(t, cfg)
+	if got := s.QueueStats("d"); got.Failed != 3 || got.NextSeq != 11 {
+		t.Errorf("after reopen QueueStats = %+v, want Failed 3, NextSeq 11", got)
 	}
 }
 
@@ -55,7 +94,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		t.Skip("mounts a tmpfs")
 	}
 	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs here (%v: %s); TestDiskFullInjected covers the guard", err, strings.TrimSpace(string(out)))
 	}
 	t.Cleanup(func() {
@@ -64,19 +103,19 @@ func TestDiskFullTmpfs(t *testing.T) {
 		}
 	})
 	dir := filepath.Join(mnt, "buffer")
-	s, err := Open(Config{Dir: dir, Sync: time.Millisecond, MinFree: 8 << 20}, testLogger(t))
+	s, err := Open(Config{Dir: dir, Sync: time.Millisecond, MinFree: 16 << 20}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 
-	// Leave about 12 MiB free.
+	// Leave about 24 MiB free (MinFree is 16 MiB).
 	free, err := statfsFree(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(mnt, "filler")
-	if err := os.WriteFile(filler, make([]byte, free-(12<<20)), 0o600); err != nil {
+	if err := os.WriteFile(filler, make([]byte, free-(24<<20)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stored []uint64
@@ -93,7 +132,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		stored = append(stored, seq)
 	}
 	if !full {
-		t.Fatalf("no ErrDiskFull after %d appends of 1 KB with 12 MiB free", len(stored))
+		t.Fatalf("no ErrDiskFull after %d appends of 1 KB with 24 MiB free", len(stored))
 	}
 	t.Logf("refused after %d events", len(stored))
 
@@ -101,8 +140,8 @@ func TestDiskFullTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	more := mustAppend(t, s, "d", 100, 1000)
-	if more[0] != stored[len(stored)-1]+1 {
-		t.Errorf("first seq after recovery = %d, want %d", more[0], stored[len(stored)-1]+1)
+	if want := stored[len(stored)-1] + 2; more[0] != want {
+		t.Errorf("first seq after recovery = %d, want %d (the refused event's seq is a gap)", more[0], want)
 	}
 	got := drainAll(t, s, "d")
 	if diff := cmp.Diff(append(stored, more...), got); diff != "" {

@@ -48,10 +48,11 @@ type Store struct {
 	startSeq    map[string]uint64 // minimal next seq per queue decided at Open
 	seqFloor    uint64            // minimal next seq for every queue (lost state)
 
-	dirty      atomic.Bool  // written since the last group-commit sync
-	removed    atomic.Int64 // bytes acknowledged or dropped since the last reclamation
-	reclaimNow chan struct{}
-	dropChunk  int64 // drop_oldest removes at least this many bytes at a time
+	dirty       atomic.Bool  // written since the last group-commit sync
+	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
+	removed     atomic.Int64 // bytes acknowledged or dropped since the last reclamation
+	reclaimNow  chan struct{}
+	dropChunk   int64 // drop_oldest removes at least this many bytes at a time
 
 	disk diskGuard
 
@@ -151,6 +152,11 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 			q.lease = q.tail + cfg.leaseBlock
 			s.state.Leases[q.name] = q.lease
 		}
+		qs := make([]*queue, 0, len(s.queues))
+		for _, q := range s.queues {
+			qs = append(qs, q)
+		}
+		s.state = withFailed(s.state, qs)
 		err := writeState(s.dir, s.state)
 		if err != nil {
 			for _, q := range s.queues {
@@ -328,7 +334,12 @@ func (s *Store) badgerOptions(dir string) badger.Options {
 		// GC, none of the vlog-only bugs. Badger caps the threshold at 1 MiB
 		// and at 15% of the memtable (its largest batch).
 		WithValueThreshold(min(1<<20, mt*15/100-1024)).
-		WithValueLogFileSize(16 << 20).
+		// The smallest value log Badger allows: it is never written (see
+		// above) but is created, and allocated in full (third_party/ristretto).
+		WithValueLogFileSize(1 << 20).
+		// A damaged table block is an error, not garbage or a panic in
+		// Badger's block iterator; Open verifies every block (checkDB).
+		WithChecksumVerificationMode(options.OnBlockRead).
 		// A FIFO reads each block about once: no block cache, and hence no
 		// compression (Badger panics on compression without a cache).
 		WithCompression(options.None).WithBlockCacheSize(0).
@@ -369,9 +380,13 @@ func (s *Store) load() error {
 		return fmt.Errorf("buffer: read format version: %v", err)
 	}
 	if write {
-		if err := s.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
-		}); err != nil {
+		err := s.checkDisk(writeCursor, 0)
+		if err == nil {
+			err = s.db.Update(func(txn *badger.Txn) error {
+				return txn.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
+			})
+		}
+		if err != nil {
 			s.noteWriteError(err) // appends will report it too
 		}
 	}
@@ -385,6 +400,7 @@ func (s *Store) load() error {
 		}
 		name := string(it.Item().Key()[1:])
 		q := newQueue(name, binary.BigEndian.Uint32(v))
+		q.failed = s.state.Failed[name]
 		s.queues[name] = q
 		s.nextQID = max(s.nextQID, q.qid+1)
 	}
@@ -479,7 +495,11 @@ func (s *Store) queue(name string) (*queue, error) {
 	q.tail = max(s.startSeq[name], s.seqFloor, 1)
 	s.leaseMu.Lock()
 	q.lease = s.state.Leases[name]
+	q.failed = s.state.Failed[name]
 	s.leaseMu.Unlock()
+	if err := s.checkDisk(writeCursor, int64(len(name))+16); err != nil {
+		return nil, err
+	}
 	s.gate.RLock()
 	var err error
 	if s.closed {
@@ -560,6 +580,7 @@ func (s *Store) close() error {
 			st.Leases[q.name] = q.tail
 			q.mu.Unlock()
 		}
+		st = withFailed(st, qs)
 		st.Clean = len(errs) == 0
 		if err := writeState(s.dir, st); err != nil {
 			errs = append(errs, fmt.Errorf("write %s: %v", stateName, err))
@@ -574,22 +595,23 @@ func (s *Store) close() error {
 // renewLease records in state.json that seqs up to seq+leaseBlock may be
 // handed out, before seq is. The caller holds q.appendMu.
 func (s *Store) renewLease(q *queue, seq uint64) error {
+	qs := s.snapshotQueues() // before leaseMu: lock order is mu -> leaseMu
 	s.leaseMu.Lock()
 	defer s.leaseMu.Unlock()
 	if s.stateClosed {
 		return ErrClosed
 	}
 	bound := seq + s.cfg.leaseBlock
-	old, had := s.state.Leases[q.name]
-	s.state.Leases[q.name] = bound
-	if err := writeState(s.dir, s.state); err != nil {
-		if had {
-			s.state.Leases[q.name] = old
-		} else {
-			delete(s.state.Leases, q.name)
-		}
+	st := withFailed(s.state, qs)
+	st.Leases = make(map[string]uint64, len(s.state.Leases)+1)
+	for name, l := range s.state.Leases {
+		st.Leases[name] = l
+	}
+	st.Leases[q.name] = bound
+	if err := writeState(s.dir, st); err != nil {
 		return fmt.Errorf("buffer: record seq lease for %q: %v", q.name, err)
 	}
+	s.state = st
 	q.lease = bound
 	return nil
 }

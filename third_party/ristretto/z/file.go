@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // MmapFile represents an mmapd file and includes both the buffer to the data
@@ -22,6 +23,16 @@ type MmapFile struct {
 }
 
 var NewFile = errors.New("Create a new file")
+
+// mustAllocate tells whether a file that cannot be allocated in full must
+// not be created (fieldbridge patch): Badger turns a failure to create a
+// table (.sst) into an error and retries the flush or compaction, but a
+// failure to create a memtable log leaves it with no memtable, and the next
+// write crashes (badger v4.9.6, DB.ensureRoomForWrite). Those files stay
+// sparse, as upstream makes them, when the file system cannot hold them.
+func mustAllocate(filename string) bool {
+	return strings.HasSuffix(filename, ".sst")
+}
 
 func OpenMmapFileUsing(fd *os.File, sz int, writable bool) (*MmapFile, error) {
 	filename := fd.Name()
@@ -39,8 +50,8 @@ func OpenMmapFileUsing(fd *os.File, sz int, writable bool) (*MmapFile, error) {
 		}
 		// fieldbridge patch: allocate the blocks now. Writes through the
 		// mapping into a sparse file fault (SIGBUS) when the file system
-		// is full; an allocation failure here is an ordinary error.
-		if err := allocate(fd, 0, int64(sz)); err != nil {
+		// is full. See ../FIELDBRIDGE.md for why only a table fails here.
+		if err := allocate(fd, 0, int64(sz)); err != nil && mustAllocate(filename) {
 			_ = fd.Truncate(0)
 			_ = fd.Close()
 			_ = os.Remove(filename)

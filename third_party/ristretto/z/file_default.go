@@ -26,7 +26,7 @@ func (m *MmapFile) Truncate(maxSz int64) error {
 	// fieldbridge patch: allocate what the mapping grows into (see
 	// OpenMmapFileUsing).
 	if old := int64(len(m.Data)); maxSz > old {
-		if err := allocate(m.Fd, old, maxSz-old); err != nil {
+		if err := allocate(m.Fd, old, maxSz-old); err != nil && mustAllocate(m.Fd.Name()) {
 			_ = m.Fd.Truncate(old)
 			return fmt.Errorf("while allocating file: %s, error: %v", m.Fd.Name(), err)
 		}
