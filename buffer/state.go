@@ -33,7 +33,10 @@ type stateFile struct {
 	// Failed maps a queue name to the events it could not keep (no disk
 	// space, a failed write) since the buffer was created: QueueStats.Failed
 	// survives restarts, so what went missing stays reported.
-	Failed  map[string]uint64 `json:"failed,omitempty"`
+	Failed map[string]uint64 `json:"failed,omitempty"`
+	// Queues maps a queue name to its id: a copy of the registry in the
+	// database, so that a salvage finds the queues of a damaged registry.
+	Queues  map[string]uint32 `json:"queues,omitempty"`
 	Written time.Time         `json:"written"`
 }
 
@@ -58,21 +61,26 @@ func readState(dir string) (stateFile, error) {
 	return st, nil
 }
 
-// withFailed returns st with the Failed counters of qs. The caller holds
-// leaseMu (lock order: leaseMu -> queue.mu).
+// withFailed returns st with the Failed counters and the ids of qs. The
+// caller holds leaseMu (lock order: leaseMu -> queue.mu).
 func withFailed(st stateFile, qs []*queue) stateFile {
 	failed := make(map[string]uint64, len(st.Failed)+len(qs))
 	for name, n := range st.Failed {
 		failed[name] = n
 	}
+	ids := make(map[string]uint32, len(st.Queues)+len(qs))
+	for name, id := range st.Queues {
+		ids[name] = id
+	}
 	for _, q := range qs {
+		ids[q.name] = q.qid
 		q.mu.Lock()
 		if q.failed > 0 {
 			failed[q.name] = q.failed
 		}
 		q.mu.Unlock()
 	}
-	st.Failed = failed
+	st.Failed, st.Queues = failed, ids
 	return st
 }
 

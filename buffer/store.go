@@ -47,6 +47,7 @@ type Store struct {
 	stateClosed bool
 	startSeq    map[string]uint64 // minimal next seq per queue decided at Open
 	seqFloor    uint64            // minimal next seq for every queue (lost state)
+	salvaged    map[string]uint64 // records lost to damage found at Open, per queue
 
 	dirty       atomic.Bool  // written since the last group-commit sync
 	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
@@ -213,6 +214,20 @@ func (s *Store) openDisk() error {
 			return s.fallBackToMemory(err.Error())
 		}
 		quarantined = true
+	}
+	if !quarantined {
+		if damage := checkDB(db); damage != nil {
+			// salvage counts what it lost at the end of a queue from
+			// the leases (set again below).
+			s.state = st
+			if db, err = s.salvage(dbDir, db, damage); err != nil {
+				s.log.Error("buffer salvage failed", "err", err)
+				if db, err = s.replaceBroken(dbDir, damage); err != nil {
+					return s.fallBackToMemory(err.Error())
+				}
+			}
+			quarantined = true
+		}
 	}
 	s.db = db
 	s.dir = dir
@@ -471,6 +486,7 @@ func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
 	q.tail = max(exact, s.startSeq[q.name], s.seqFloor, 1)
 	q.lease = s.state.Leases[q.name]
 	q.skipped = q.tail - exact
+	q.corrupt = s.salvaged[q.name]
 	if q.tail > exact && exact > 1 {
 		s.log.Warn("buffer seq gap at start-up: earlier numbers may have been issued before an unclean stop",
 			"queue", q.name, "from_seq", exact, "to_seq", q.tail-1)

@@ -1,0 +1,260 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Start-up on a damaged database. Badger verifies the index of every table
+// when it opens; a damaged index or MANIFEST makes the open fail and the
+// database is moved aside (replaceBroken). Damage inside a table's data
+// blocks only shows when the block is read: Open verifies every block
+// (checkDB) and, on a failure, copies what is still readable into a fresh
+// database (salvage), so one bad block costs the records in it, not the
+// whole backlog.
+
+// checkDB verifies the checksum of every table block. A panic of Badger on
+// damaged data is returned as an error.
+func checkDB(db *badger.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("badger panicked verifying tables: %v", r)
+		}
+	}()
+	return db.VerifyChecksum()
+}
+
+// salvageReport is what a salvage recovered and lost, per queue name.
+type salvageReport struct {
+	records uint64
+	lost    map[string]uint64 // records certainly lost to damage
+	unknown int               // gaps whose cause cannot be told (logged)
+}
+
+// salvage replaces the damaged database in dbDir (open as old) with a fresh
+// one holding every record, cursor and queue name still readable. The
+// damaged directory is moved aside, never deleted. On success it returns
+// the new database; on failure the caller moves the database aside whole.
+func (s *Store) salvage(dbDir string, old *badger.DB, damage error) (*badger.DB, error) {
+	fresh := dbDir + ".new"
+	if err := os.RemoveAll(fresh); err != nil {
+		_ = closeQuietly(old)
+		return nil, err
+	}
+	nw, err := s.openBadger(fresh)
+	if err != nil {
+		_ = closeQuietly(old)
+		return nil, err
+	}
+	rep, cerr := s.copyReadable(old, nw)
+	oerr := closeQuietly(old)
+	nerr := closeQuietly(nw)
+	if err := firstErr(cerr, nerr); err != nil {
+		_ = os.RemoveAll(fresh)
+		return nil, fmt.Errorf("salvage: %v", err)
+	}
+	if oerr != nil {
+		s.log.Warn("buffer damaged database did not close cleanly", "err", oerr)
+	}
+	broken := dbDir + ".broken-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(dbDir, broken); err != nil {
+		return nil, fmt.Errorf("salvage: move the damaged database aside: %v", err)
+	}
+	if err := os.Rename(fresh, dbDir); err != nil {
+		return nil, fmt.Errorf("salvage: put the new database in place: %v", err)
+	}
+	db, err := s.openBadger(dbDir)
+	if err != nil {
+		return nil, fmt.Errorf("salvage: reopen: %v", err)
+	}
+	var lost uint64
+	for _, n := range rep.lost {
+		lost += n
+	}
+	s.salvaged = rep.lost
+	s.log.Error("buffer database damaged; copied what was readable into a new one and moved the old one aside",
+		"path", dbDir, "moved_to", broken, "err", damage, "records_recovered", rep.records,
+		"records_lost", lost, "unexplained_gaps", rep.unknown)
+	s.setFault(fmt.Sprintf("database damaged (%v): %d records recovered, %d lost, moved to %s",
+		damage, rep.records, lost, broken))
+	return db, nil
+}
+
+func closeQuietly(db *badger.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("badger panicked on close: %v", r)
+		}
+	}()
+	return db.Close()
+}
+
+// copyReadable copies the format key, queue names, cursors and every
+// readable event from old to nw.
+func (s *Store) copyReadable(old, nw *badger.DB) (salvageReport, error) {
+	rep := salvageReport{lost: map[string]uint64{}}
+	wb := nw.NewWriteBatch()
+	defer wb.Cancel()
+	txn := old.NewTransaction(false)
+	defer txn.Discard()
+
+	set := func(k, v []byte) error { return wb.Set(k, v) }
+	names := map[uint32]string{}
+	heads := map[uint32]uint64{}
+	for _, p := range [][]byte{{pfxMeta}, {pfxName}, {pfxHead}} {
+		err := scanPrefix(txn, p, func(k, v []byte) error {
+			switch {
+			case k[0] == pfxName && len(v) == 4:
+				names[binary.BigEndian.Uint32(v)] = string(k[1:])
+			case k[0] == pfxHead && len(k) == 5 && len(v) == 8:
+				heads[binary.BigEndian.Uint32(k[1:])] = binary.BigEndian.Uint64(v)
+			}
+			return set(k, v)
+		})
+		if err != nil {
+			return rep, err
+		}
+	}
+	for name, qid := range s.state.Queues {
+		if _, ok := names[qid]; !ok {
+			// The registry entry was damaged; state.json remembers it.
+			names[qid] = name
+			if err := set(nameKey(name), binary.BigEndian.AppendUint32(nil, qid)); err != nil {
+				return rep, err
+			}
+		}
+	}
+	for qid, name := range names {
+		n, lost, unknown, err := s.copyQueue(txn, qid, heads[qid]+1, s.state.Leases[name], set)
+		if err != nil {
+			return rep, err
+		}
+		rep.records += n
+		rep.unknown += unknown
+		if lost > 0 {
+			rep.lost[name] = lost
+		}
+		if unknown > 0 {
+			s.log.Warn("buffer salvage: seq gaps whose cause cannot be told (earlier gaps or damage)",
+				"queue", name, "gaps", unknown)
+		}
+	}
+	return rep, wb.Flush()
+}
+
+// scanPrefix calls fn with a copy of every readable key and value under
+// prefix, stopping quietly at damage.
+func scanPrefix(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = nil // damaged: what was read is kept
+		}
+	}()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, verr := it.Item().ValueCopy(nil)
+		if verr != nil {
+			continue
+		}
+		if err := fn(it.Item().KeyCopy(nil), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxProbes bounds the seeks spent looking past one gap (see copyQueue).
+const maxProbes = 4096
+
+// copyQueue copies the readable events of queue qid from seq from on.
+//
+// A damaged block ends the iteration of its table, so the records after it
+// in the same table are skipped: the iterator jumps to the next key found in
+// another table, which looks like a seq gap. At every gap copyQueue seeks
+// seq by seq past the start of it (a block holds at most a few hundred
+// records; then the step doubles, for real gaps): a record found inside the
+// gap means a damaged block hid the seqs before it, which are counted as
+// lost. A gap with nothing behind it may be damage at a table's end or an
+// older gap (a power loss, refused events): it is counted as unknown. When
+// the run that wrote the database stopped cleanly, tail is the exact next
+// seq, and records missing at the end count as lost too.
+func (s *Store) copyQueue(txn *badger.Txn, qid uint32, from, tail uint64, set func(k, v []byte) error) (n, lost uint64, unknown int, err error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: queuePrefix(qid)})
+	defer it.Close()
+	seek := func(seq uint64) (uint64, bool) {
+		defer func() { _ = recover() }()
+		it.Seek(eventKey(qid, seq))
+		if !it.Valid() {
+			return 0, false
+		}
+		return parseEventKey(it.Item().Key())
+	}
+	next := func() (uint64, bool) {
+		defer func() { _ = recover() }()
+		it.Next()
+		if !it.Valid() {
+			return 0, false
+		}
+		return parseEventKey(it.Item().Key())
+	}
+	expected := from
+	seq, ok := seek(expected)
+	for {
+		end := seq
+		if !ok {
+			end = tail // what should have been there, when known
+		}
+		if end > expected {
+			if found, fok := probeGap(seek, expected, end); fok {
+				lost += found - expected
+				expected, seq, ok = found, found, true
+			} else if ok {
+				unknown++
+				if seq, ok = seek(seq); !ok {
+					continue
+				}
+			} else {
+				if s.state.Clean && tail > expected {
+					lost += tail - expected
+				}
+				return n, lost, unknown, nil
+			}
+		}
+		if !ok {
+			return n, lost, unknown, nil
+		}
+		v, verr := it.Item().ValueCopy(nil)
+		if verr == nil {
+			if err := set(it.Item().KeyCopy(nil), v); err != nil {
+				return n, lost, unknown, err
+			}
+			n++
+		} else {
+			lost++
+		}
+		expected = seq + 1
+		seq, ok = next()
+	}
+}
+
+// probeGap looks for a record with seq in [from, to) by seeking to from,
+// from+1, ... (doubling the step after 256 seeks). It returns the first
+// seq found below to.
+func probeGap(seek func(uint64) (uint64, bool), from, to uint64) (uint64, bool) {
+	step := uint64(1)
+	for i, x := 0, from; i < maxProbes && x < to; i++ {
+		if seq, ok := seek(x); ok && seq < to {
+			return seq, true
+		}
+		if i >= 256 {
+			step *= 2
+		}
+		x += step
+	}
+	return 0, false
+}
