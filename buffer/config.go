@@ -112,6 +112,7 @@ type Config struct {
 	noBackground    bool   // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64  // 0 means 8
 	now             func() time.Time
+	loadFault       func(queue string) // called as each queue is loaded at Open (fault injection)
 }
 
 // reclaimMode selects how removed events give their disk space back. Only

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -257,4 +259,35 @@ func probeGap(seek func(uint64) (uint64, bool), from, to uint64) (uint64, bool) 
 		x += step
 	}
 	return 0, false
+}
+
+// damagedLog finds the memtable or value log named in a Badger open error.
+var damagedLog = regexp.MustCompile(`[0-9]+\.(mem|vlog)\b`)
+
+// setAsideLogs handles an open that failed on one log file: a value log
+// (which never holds our records: they are all inline) or a memtable log
+// (the records not yet flushed to a table). It moves that file out of the
+// database, next to it, and tries again, a few times. The tables, and so
+// every record already flushed, are kept. setAside reports that a file was
+// moved.
+func (s *Store) setAsideLogs(dbDir string, openErr error) (db *badger.DB, setAside bool, err error) {
+	err = openErr
+	for range 4 {
+		name := damagedLog.FindString(err.Error())
+		if name == "" {
+			return nil, setAside, err
+		}
+		moved := dbDir + "." + name + ".damaged-" + time.Now().UTC().Format("20060102T150405.000Z")
+		if rerr := os.Rename(filepath.Join(dbDir, name), moved); rerr != nil {
+			return nil, setAside, err
+		}
+		setAside = true
+		s.log.Error("buffer log file damaged, moved it aside; events not yet in a table may be lost",
+			"file", name, "moved_to", moved, "err", err)
+		s.setFault(fmt.Sprintf("log file %s damaged (%v), moved to %s", name, err, moved))
+		if db, err = s.openBadger(dbDir); err == nil {
+			return db, true, nil
+		}
+	}
+	return nil, setAside, err
 }

@@ -138,8 +138,8 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 	} else if err := s.openDisk(); err != nil {
 		return nil, err
 	}
-	if err := s.load(); err != nil {
-		_ = s.db.Close()
+	if err := s.loadOrRecover(); err != nil {
+		_ = closeQuietly(s.db)
 		return nil, err
 	}
 	if s.persistent {
@@ -206,6 +206,12 @@ func (s *Store) openDisk() error {
 
 	db, err := s.openBadger(dbDir)
 	quarantined := false
+	if err != nil && !isLockErr(err) {
+		var setAside bool
+		if db, setAside, err = s.setAsideLogs(dbDir, err); setAside {
+			quarantined = true // records may be lost: number above the leases
+		}
+	}
 	if err != nil {
 		if isLockErr(err) {
 			return fmt.Errorf("buffer: %s is in use by another process", dbDir)
@@ -375,6 +381,43 @@ func (s *Store) openBadger(dir string) (db *badger.DB, err error) {
 	return badger.Open(s.badgerOptions(dir))
 }
 
+// loadOrRecover runs load. A panic in it (Badger on damage that the checks
+// in openDisk did not catch) is the last resort: the database is moved
+// aside, numbering resumes above the leases, and the fresh one is loaded.
+func (s *Store) loadOrRecover() error {
+	panicked, err := s.loadSafely()
+	if !panicked || !s.persistent {
+		return err
+	}
+	_ = closeQuietly(s.db)
+	s.queues, s.nextQID = map[string]*queue{}, 1
+	s.total.Store(0)
+	s.removed.Store(0)
+	s.startSeq = make(map[string]uint64, len(s.state.Leases))
+	for name, l := range s.state.Leases {
+		s.startSeq[name] = l
+	}
+	db, rerr := s.replaceBroken(filepath.Join(s.dir, "db"), err)
+	if rerr != nil {
+		if err := s.fallBackToMemory(rerr.Error()); err != nil {
+			return err
+		}
+	} else {
+		s.db = db
+	}
+	_, err = s.loadSafely()
+	return err
+}
+
+func (s *Store) loadSafely() (panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, err = true, fmt.Errorf("panic while loading the queues: %v", r)
+		}
+	}()
+	return false, s.load()
+}
+
 // load reads the queue registry and cursors and recounts every queue.
 func (s *Store) load() error {
 	txn := s.db.NewTransaction(false)
@@ -444,6 +487,9 @@ func newQueue(name string, qid uint32) *queue {
 }
 
 func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
+	if s.cfg.loadFault != nil {
+		s.cfg.loadFault(q.name)
+	}
 	item, err := txn.Get(headKey(q.qid))
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
