@@ -1,8 +1,12 @@
 package buffer
 
 import (
+	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -290,4 +294,121 @@ func (s *Store) setAsideLogs(dbDir string, openErr error) (db *badger.DB, setAsi
 		}
 	}
 	return nil, setAside, err
+}
+
+// Memtable logs. Badger replays a memtable log (*.mem) at open up to the
+// first entry whose checksum fails and silently drops the rest, so damage
+// there would lose the newest events without a trace, and (after a kill -9,
+// when numbering continues from the last stored event) hand their seqs out
+// again. damagedLogs finds such logs before Badger opens them, so that Open
+// reports the loss and numbers above the leases. It reads Badger v4's log
+// format (memtable.go, structs.go): a 20-byte header, then entries of meta
+// byte, user-meta byte, uvarint key length, value length and expiry, key,
+// value, and a big-endian CRC-32C of all that. TestCorruptMemtableLog keeps
+// it honest across Badger upgrades.
+
+const walHeader = 20
+
+// damagedLogs returns the memtable logs in dbDir holding data after the
+// point where replaying them stops, with that offset.
+func damagedLogs(dbDir string) map[string]int64 {
+	logs, _ := filepath.Glob(filepath.Join(dbDir, "*.mem"))
+	out := map[string]int64{}
+	for _, path := range logs {
+		if end, damaged := logReplayEnd(path); damaged {
+			out[filepath.Base(path)] = end
+		}
+	}
+	return out
+}
+
+// logReplayEnd returns where a replay of the log at path stops and whether
+// non-zero bytes follow (damage, or an entry torn by a crash).
+func logReplayEnd(path string) (end int64, damaged bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<16)
+	if _, err := r.Discard(walHeader); err != nil {
+		return 0, false
+	}
+	end = walHeader
+	for {
+		n, ok := walEntry(r)
+		if !ok {
+			break
+		}
+		end += n
+	}
+	if _, err := f.Seek(end, io.SeekStart); err != nil {
+		return end, false
+	}
+	r.Reset(f)
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := r.Read(buf)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return end, true
+			}
+		}
+		if err != nil {
+			return end, false
+		}
+	}
+}
+
+// walEntry reads one log entry and reports its size and whether it is a
+// valid, non-empty entry.
+func walEntry(r *bufio.Reader) (int64, bool) {
+	h := &crcReader{r: r, crc: crc32.New(crcTable)}
+	var meta [2]byte
+	if _, err := io.ReadFull(h, meta[:]); err != nil {
+		return 0, false
+	}
+	klen, err1 := binary.ReadUvarint(h)
+	vlen, err2 := binary.ReadUvarint(h)
+	exp, err3 := binary.ReadUvarint(h)
+	if err := errors.Join(err1, err2, err3); err != nil || klen == 0 || klen > 1<<16 || vlen > 1<<30 {
+		return 0, false
+	}
+	_ = exp
+	if _, err := io.CopyN(io.Discard, h, int64(klen+vlen)); err != nil {
+		return 0, false
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(r, sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != h.crc.Sum32() {
+		return 0, false
+	}
+	return h.n + 4, true
+}
+
+// crcReader checksums and counts what is read through it.
+type crcReader struct {
+	r   *bufio.Reader
+	crc hash32
+	n   int64
+}
+
+type hash32 interface {
+	io.Writer
+	Sum32() uint32
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.crc.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *crcReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.crc.Write([]byte{b})
+		c.n++
+	}
+	return b, err
 }

@@ -204,8 +204,14 @@ func (s *Store) openDisk() error {
 		return s.fallBackToMemory(fmt.Sprintf("buffer directory not writable: %v", err))
 	}
 
-	db, err := s.openBadger(dbDir)
 	quarantined := false
+	for name, end := range damagedLogs(dbDir) {
+		quarantined = true // events lost: number above the leases
+		s.log.Error("buffer memtable log damaged; the events written after the damage are lost, numbering resumes above the last lease",
+			"file", name, "offset", end)
+		s.setFault(fmt.Sprintf("memtable log %s damaged at offset %d, newer events lost", name, end))
+	}
+	db, err := s.openBadger(dbDir)
 	if err != nil && !isLockErr(err) {
 		var setAside bool
 		if db, setAside, err = s.setAsideLogs(dbDir, err); setAside {
