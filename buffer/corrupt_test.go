@@ -193,7 +193,6 @@ func TestLoadPanicMovesAside(t *testing.T) {
 	}
 }
 
-
 // FuzzOpenCorrupt damages one byte of one file of a real buffer directory
 // and opens it: Open must not panic or fail, must never reuse a seq, and
 // what it delivers must be in order and have been written.
