@@ -381,7 +381,7 @@ func (s *Store) floor(k writeKind) int64 {
 // statfs (about a microsecond) runs at most every diskRecheck while there
 // is room, and on every check near the floor or after a refusal.
 func (s *Store) checkDisk(k writeKind, n int64) error {
-	if !s.persistent {
+	if !s.persistent || s.cfg.noDiskGuard {
 		return nil
 	}
 	g := &s.disk

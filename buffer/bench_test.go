@@ -124,6 +124,76 @@ func BenchmarkAppend(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
+// BenchmarkAppendDiskGuard measures what the free-space guard costs
+// Append: without it (baseline), as in production with plenty of space
+// (statfs at most every 100 ms), and near the floor, where it runs statfs
+// before every write (the real syscall, with the result replaced by a
+// value just above the floor).
+func BenchmarkAppendDiskGuard(b *testing.B) {
+	nearFloor := func(dir string) (int64, error) {
+		if _, err := statfsFree(dir); err != nil {
+			return 0, err
+		}
+		return DefaultMinFree + 8<<20, nil
+	}
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"guard=off", Config{noDiskGuard: true}},
+		{"guard=cached", Config{}},
+		{"guard=every_write", Config{diskFree: nearFloor}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := c.cfg
+			cfg.Dir, cfg.Sync, cfg.MaxBytes = b.TempDir(), time.Second, 1<<30
+			s, err := Open(cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if _, err := s.Append("q", benchTopic, eventPayload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkCheckDisk measures one pass through the free-space guard alone:
+// cached (production with plenty of space) and with statfs on every call
+// (near the floor).
+func BenchmarkCheckDisk(b *testing.B) {
+	nearFloor := func(dir string) (int64, error) {
+		if _, err := statfsFree(dir); err != nil {
+			return 0, err
+		}
+		return DefaultMinFree + 8<<20, nil
+	}
+	for _, c := range []struct {
+		name     string
+		diskFree func(string) (int64, error)
+	}{{"cached", nil}, {"every_write", nearFloor}} {
+		b.Run(c.name, func(b *testing.B) {
+			s, err := Open(Config{Dir: b.TempDir(), Sync: time.Second, diskFree: c.diskFree}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ResetTimer()
+			for range b.N {
+				if err := s.checkDisk(writeEvent, 323); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // gatePublisher acknowledges a publish only once the producer is far enough
 // ahead, which keeps a standing backlog of `backlog` live events.
 type gatePublisher struct {
