@@ -108,7 +108,7 @@ type Config struct {
 	progressEvery   time.Duration // drain progress log period; 0 means 10 s
 	retryMax        time.Duration // forward back-off cap; 0 means 2 s
 	diskFree        func(dir string) (int64, error)
-	noDiskGuard     bool // skip checkDisk (the guard's benchmark baseline only)
+	noDiskGuard     bool   // skip checkDisk (the guard's benchmark baseline only)
 	leaseBlock      uint64 // seq lease size; 0 means 1<<16
 	noBackground    bool   // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64  // 0 means 8

@@ -27,8 +27,8 @@ const (
 	// DefaultMinFree and MinMinFree are buffer.DefaultMinFree and
 	// buffer.MinFreeFloor (config does not import buffer;
 	// cmd/bridge checks that they agree).
-	DefaultMinFree = 64 << 20
-	MinMinFree     = 16 << 20
+	DefaultMinFree   = 64 << 20
+	MinMinFree       = 16 << 20
 	DefaultTimeout   = time.Second
 	DefaultPoll      = 5 * time.Second
 	DefaultKeepAlive = 60 * time.Second
