@@ -112,6 +112,22 @@ func TestCorruptFiles(t *testing.T) {
 			}
 		})
 	}
+	// No room to copy the readable records: the database is moved aside
+	// whole rather than filling the disk.
+	t.Run("sst_block_no_space_to_salvage", func(t *testing.T) {
+		sst, _ := filepath.Glob(filepath.Join(src, "db", "*.sst"))
+		fi, err := os.Stat(sst[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := damage(t, src, "*.sst", int(fi.Size()/3), 0xff)
+		s := openTest(t, Config{Dir: dir, Sync: time.Millisecond, MinFree: 16 << 20,
+			diskFree: func(string) (int64, error) { return 20 << 20, nil }})
+		if st := s.Stats(); !strings.Contains(st.Fault, "moved to") || st.InMemory {
+			t.Errorf("Stats() = %+v, want on disk with the database moved aside", st)
+		}
+		checkSurvivors(t, s, "d", n, false)
+	})
 	// In a table's index: Badger refuses to open the database; it is moved
 	// aside whole and numbering continues from state.json.
 	t.Run("sst_index", func(t *testing.T) {

@@ -98,7 +98,9 @@
 //   - A damaged table block (.sst data): Open verifies every block; the
 //     readable records, cursors and queue names are copied into a new
 //     database, the damaged one is moved aside (db.broken-<time>), and the
-//     records of the bad block are counted in Corrupt. TestCorruptFiles/sst_block,
+//     records of the bad block are counted in Corrupt. Without the free space
+//     for the copy the database is moved aside whole instead.
+//     TestCorruptFiles/sst_block, TestCorruptFiles/sst_block_no_space_to_salvage,
 //     FuzzOpenCorrupt.
 //   - A damaged table index or MANIFEST: Badger cannot open the database; it
 //     is moved aside whole and a new one started, numbering continues above
@@ -127,7 +129,10 @@
 // memory (Badger cannot write its lock file), so the backlog on disk waits
 // for the next start; a disk filled by another process in the microseconds
 // between the guard's statfs and a memtable log rotation can still leave
-// that log sparse (see third_party/ristretto/FIELDBRIDGE.md).
+// that log sparse (see third_party/ristretto/FIELDBRIDGE.md); a table block
+// damaged while the bridge runs (after Open's check) ends the reads of its
+// table early, so the records behind it can be skipped uncounted until the
+// next start finds the damage.
 //
 // # On-disk layout
 //

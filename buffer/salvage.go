@@ -46,6 +46,12 @@ type salvageReport struct {
 // damaged directory is moved aside, never deleted. On success it returns
 // the new database; on failure the caller moves the database aside whole.
 func (s *Store) salvage(dbDir string, old *badger.DB, damage error) (*badger.DB, error) {
+	// The copy needs about the space of the tables: do not start one that
+	// would fill the disk (Badger would then retry its flush for ever).
+	if free, err := s.cfg.diskFree(filepath.Dir(dbDir)); err == nil && free < tablesSize(dbDir)+s.cfg.MinFree/2 {
+		_ = closeQuietly(old)
+		return nil, fmt.Errorf("not enough free space to copy the readable records (%d bytes free)", free)
+	}
 	fresh := dbDir + ".new"
 	if err := os.RemoveAll(fresh); err != nil {
 		_ = closeQuietly(old)
@@ -88,6 +94,18 @@ func (s *Store) salvage(dbDir string, old *badger.DB, damage error) (*badger.DB,
 	s.setFault(fmt.Sprintf("database damaged (%v): %d records recovered, %d lost, moved to %s",
 		damage, rep.records, lost, broken))
 	return db, nil
+}
+
+// tablesSize is the size of the tables (.sst) in dbDir.
+func tablesSize(dbDir string) int64 {
+	var n int64
+	tables, _ := filepath.Glob(filepath.Join(dbDir, "*.sst"))
+	for _, t := range tables {
+		if fi, err := os.Stat(t); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 func closeQuietly(db *badger.DB) (err error) {

@@ -204,30 +204,33 @@ func (s *Store) openDisk() error {
 		return s.fallBackToMemory(fmt.Sprintf("buffer directory not writable: %v", err))
 	}
 
-	quarantined := false
-	for name, end := range damagedLogs(dbDir) {
-		quarantined = true // events lost: number above the leases
+	// quarantined: records may have been lost, number above the leases.
+	// replaced: the database was moved aside and a new one started.
+	quarantined, replaced := false, false
+	damaged := damagedLogs(dbDir) // before Badger replays (and truncates) them
+	db, err := s.openBadger(dbDir)
+	if err != nil && isLockErr(err) {
+		return fmt.Errorf("buffer: %s is in use by another process", dbDir)
+	}
+	for name, end := range damaged {
+		quarantined = true
 		s.log.Error("buffer memtable log damaged; the events written after the damage are lost, numbering resumes above the last lease",
 			"file", name, "offset", end)
 		s.setFault(fmt.Sprintf("memtable log %s damaged at offset %d, newer events lost", name, end))
 	}
-	db, err := s.openBadger(dbDir)
-	if err != nil && !isLockErr(err) {
+	if err != nil {
 		var setAside bool
 		if db, setAside, err = s.setAsideLogs(dbDir, err); setAside {
-			quarantined = true // records may be lost: number above the leases
+			quarantined = true
 		}
 	}
 	if err != nil {
-		if isLockErr(err) {
-			return fmt.Errorf("buffer: %s is in use by another process", dbDir)
-		}
 		if db, err = s.replaceBroken(dbDir, err); err != nil {
 			return s.fallBackToMemory(err.Error())
 		}
-		quarantined = true
+		quarantined, replaced = true, true
 	}
-	if !quarantined {
+	if !replaced {
 		if damage := checkDB(db); damage != nil {
 			// salvage counts what it lost at the end of a queue from
 			// the leases (set again below).
