@@ -37,8 +37,9 @@ type QueueStats struct {
 	// minute when it moved).
 	Failed uint64
 	// Skipped is how many seq numbers Open skipped for this queue because
-	// they may have been handed out before an unclean stop (power loss) or
-	// lost state; receivers see them as a gap.
+	// they may have been handed out before an unclean stop (power loss),
+	// lost state or damaged storage (a database or memtable log moved
+	// aside); receivers see them as a gap.
 	Skipped uint64
 }
 
