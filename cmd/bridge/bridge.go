@@ -222,7 +222,10 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 // are due, and append them to the buffer, which assigns each its seq.
 func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
-	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
+	// dropped_events counts every event of the device the buffer could
+	// not keep: dropped by policy or refused for lack of disk space.
+	qs := b.store.QueueStats(d.name)
+	d.rules.NoteDropped(qs.Dropped + qs.Failed)
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
 			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
@@ -400,6 +403,7 @@ func bufferConfig(cfg *config.Config, opts bridgeOptions) buffer.Config {
 		Sync:     cfg.Buffer.Sync,
 		InFlight: cfg.Buffer.InFlight,
 		Rate:     cfg.Buffer.Rate,
+		MinFree:  cfg.Buffer.MinFree,
 		OnFull:   buffer.DropOldest,
 	}
 	if cfg.Buffer.OnFull == "drop_newest" {
