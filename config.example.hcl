@@ -61,6 +61,9 @@ buffer {
   # in_flight = 64
   ## Events per second per device while a backlog drains; 0 is unlimited.
   # rate      = 0
+  ## Free space to leave on the buffer's file system (at least 16MiB): below
+  ## it new events are refused, counted and reported, never written.
+  # min_free  = "64MiB"
 }
 
 ## Device management (the platform's Device Management Protocol). With this

@@ -25,6 +25,11 @@ const (
 	DefaultMaxAge    = 72 * time.Hour
 	DefaultSync      = time.Second
 	DefaultInFlight  = 64
+	// DefaultMinFree and MinMinFree are buffer.DefaultMinFree and
+	// buffer.MinFreeFloor (config does not import buffer;
+	// cmd/bridge checks that they agree).
+	DefaultMinFree   = 64 << 20
+	MinMinFree       = 16 << 20
 	DefaultTimeout   = time.Second
 	DefaultPoll      = 5 * time.Second
 	DefaultKeepAlive = 60 * time.Second
@@ -246,7 +251,8 @@ func (c *checker) platform(p *platformBlock) Platform {
 }
 
 func (c *checker) buffer(b *bufferBlock) Buffer {
-	out := Buffer{Dir: DefaultBufferDir, MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge, OnFull: "drop_oldest", Sync: DefaultSync, InFlight: DefaultInFlight}
+	out := Buffer{Dir: DefaultBufferDir, MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge, OnFull: "drop_oldest", Sync: DefaultSync,
+		InFlight: DefaultInFlight, MinFree: DefaultMinFree}
 	if b == nil {
 		return out
 	}
@@ -284,6 +290,14 @@ func (c *checker) buffer(b *bufferBlock) Buffer {
 		if out.Rate < 0 {
 			c.errorf(b.RateRange, "Invalid rate", "rate is events per second per device; 0 means unlimited.")
 		}
+	}
+	if b.MinFree != nil {
+		n, err := ParseSize(*b.MinFree)
+		if err != nil || n < MinMinFree {
+			c.errorf(b.MinFreeRange, "Invalid min_free",
+				"min_free is the free space the buffer leaves on its file system, at least 16MiB, like \"64MiB\".")
+		}
+		out.MinFree = n
 	}
 	return out
 }

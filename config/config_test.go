@@ -123,7 +123,7 @@ device "d2" {
 	if p.Mode != ModeDevice || !p.TLS || p.Port != 8883 || p.QoS != 1 || p.CleanSession || p.KeepAlive != time.Minute || p.Domain != DefaultDomain {
 		t.Errorf("platform defaults = %+v", p)
 	}
-	if b := cfg.Buffer; b.MaxBytes != 256<<20 || b.OnFull != "drop_oldest" || b.Sync != time.Second || b.InFlight != 64 {
+	if b := cfg.Buffer; b.MaxBytes != 256<<20 || b.OnFull != "drop_oldest" || b.Sync != time.Second || b.InFlight != 64 || b.MinFree != 64<<20 {
 		t.Errorf("buffer defaults = %+v", b)
 	}
 	d1, d2 := cfg.Devices[0], cfg.Devices[1]
@@ -337,5 +337,23 @@ device "s1" {
 	}
 	if typ.Points[0].Type != mapping.TypeString || typ.Points[1].Type != mapping.TypeFloat64 || typ.Points[1].Scale != 1000 {
 		t.Errorf("points = %+v", typ.Points)
+	}
+}
+
+// TestBufferMinFree: min_free takes a size (small partitions set it below
+// the 64MiB default); TestInvalidGolden covers the refusals.
+func TestBufferMinFree(t *testing.T) {
+	for src, want := range map[string]int64{
+		`buffer { min_free = "16MiB" }`: 16 << 20,
+		`buffer { min_free = "1GB" }`:   1e9,
+		`buffer { dir = "/tmp/b" }`:     DefaultMinFree,
+	} {
+		cfg, diags := Parse("b.hcl", []byte(`platform { org = "quickstart" }`+"\n"+src), testEnv)
+		if diags.HasErrors() {
+			t.Fatalf("%s: diagnostics: %v", src, diags)
+		}
+		if cfg.Buffer.MinFree != want {
+			t.Errorf("%s: MinFree = %d, want %d", src, cfg.Buffer.MinFree, want)
+		}
 	}
 }

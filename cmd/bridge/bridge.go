@@ -237,7 +237,10 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 // are due, and append them to the buffer, which assigns each its seq.
 func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
-	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
+	// dropped_events counts every event of the device the buffer could
+	// not keep: dropped by policy or refused for lack of disk space.
+	qs := b.store.QueueStats(d.name)
+	d.rules.NoteDropped(qs.Dropped + qs.Failed)
 	if b.dm != nil {
 		b.noteManagement(r)
 	}
@@ -421,6 +424,7 @@ func bufferConfig(cfg *config.Config, opts bridgeOptions) buffer.Config {
 		Sync:     cfg.Buffer.Sync,
 		InFlight: cfg.Buffer.InFlight,
 		Rate:     cfg.Buffer.Rate,
+		MinFree:  cfg.Buffer.MinFree,
 		OnFull:   buffer.DropOldest,
 	}
 	if cfg.Buffer.OnFull == "drop_newest" {
