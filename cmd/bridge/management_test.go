@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +24,9 @@ import (
 func managedConfig(t *testing.T, dir string) string {
 	t.Helper()
 	src := strings.Replace(testConfig, "bus \"b1\" {", `management {
-  lifetime = "1h"
+  lifetime    = "1h"
+  staging_dir = "`+dir+`/staging"
+  allow_http  = true
 }
 bus "b1" {`, 1)
 	src = strings.Replace(src, "device_type \"meter\" {", `device_type "meter" {
@@ -32,6 +38,9 @@ bus "b1" {`, 1)
     }
     factory_reset {
       command = "remote_reset"
+    }
+    firmware {
+      exec = ["cp", "{file}", "`+dir+`/{id}-{version}.bin"]
     }
   }
   point "fw_code" {
@@ -104,7 +113,8 @@ func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() e
 // TestManagedDevices: with a management block every device is managed on
 // connect (with its type's and its own deviceInfo, metadata, location), a
 // reboot runs the type's hook and is answered 202, a factory reset mapped
-// to a command fails with 500 while commands cannot reach the field, and a
+// to a command fails with 500 while commands cannot reach the field, a
+// firmware download and install run the type's hook on the image, and a
 // clean stop unmanages every device.
 func TestManagedDevices(t *testing.T) {
 	for _, gateway := range []bool{false, true} {
@@ -117,7 +127,7 @@ func TestManagedDevices(t *testing.T) {
 			}
 			st, _ := p.Managed("meter", "m1")
 			if st.DeviceInfo["serialNumber"] != "M1-0001" || st.DeviceInfo["manufacturer"] != "MeterCo" ||
-				string(st.Metadata) != `{"site":"plant-2"}` || !st.Supports["deviceActions"] || st.Supports["firmwareActions"] || st.Lifetime != time.Hour {
+				string(st.Metadata) != `{"site":"plant-2"}` || !st.Supports["deviceActions"] || !st.Supports["firmwareActions"] || st.Lifetime != time.Hour {
 				t.Errorf("m1 as the platform sees it: %+v", st)
 			}
 			testwait.For(t, waitTimeout, "m1's location", func() bool { st, _ := p.Managed("meter", "m1"); return st.Location != nil })
@@ -148,6 +158,21 @@ func TestManagedDevices(t *testing.T) {
 			}
 			if _, err := p.DeviceAction(ctx, "boiler", "boiler-9", "device/reboot", nil); err == nil {
 				t.Error("the platform sent a reboot to a device that does not support it")
+			}
+
+			image := []byte("meter firmware 3.3")
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(image) }))
+			defer srv.Close()
+			sum := sha256.Sum256(image)
+			dl, err := p.FirmwareDownload(ctx, "meter", "m1", platform.FirmwareSpec{URI: srv.URL + "/fw.bin", Verifier: hex.EncodeToString(sum[:]), Version: "3.3"})
+			if err != nil || !dl.Succeeded {
+				t.Fatalf("firmware download: %+v %v", dl, err)
+			}
+			if up, err := p.FirmwareUpdate(ctx, "meter", "m1", platform.FirmwareSpec{}); err != nil || !up.Succeeded {
+				t.Fatalf("firmware update: %+v %v", up, err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "m1-3.3.bin")); err != nil || string(b) != string(image) {
+				t.Errorf("the install hook got %q %v", b, err)
 			}
 
 			if err := stopBridge(); err != nil {
