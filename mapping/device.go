@@ -14,15 +14,16 @@ import (
 // each point sits in it, and what each event last reported. It belongs to the
 // goroutine that owns the device's bus.
 type Device struct {
-	name         string
-	typ          *DeviceType
-	plan         []adapters.Range
-	where        []int // per point: index of the plan range that holds it
-	events       []eventState
-	status       Status
-	seen         bool      // a status was reported at least once
-	dropped      uint64    // events the buffer could not keep, as last noted
-	dropReportAt time.Time // reading time of the last status sent only for a new drop count
+	name          string
+	typ           *DeviceType
+	plan          []adapters.Range
+	where         []int // per point: index of the plan range that holds it
+	events        []eventState
+	status        Status
+	seen          bool      // a status was reported at least once
+	dropped       uint64    // events the buffer could not keep, as last noted
+	dropReportAt  time.Time // reading time of the last status sent only for a new drop count
+	droppedBefore uint64    // dropped as the previous cycle saw it
 	// missed counts, per point, the cycles in a row its read failed for a
 	// transport reason while the device answered other reads.
 	missed []int
@@ -137,15 +138,16 @@ func (s Status) sameHealth(o Status) bool {
 }
 
 // droppedReportEvery spaces status events whose only news is a higher drop
-// count. While the disk is full every poll refuses events (the status event
-// too), and a status per poll would only add to what is refused; the count
-// is cumulative, so the next report carries everything.
+// count while that count keeps growing. While the disk is full every poll
+// refuses events (the status event too), and a status per poll would only
+// add to what is refused. The count is cumulative: the first cycle without
+// new drops (space is back) reports it at once.
 const droppedReportEvery = time.Minute
 
 // NoteDropped records how many of the device's events the buffer could not
-// keep so far. A change goes out with the next status event; when nothing
-// else changed, at most one such event per droppedReportEvery. Nothing is
-// dropped silently.
+// keep so far. A change goes out with the next status event; while the count
+// keeps growing and nothing else changed, at most one such event per
+// droppedReportEvery. Nothing is dropped silently.
 func (d *Device) NoteDropped(n uint64) { d.dropped = n }
 
 // Process decodes one poll cycle and returns the events that are due: a
@@ -168,6 +170,7 @@ func (d *Device) Process(r adapters.Reading) []Output {
 	var out []Output
 	st := d.statusOf(r, errs)
 	st.Dropped = d.dropped
+	defer func() { d.droppedBefore = d.dropped }()
 	if d.statusDue(st, r.Time) {
 		if st.sameHealth(d.status) {
 			d.dropReportAt = r.Time
@@ -193,7 +196,8 @@ func (d *Device) statusDue(st Status, now time.Time) bool {
 	case !d.seen || !st.sameHealth(d.status):
 		return true
 	case st.Dropped != d.status.Dropped:
-		return d.dropReportAt.IsZero() || now.Sub(d.dropReportAt) >= droppedReportEvery
+		settled := st.Dropped == d.droppedBefore // no new drops since the last cycle
+		return settled || d.dropReportAt.IsZero() || now.Sub(d.dropReportAt) >= droppedReportEvery
 	}
 	return false
 }

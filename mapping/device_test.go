@@ -167,7 +167,12 @@ func TestDroppedEventsAreReported(t *testing.T) {
 	if want := []uint64{42 + 61, 42 + 121}; !slices.Equal(reported, want) {
 		t.Errorf("drop counts reported %v, want %v (one per minute)", reported, want)
 	}
-	down := meterReading(t0.Add(154*time.Second), 1, 0)
+	// Space is back: the first cycle without new drops reports the total.
+	outs = d.Process(meterReading(t0.Add(154*time.Second), 1, 0))
+	if len(outs) == 0 || outs[0].Status == nil || outs[0].Status.Dropped != 42+153 {
+		t.Errorf("drops settled: %+v, want a status carrying %d", outs, 42+153)
+	}
+	down := meterReading(t0.Add(155*time.Second), 1, 0)
 	for i := range down.Blocks {
 		down.Blocks[i].Err = adapters.ErrTimeout
 	}
