@@ -23,7 +23,8 @@ const (
 	exitRuntime = 2 // runtime failure
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."
+// (scripts/release does).
 var version = "dev"
 
 // errConfig marks errors that are the configuration's or the start-up's fault.
@@ -74,7 +75,7 @@ func run(ctx context.Context, stop func(), args []string, stdout, stderr io.Writ
 	case "probe":
 		err = cmdProbe(ctx, args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "bridge", version)
+		cmdVersion(stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
