@@ -45,7 +45,7 @@ Usage:
   bridge probe (-tcp HOST:PORT | -rtu PORT [-baud B -parity P]) -unit N -table T -address A -count C
                                   read registers once and print every interpretation (types, byte orders,
                                   0- and 1-based addresses) to find a device's map
-  bridge version
+  bridge version                  print the version, the commit it was built from and the Go version
 
 Flags common to run, demo, simulate and platform:
   -log-level debug|info|warn|error   (default info)
