@@ -289,12 +289,16 @@ device_type "power-meter" {
   }
 }
 
-## A device is one slave on a bus. Its name is the platform device id.
+## A device is one slave on a bus. Its name is the platform device id: 1 to
+## 36 characters of A-Z a-z 0-9 - _ (a dot is allowed by older platform
+## versions only, so validate warns about it). Two devices on the same bus and
+## unit read the same field device; validate warns about that too.
 device "meter-7" {
   type  = "power-meter"
   bus   = "line1"
   unit  = 7
-  ## Device mode: each device has its own token (not needed in gateway or quickstart mode).
+  ## Device mode: each device has its own token (not needed in gateway or quickstart mode):
+  ## 8 to 36 characters of A-Z a-z 0-9 _ . ! & @ ? * + ( ) -, as the platform requires.
   token = env("METER7_TOKEN", "change-me-token")
   # token_file = "/etc/bridge/meter-7.token"
   # poll = "5s"

@@ -357,3 +357,70 @@ func TestBufferMinFree(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenRulesFromEnvAndFile checks the platform's token rule on tokens
+// that come from the environment and from files, and that the diagnostic
+// never shows the token.
+func TestTokenRulesFromEnvAndFile(t *testing.T) {
+	const head = `
+platform { org = "ab12cd" }
+bus "b" {
+  modbus_tcp { address = "127.0.0.1:1502" }
+}
+device_type "t" {
+  point "p" {
+    table   = "holding"
+    address = 0
+    type    = "uint16"
+  }
+}
+`
+	secret := map[string]string{
+		"SHORT":           "abc1234",
+		"GOOD":            "meter-7-token",
+		"/etc/bridge/bad": "meter$7$token\n",
+		"/etc/bridge/ok":  "  meter-7-token\n",
+		"/etc/bridge/big": strings.Repeat("x", 37),
+	}
+	env := Environment{
+		LookupEnv: func(n string) (string, bool) { v, ok := secret[n]; return v, ok },
+		ReadFile: func(p string) ([]byte, error) {
+			if v, ok := secret[p]; ok {
+				return []byte(v), nil
+			}
+			return nil, errors.New("open " + p + ": no such file or directory")
+		},
+	}
+	tests := []struct {
+		token string // the device's token attribute
+		want  string // the diagnostic's summary, "" for none
+	}{
+		{`token = env("SHORT")`, "Token length"},
+		{`token = env("GOOD")`, ""},
+		{`token_file = "bad"`, "Token character"},
+		{`token_file = "big"`, "Token length"},
+		{`token_file = "ok"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.token, func(t *testing.T) {
+			src := head + "device \"d\" {\n  type = \"t\"\n  bus = \"b\"\n  " + tt.token + "\n}\n"
+			_, diags := Parse("/etc/bridge/bridge.hcl", []byte(src), env)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.Summary)
+				for _, v := range secret {
+					if strings.Contains(d.Detail, strings.TrimSpace(v)) {
+						t.Errorf("diagnostic %q shows the token", d.Detail)
+					}
+				}
+			}
+			var want []string
+			if tt.want != "" {
+				want = []string{tt.want}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Parse with %s: diagnostics (-want +got):\n%s", tt.token, diff)
+			}
+		})
+	}
+}

@@ -14,14 +14,16 @@ import (
 // each point sits in it, and what each event last reported. It belongs to the
 // goroutine that owns the device's bus.
 type Device struct {
-	name    string
-	typ     *DeviceType
-	plan    []adapters.Range
-	where   []int // per point: index of the plan range that holds it
-	events  []eventState
-	status  Status
-	seen    bool   // a status was reported at least once
-	dropped uint64 // events the buffer dropped by policy, as last noted
+	name          string
+	typ           *DeviceType
+	plan          []adapters.Range
+	where         []int // per point: index of the plan range that holds it
+	events        []eventState
+	status        Status
+	seen          bool      // a status was reported at least once
+	dropped       uint64    // events the buffer could not keep, as last noted
+	dropReportAt  time.Time // reading time of the last status sent only for a new drop count
+	droppedBefore uint64    // dropped as the previous cycle saw it
 	// missed counts, per point, the cycles in a row its read failed for a
 	// transport reason while the device answered other reads.
 	missed []int
@@ -116,8 +118,8 @@ type Status struct {
 	Up     bool
 	Error  string   // why the device is down, or why some points failed
 	Failed []string // points that could not be read while the device is up
-	// Dropped counts the device's events the buffer dropped by policy
-	// (full, too old) since the bridge started; 0 is not reported.
+	// Dropped counts the device's events the buffer could not keep: dropped
+	// by policy (full, too old) or refused (disk full); 0 is not reported.
 	Dropped uint64
 }
 
@@ -127,12 +129,25 @@ type Status struct {
 // (another timeout, another exception code), and a status event goes out
 // only on a real transition.
 func (s Status) sameState(o Status) bool {
-	return s.Up == o.Up && s.Dropped == o.Dropped && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
+	return s.Dropped == o.Dropped && s.sameHealth(o)
 }
 
-// NoteDropped records how many of the device's events the buffer has
-// dropped by policy so far. A change goes out with the next status event,
-// so that nothing is dropped silently.
+// sameHealth is sameState without the drop count.
+func (s Status) sameHealth(o Status) bool {
+	return s.Up == o.Up && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
+}
+
+// droppedReportEvery spaces status events whose only news is a higher drop
+// count while that count keeps growing. While the disk is full every poll
+// refuses events (the status event too), and a status per poll would only
+// add to what is refused. The count is cumulative: the first cycle without
+// new drops (space is back) reports it at once.
+const droppedReportEvery = time.Minute
+
+// NoteDropped records how many of the device's events the buffer could not
+// keep so far. A change goes out with the next status event; while the count
+// keeps growing and nothing else changed, at most one such event per
+// droppedReportEvery. Nothing is dropped silently.
 func (d *Device) NoteDropped(n uint64) { d.dropped = n }
 
 // Process decodes one poll cycle and returns the events that are due: a
@@ -155,7 +170,11 @@ func (d *Device) Process(r adapters.Reading) []Output {
 	var out []Output
 	st := d.statusOf(r, errs)
 	st.Dropped = d.dropped
-	if !d.seen || !st.sameState(d.status) {
+	defer func() { d.droppedBefore = d.dropped }()
+	if d.statusDue(st, r.Time) {
+		if st.sameHealth(d.status) {
+			d.dropReportAt = r.Time
+		}
 		d.seen, d.status = true, st
 		s := st
 		out = append(out, Output{Event: StatusEvent, Time: r.Time, Status: &s})
@@ -169,6 +188,18 @@ func (d *Device) Process(r adapters.Reading) []Output {
 		}
 	}
 	return out
+}
+
+// statusDue reports whether st must go out as a status event at time now.
+func (d *Device) statusDue(st Status, now time.Time) bool {
+	switch {
+	case !d.seen || !st.sameHealth(d.status):
+		return true
+	case st.Dropped != d.status.Dropped:
+		settled := st.Dropped == d.droppedBefore // no new drops since the last cycle
+		return settled || d.dropReportAt.IsZero() || now.Sub(d.dropReportAt) >= droppedReportEvery
+	}
+	return false
 }
 
 // statusOf derives the device status: down when no range could be read

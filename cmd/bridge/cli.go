@@ -23,7 +23,8 @@ const (
 	exitRuntime = 2 // runtime failure
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."
+// (scripts/release does).
 var version = "dev"
 
 // errConfig marks errors that are the configuration's or the start-up's fault.
@@ -44,7 +45,7 @@ Usage:
   bridge probe (-tcp HOST:PORT | -rtu PORT [-baud B -parity P]) -unit N -table T -address A -count C
                                   read registers once and print every interpretation (types, byte orders,
                                   0- and 1-based addresses) to find a device's map
-  bridge version
+  bridge version                  print the version, the commit it was built from and the Go version
 
 Flags common to run, demo, simulate and platform:
   -log-level debug|info|warn|error   (default info)
@@ -87,7 +88,7 @@ func runProcess(ctx context.Context, proc process, args []string, stdout, stderr
 	case "probe":
 		err = cmdProbe(ctx, args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "bridge", version)
+		cmdVersion(stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
