@@ -15,7 +15,7 @@ platform {
   gateway {
     type  = "edge-gw"
     id    = "gw-01"
-    token = "t"
+    token = "gateway-token-1"
   }
 }
 management {

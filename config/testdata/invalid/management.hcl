@@ -41,7 +41,7 @@ device_type "meter" {
 device "m1" {
   type  = "meter"
   bus   = "b"
-  token = "t"
+  token = "token-m1-secret"
   management {
     metadata = "plant-2"
     location {

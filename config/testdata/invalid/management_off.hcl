@@ -14,7 +14,7 @@ device_type "meter" {
 device "m1" {
   type  = "meter"
   bus   = "b"
-  token = "t"
+  token = "token-m1-secret"
   management {
     device_info = { serial_number = "1" }
   }
