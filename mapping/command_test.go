@@ -85,7 +85,7 @@ func randomValue(rng *rand.Rand, p Point) Value {
 	case TypeBCD32:
 		raw = Value{Kind: KindUint, U: rng.Uint64N(100000000)}
 	case TypeFloat32:
-		raw = Value{Kind: KindFloat, F: float64(math.Float32frombits(rng.Uint32() &^ 0x7F800000 | 0x3F800000))} // finite
+		raw = Value{Kind: KindFloat, F: float64(math.Float32frombits(rng.Uint32()&^0x7F800000 | 0x3F800000))} // finite
 	case TypeFloat64:
 		raw = Value{Kind: KindFloat, F: math.Float64frombits(rng.Uint64()&^(0x7FF<<52) | 0x3FF<<52)}
 	}
@@ -102,7 +102,6 @@ func randomValue(rng *rand.Rand, p Point) Value {
 	}
 	return Value{Kind: KindFloat, F: f*p.Scale + p.Offset}
 }
-
 
 // TestEncodeWriteBitOfRegister: a bool point on one bit of a register
 // becomes a mask and value; applying it to any register changes that bit
