@@ -209,4 +209,3 @@ func TestGatewayCommands(t *testing.T) {
 		t.Errorf("results %+v, %+v", ping, other)
 	}
 }
-
