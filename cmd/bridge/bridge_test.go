@@ -68,8 +68,29 @@ device_type "meter" {
       value = 1
     }
   }
+  point "limit" {
+    table    = "holding"
+    address  = 10
+    type     = "uint16"
+    writable = true
+    max      = 500
+  }
+  point "alarm_ack" {
+    table    = "holding"
+    address  = 11
+    type     = "bool"
+    bit      = 3
+    writable = true
+  }
   event "reading" {
     points = ["voltage", "energy", "closed"]
+  }
+  command "set_limit" {
+    write "limit" { value = "$.d.value" }
+    readback = true
+  }
+  command "ack" {
+    write "alarm_ack" { value = true }
   }
 }
 device_type "boiler" {
