@@ -112,6 +112,10 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		lc := linkBase
 		lc.ClientID, lc.Username, lc.Password = uplink.GatewayClientID(id), uplink.TokenAuthUsername, gw.Token
 		lc.MaxInflight = min(cfg.Buffer.InFlight*(len(cfg.Devices)+1), platformGatewayInflight)
+		// Every queue's forwarder (readings and command results per device,
+		// the gateway's own two) may have a full window waiting; a publish
+		// refused as busy would make a forwarder back off.
+		lc.MaxPending = max(uplink.DefaultMaxPending, cfg.Buffer.InFlight*(2*len(cfg.Devices)+2))
 		// Commands for the gateway and every device behind it, and the
 		// platform's notify messages about rejected requests.
 		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}, {Filter: b.gateway.notify, QoS: 0}}
