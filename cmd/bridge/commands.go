@@ -170,3 +170,14 @@ func (b *bridge) runCommands(ctx, fwdCtx context.Context, goRun func(forwarder b
 		goRun(true, "forward results "+device, func() error { return b.store.Forward(fwdCtx, resultQueue(device), t.pub) })
 	}
 }
+
+// Interface guards: the implementers do not import the packages that
+// declare these interfaces.
+var (
+	_ uplink.Handler     = (*dm.Mux)(nil)
+	_ dm.CommandHandler  = (*dm.Executor)(nil)
+	_ dm.FieldIO         = (*adapters.Loop)(nil)
+	_ dm.FieldIO         = (*commands)(nil)
+	_ dm.Planner         = (*commands)(nil)
+	_ dm.ResultPublisher = resultSink{}
+)
