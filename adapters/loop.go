@@ -289,10 +289,15 @@ func (l *Loop) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// drainWrites runs the writes that are waiting, so writes jump ahead of the
-// rest of a poll cycle.
+// maxWritesBetweenReads bounds how many queued writes run between two
+// requests of a poll cycle: writes jump ahead of polls, but a steady flood
+// of them must not starve the polls (and so delay telemetry without end).
+const maxWritesBetweenReads = 4
+
+// drainWrites runs the writes that are waiting (at most
+// maxWritesBetweenReads), so writes jump ahead of the rest of a poll cycle.
 func (l *Loop) drainWrites() {
-	for {
+	for range maxWritesBetweenReads {
 		select {
 		case job := <-l.writes:
 			l.runWrite(job)
