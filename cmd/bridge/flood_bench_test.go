@@ -24,11 +24,18 @@ import (
 // its arrival at a subscriber, so it includes the bus, the buffer and the
 // broker. First b.N readings are measured idle, then b.N readings while an
 // application sends 1 000 commands/s (each a register write with readback,
-// spread over the devices). Reported: p50 and p99 of both phases, their p99
+// spread over the devices, with or without readback). Reported: p50 and p99 of both phases, their p99
 // ratio (issue target: ≤ 2), and how many command results came back per
-// second. ts has millisecond resolution, so latencies carry up to 1 ms of
+// second. With readback each command costs two requests on its bus (write,
+// read), without it one. ts has millisecond resolution, so latencies carry up to 1 ms of
 // truncation; compare the ratio, not single milliseconds.
 func BenchmarkCommandFlood(b *testing.B) {
+	for _, readback := range []bool{false, true} {
+		b.Run(fmt.Sprintf("readback=%v", readback), func(b *testing.B) { benchmarkCommandFlood(b, readback) })
+	}
+}
+
+func benchmarkCommandFlood(b *testing.B, readback bool) {
 	const buses, perBus = 2, 10
 	var src strings.Builder
 	src.WriteString(`platform {
@@ -61,7 +68,7 @@ device_type "meter" {
   }
   command "set_limit" {
     write "limit" { value = "$.d.value" }
-    readback = true
+    readback = READBACK
   }
 }
 `)
@@ -74,7 +81,7 @@ device_type "meter" {
 			fmt.Fprintf(&src, "device %q {\n  type = \"meter\"\n  bus = \"b%d\"\n  unit = %d\n  poll = \"50ms\"\n}\n", name, bus, u+1)
 		}
 	}
-	cfg, diags := config.Parse("bench.hcl", []byte(src.String()), noEnv)
+	cfg, diags := config.Parse("bench.hcl", []byte(strings.Replace(src.String(), "READBACK", fmt.Sprint(readback), 1)), noEnv)
 	if diags.HasErrors() {
 		b.Fatal(diags)
 	}
