@@ -82,10 +82,11 @@ type simulation struct {
 
 // simLine serves one serial bus until ctx ends.
 type simLine struct {
-	bus   string
-	where string
-	serve func(ctx context.Context) error
-	close func()
+	bus        string
+	where      string
+	serve      func(ctx context.Context) error
+	close      func()
+	instrument *simulator.Instrument // text instruments only
 }
 
 type simBus struct {
@@ -376,6 +377,7 @@ func (s *simulation) instrument(bus *config.Bus, devs []*config.Device, where st
 	}
 	line.close = func() { port.Close() }
 	line.serve = func(ctx context.Context) error { return in.Serve(ctx, port) }
+	line.instrument = in
 	return line, nil
 }
 
