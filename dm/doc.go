@@ -11,7 +11,8 @@
 //   - Executor: runs commands. Each device has a bounded queue and a worker,
 //     so a flood of commands never blocks the connection or polling, and one
 //     device never delays another's commands. A command whose queue is full
-//     or whose payload is over 128 KiB is refused at once (one log line per
+//     (16 commands, 8 MiB of payloads over all devices) or whose payload is
+//     over 128 KiB is refused at once (one log line per
 //     N refusals); a command redelivered with a reqId already taken is not
 //     run twice (a bounded memory of ids per device). Every other command
 //     gets exactly one Result: planned (Planner), written in order and read

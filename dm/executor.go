@@ -82,6 +82,11 @@ type ExecutorConfig struct {
 	// QueueLength is how many commands may wait per device; default 16.
 	// Beyond it commands are refused at once with ErrBusy.
 	QueueLength int
+	// MaxQueuedBytes bounds the payload bytes waiting in all queues
+	// together (a flood of large payloads to many devices must not eat a
+	// small box's memory); default 8 MiB. Beyond it commands are refused
+	// with ErrBusy.
+	MaxQueuedBytes int64
 	// RememberIDs is how many reqIds are remembered per device to drop
 	// redelivered duplicates; default 1024.
 	RememberIDs int
@@ -100,6 +105,7 @@ type Executor struct {
 	devices map[string]*deviceQueue
 
 	accepted, refused, duplicates, done atomic.Uint64
+	queuedBytes                         atomic.Int64
 }
 
 // ExecutorStats counts what the Executor did since it was built.
@@ -134,6 +140,9 @@ func NewExecutor(cfg ExecutorConfig, logger *slog.Logger) (*Executor, error) {
 	}
 	if cfg.QueueLength <= 0 {
 		cfg.QueueLength = 16
+	}
+	if cfg.MaxQueuedBytes <= 0 {
+		cfg.MaxQueuedBytes = 8 << 20
 	}
 	if cfg.RememberIDs <= 0 {
 		cfg.RememberIDs = 1024
@@ -200,15 +209,26 @@ func (e *Executor) HandleCommand(ctx context.Context, c Command) {
 		e.logger.Debug("duplicate command dropped", "device", q.name, "command", c.Name, "req_id", reqID)
 		return
 	}
+	size := int64(len(c.Payload))
+	if e.queuedBytes.Add(size) > e.cfg.MaxQueuedBytes {
+		e.queuedBytes.Add(-size)
+		e.busy(q, c.Name, reqID, fmt.Errorf("%w: %d bytes of commands already waiting", ErrBusy, e.cfg.MaxQueuedBytes))
+		return
+	}
 	select {
 	case q.jobs <- job{command: c.Name, reqID: reqID, payload: append([]byte(nil), c.Payload...)}:
 		e.accepted.Add(1)
 	default:
-		q.forget(reqID) // not acted on: a redelivery may run
-		err := fmt.Errorf("%w: %d already waiting", ErrBusy, cap(q.jobs))
-		e.refuse(err, "device", q.name, "command", c.Name)
-		e.publish(q.name, Result{Command: c.Name, ReqID: reqID, Error: err.Error(), Time: e.cfg.Now()})
+		e.queuedBytes.Add(-size)
+		e.busy(q, c.Name, reqID, fmt.Errorf("%w: %d already waiting", ErrBusy, cap(q.jobs)))
 	}
+}
+
+// busy refuses a command that found no room.
+func (e *Executor) busy(q *deviceQueue, command, reqID string, err error) {
+	q.forget(reqID) // not acted on: a redelivery may run
+	e.refuse(err, "device", q.name, "command", command)
+	e.publish(q.name, Result{Command: command, ReqID: reqID, Error: err.Error(), Time: e.cfg.Now()})
 }
 
 // refuse counts a refusal and logs one line per LogEvery of them.
@@ -233,6 +253,7 @@ func (e *Executor) work(ctx context.Context, q *deviceQueue) {
 			e.answerLeftovers(q)
 			return
 		case j := <-q.jobs:
+			e.queuedBytes.Add(-int64(len(j.payload)))
 			r := e.execute(ctx, q.name, j.command, j.payload)
 			r.ReqID = j.reqID
 			e.done.Add(1)
@@ -249,6 +270,7 @@ func (e *Executor) answerLeftovers(q *deviceQueue) {
 	for {
 		select {
 		case j := <-q.jobs:
+			e.queuedBytes.Add(-int64(len(j.payload)))
 			n++
 			e.publish(q.name, Result{Command: j.command, ReqID: j.reqID, Error: "not executed: the bridge stopped; nothing was written", Time: e.cfg.Now()})
 		default:

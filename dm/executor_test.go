@@ -209,3 +209,28 @@ func TestGatewayCommands(t *testing.T) {
 		t.Errorf("results %+v, %+v", ping, other)
 	}
 }
+
+// TestQueuedBytesBounded: large payloads to a slow device stop being
+// queued once the byte budget is used; the rest are refused as busy.
+func TestQueuedBytesBounded(t *testing.T) {
+	r := newRig(t, dm.ExecutorConfig{MaxQueuedBytes: 20000, QueueLength: 100})
+	r.srv.SetFaults(1, simulator.Faults{Delay: 50 * time.Millisecond}) // each write takes a while
+	pad := strings.Repeat("x", 5000)
+	const n = 20
+	for i := range n {
+		r.send("set_speed", `{"d":{"value":`+strconv.Itoa(i)+`,"pad":"`+pad+`"},"reqId":"b`+strconv.Itoa(i)+`"}`)
+	}
+	busy := 0
+	for range n {
+		if res := r.results.next(t); !res.OK {
+			if !strings.Contains(res.Error, "bytes of commands already waiting") {
+				t.Fatalf("unexpected error: %+v", res)
+			}
+			busy++
+		}
+	}
+	// About 20000/5030 commands fit; the first may already run.
+	if busy < n-6 || busy > n-3 {
+		t.Errorf("%d of %d refused as busy, want all but the 3 to 6 that fit the budget", busy, n)
+	}
+}
