@@ -54,7 +54,7 @@ type bridge struct {
 
 	loopOf   map[string]*adapters.Loop // the loop that owns each device's bus
 	commands *commands                 // nil in quickstart mode
-	requests dm.RequestHandler         // device-management requests; nil ignores them
+	requests dm.RequestHandler         // device-management requests; nil ignores them (set before Run)
 }
 
 // fieldDevice is one configured device at run time.

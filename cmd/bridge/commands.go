@@ -71,7 +71,7 @@ func (b *bridge) wireCommands(loopOf map[string]*adapters.Loop) error {
 	}
 	c.exec = exec
 	newMux := func(typ, id string) (*dm.Mux, error) {
-		return dm.NewMux(dm.MuxConfig{SelfType: typ, SelfID: id, Commands: exec, Requests: b.requests}, b.logger.With("component", "dm"))
+		return dm.NewMux(dm.MuxConfig{SelfType: typ, SelfID: id, Commands: exec, Requests: requestRouter{b}}, b.logger.With("component", "dm"))
 	}
 	if g := b.gateway; g != nil {
 		if c.muxes[""], err = newMux(g.id.Type, g.id.ID); err != nil {
@@ -147,6 +147,19 @@ func (c *commands) Read(ctx context.Context, device string, r adapters.Range) (a
 	return loop.Read(ctx, device, r)
 }
 
+// requestRouter hands device-management requests to b.requests, which may
+// be set after wireCommands (the handler needs the Executor for
+// RunCommand); until then requests are ignored.
+type requestRouter struct{ b *bridge }
+
+func (r requestRouter) HandleRequest(ctx context.Context, deviceType, deviceID, rest string, payload []byte) {
+	if r.b.requests == nil {
+		r.b.logger.Debug("device-management request ignored: no handler", "type", deviceType, "device", deviceID, "request", rest)
+		return
+	}
+	r.b.requests.HandleRequest(ctx, deviceType, deviceID, rest, payload)
+}
+
 // resultSink appends results to the buffer, which assigns their seq.
 type resultSink struct{ b *bridge }
 
@@ -180,4 +193,5 @@ var (
 	_ dm.FieldIO         = (*commands)(nil)
 	_ dm.Planner         = (*commands)(nil)
 	_ dm.ResultPublisher = resultSink{}
+	_ dm.RequestHandler  = requestRouter{}
 )
