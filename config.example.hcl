@@ -61,6 +61,9 @@ buffer {
   # in_flight = 64
   ## Events per second per device while a backlog drains; 0 is unlimited.
   # rate      = 0
+  ## Free space to leave on the buffer's file system (at least 16MiB): below
+  ## it new events are refused, counted and reported, never written.
+  # min_free  = "64MiB"
 }
 
 ## A bus is one physical line or TCP endpoint. One goroutine owns it: every
@@ -273,12 +276,16 @@ device_type "power-meter" {
   }
 }
 
-## A device is one slave on a bus. Its name is the platform device id.
+## A device is one slave on a bus. Its name is the platform device id: 1 to
+## 36 characters of A-Z a-z 0-9 - _ (a dot is allowed by older platform
+## versions only, so validate warns about it). Two devices on the same bus and
+## unit read the same field device; validate warns about that too.
 device "meter-7" {
   type  = "power-meter"
   bus   = "line1"
   unit  = 7
-  ## Device mode: each device has its own token (not needed in gateway or quickstart mode).
+  ## Device mode: each device has its own token (not needed in gateway or quickstart mode):
+  ## 8 to 36 characters of A-Z a-z 0-9 _ . ! & @ ? * + ( ) -, as the platform requires.
   token = env("METER7_TOKEN", "change-me-token")
   # token_file = "/etc/bridge/meter-7.token"
   # poll = "5s"

@@ -92,11 +92,16 @@ type deviceState struct {
 	dev      Device
 	next     time.Time
 	failures int
-	overrun  bool // an overrun was already reported
+	overruns int // cycles in a row that ended after the next one was due
 }
 
-// NewLoop builds a loop for bus. It starts nothing; call Run.
+// NewLoop builds a loop for bus. It starts nothing; call Run. Every log
+// line of the loop carries the bus name (key "bus"); logger should not.
 func NewLoop(bus Bus, cfg LoopConfig, logger *slog.Logger) *Loop {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("bus", cfg.Bus)
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
 	}
@@ -179,7 +184,7 @@ func startOffset(name string, interval time.Duration) time.Duration {
 // are not tried: a dead device costs one timeout per cycle, not one per range.
 // Queued writes run between the ranges.
 func (l *Loop) poll(ctx context.Context, st *deviceState) {
-	start := l.cfg.Now()
+	due, start := st.next, l.cfg.Now()
 	// A cycle may run as long as its interval, but never less than
 	// minCycleDeadline: a short interval on a loaded box must not turn a
 	// healthy device's cycle into timeouts.
@@ -211,7 +216,7 @@ func (l *Loop) poll(ctx context.Context, st *deviceState) {
 		return // a cycle cut short by shutdown is not a device failure
 	}
 	l.cfg.Handler.HandleReading(ctx, reading)
-	l.schedule(st, start, reading)
+	l.schedule(st, due, start, reading)
 }
 
 // stopping reports whether ctx ended or reached its deadline. A read whose
@@ -226,8 +231,10 @@ func stopping(ctx context.Context) bool {
 }
 
 // schedule sets the next poll: the next interval tick when the device
-// answered, a growing backoff while it is down.
-func (l *Loop) schedule(st *deviceState, start time.Time, r Reading) {
+// answered, a growing backoff while it is down. due is when the cycle was
+// due, start when it could begin (later when the bus was busy with another
+// device).
+func (l *Loop) schedule(st *deviceState, due, start time.Time, r Reading) {
 	now := l.cfg.Now()
 	if deviceDown(r) {
 		st.failures++
@@ -239,24 +246,33 @@ func (l *Loop) schedule(st *deviceState, start time.Time, r Reading) {
 		backoff = backoff/2 + rand.N(backoff/2+1)
 		st.next = now.Add(max(backoff, st.dev.Interval))
 		if st.failures == 1 {
-			l.logger.Info("device down", "bus", l.cfg.Bus, "device", st.dev.Name, "err", r.Err())
+			l.logger.Info("device down", "device", st.dev.Name, "err", r.Err())
 		}
 		l.down[st.dev.Name].Store(true)
 		return
 	}
 	l.down[st.dev.Name].Store(false)
 	if st.failures > 0 {
-		l.logger.Info("device up", "bus", l.cfg.Bus, "device", st.dev.Name, "failed_cycles", st.failures)
+		l.logger.Info("device up", "device", st.dev.Name, "failed_cycles", st.failures)
 		st.failures = 0
 	}
-	st.next = st.next.Add(st.dev.Interval)
+	st.next = due.Add(st.dev.Interval)
 	if !st.next.After(now) {
-		if !st.overrun {
-			st.overrun = true
-			l.logger.Warn("poll cycle overran its interval", "bus", l.cfg.Bus, "device", st.dev.Name,
-				"interval", st.dev.Interval, "duration_seconds", now.Sub(start).Seconds())
+		// Overran: logged once per episode, with the time from when the
+		// cycle was due to its end (which includes waiting for the bus
+		// while another device's cycle ran) and the part spent waiting.
+		st.overruns++
+		if st.overruns == 1 {
+			l.logger.Warn("poll cycle overran its interval", "device", st.dev.Name,
+				"interval_seconds", st.dev.Interval.Seconds(), "duration_seconds", now.Sub(due).Seconds(),
+				"waited_for_bus_seconds", max(0, start.Sub(due)).Seconds())
 		}
 		st.next = now.Add(st.dev.Interval)
+		return
+	}
+	if st.overruns > 0 {
+		l.logger.Info("poll cycles back on schedule", "device", st.dev.Name, "overran_cycles", st.overruns)
+		st.overruns = 0
 	}
 }
 

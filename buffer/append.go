@@ -15,10 +15,14 @@ import (
 //
 // The buffer assigns seq: build is called once, with the queue's appends
 // serialised, and returns the payload (which embeds seq). If build fails,
-// or the payload is above MaxPayload (ErrTooLarge), or the event is refused
-// (ErrFull under drop_newest, ErrDiskFull, ErrClosed, a storage error), Append
-// returns the error and seq is not consumed: the next Append gets the same
-// one. topic is stored with the event and handed to the Publisher as is.
+// the payload is above MaxPayload (ErrTooLarge), or the event is refused by
+// policy (ErrFull under drop_newest, counted as dropped) or because the
+// Store is closed (ErrClosed), Append returns the error and seq is not
+// consumed: the next Append gets the same one. If the event could not be
+// kept for lack of disk space (ErrDiskFull) or a storage error, Append
+// returns the error, seq is consumed (receivers see the gap) and the event
+// is counted in QueueStats.Failed. topic is stored with the event and
+// handed to the Publisher as is.
 //
 // When Append returns nil the event survives a crash of the process; with
 // Config.Sync = 0 also a power cut (see the package documentation). Under
@@ -52,8 +56,8 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 	val := appendRecord(make([]byte, 0, recordSize(topic, payload)), seq, s.cfg.now(), topic, payload)
 	size := int64(keyLen + len(val))
 
-	if err := s.checkDisk(size); err != nil {
-		q.count1(&q.failed)
+	if err := s.checkDisk(writeEvent, size); err != nil {
+		s.refuse(q, seq)
 		return 0, err
 	}
 	if s.total.Load()+size > s.cfg.MaxBytes {
@@ -65,13 +69,19 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 			return 0, ErrFull
 		}
 		if err := s.makeRoom(size); err != nil {
-			q.count1(&q.failed)
+			if errors.Is(err, ErrClosed) {
+				return 0, err
+			}
+			s.refuse(q, seq)
 			return 0, err
 		}
 	}
 	if s.persistent && seq >= q.lease {
 		if err := s.renewLease(q, seq); err != nil {
-			q.count1(&q.failed)
+			if errors.Is(err, ErrClosed) {
+				return 0, err
+			}
+			s.refuse(q, seq)
 			return 0, err
 		}
 	}
@@ -96,8 +106,8 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 	}
 	s.gate.RUnlock()
 	if err != nil {
-		q.count1(&q.failed)
 		s.noteWriteError(err)
+		s.refuse(q, seq)
 		return 0, fmt.Errorf("buffer: append to %q: %v", queue, err)
 	}
 	s.noteWriteOK()
@@ -105,10 +115,16 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 	return seq, nil
 }
 
-func (q *queue) count1(c *uint64) {
+// refuse accounts for an event that was built with seq but could not be
+// kept (no disk space, a failed write): the seq is consumed, so receivers
+// see the gap, and the event is counted as failed. The caller holds
+// q.appendMu.
+func (s *Store) refuse(q *queue, seq uint64) {
 	q.mu.Lock()
-	*c++
+	q.tail = seq + 1
+	q.failed++
 	q.mu.Unlock()
+	s.failedDirty.Store(true)
 }
 
 // wake tells the queue's forwarder that there is something new.
@@ -283,6 +299,9 @@ func (s *Store) expire(q *queue, cutoff time.Time) (int64, error) {
 // commitHead persists q's cursor (and, for the deletes strategies, deletes
 // keys) in one transaction. The caller holds the gate (shared) and q.mu.
 func (s *Store) commitHead(q *queue, head uint64, keys [][]byte) error {
+	if err := s.checkDisk(writeCursor, int64(64+len(keys)*keyLen)); err != nil {
+		return fmt.Errorf("buffer: advance cursor of %q: %w", q.name, err)
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for _, k := range keys {
 			if err := txn.Delete(k); err != nil {
@@ -327,11 +346,42 @@ func (s *Store) logDrop(q *queue, n uint64, msg string) {
 	q.dropLog.last, q.dropLog.pending = now, 0
 }
 
-// checkDisk refuses a write of n bytes when the file system would keep less
-// than MinFree. statfs runs at most once a second unless the estimate gets
-// close to the limit.
-func (s *Store) checkDisk(n int64) error {
-	if !s.persistent {
+// diskRecheck bounds how long checkDisk trusts its estimate of free space
+// while there is plenty: another process may fill the disk meanwhile.
+const diskRecheck = 100 * time.Millisecond
+
+// writeKind says what a Badger write is for; each kind keeps its own part
+// of MinFree free (see floor).
+type writeKind int
+
+const (
+	writeEvent   writeKind = iota // Append: a new event
+	writeCursor                   // acknowledgement, drop, queue registration, format key
+	writeReclaim                  // DropPrefix: rewrites tables to give space back
+)
+
+// floor is the free space a write of kind k must leave. Events stop first,
+// at MinFree, so that acknowledgements (which give space back) still go
+// through down to MinFree/2, and reclamation down to MinFree/4. Below that
+// nothing is written: Badger needs the rest to flush and compact.
+func (s *Store) floor(k writeKind) int64 {
+	switch k {
+	case writeCursor:
+		return s.cfg.MinFree / 2
+	case writeReclaim:
+		return s.cfg.MinFree / 4
+	}
+	return s.cfg.MinFree
+}
+
+// checkDisk refuses a write of n bytes of kind k when the file system would
+// keep less than floor(k) free. Every Badger write goes through it: a write
+// into a file system that another process filled up must become an error,
+// never a fault in a memory-mapped file (see third_party/ristretto).
+// statfs (about a microsecond) runs at most every diskRecheck while there
+// is room, and on every check near the floor or after a refusal.
+func (s *Store) checkDisk(k writeKind, n int64) error {
+	if !s.persistent || s.cfg.noDiskGuard {
 		return nil
 	}
 	g := &s.disk
@@ -339,8 +389,9 @@ func (s *Store) checkDisk(n int64) error {
 	defer g.mu.Unlock()
 	// Badger writes each byte about three times (log, flush, compaction).
 	need := 3 * n
+	floor := s.floor(k)
 	now := time.Now()
-	if g.full || now.Sub(g.checked) > time.Second || g.free-need < s.cfg.MinFree+(16<<20) {
+	if g.full || now.Sub(g.checked) > diskRecheck || g.free-need < s.cfg.MinFree+(16<<20) {
 		free, err := s.cfg.diskFree(s.dir)
 		if err != nil {
 			// Cannot tell: do not block on the guard itself.
@@ -348,11 +399,16 @@ func (s *Store) checkDisk(n int64) error {
 		}
 		g.free, g.checked = free, now
 	}
-	if g.free-need < s.cfg.MinFree {
+	if g.full && g.free >= s.cfg.MinFree {
+		g.full = false
+		s.log.Info("buffer disk space recovered", "dir", s.dir, "free_bytes", g.free)
+		s.clearFault("disk full")
+	}
+	if g.free-need < floor {
 		if !g.full {
 			g.full = true
-			s.log.Error("buffer disk almost full, refusing new events", "dir", s.dir,
-				"free_bytes", g.free, "min_free_bytes", s.cfg.MinFree)
+			s.log.Error("buffer disk almost full, refusing new events; acknowledgements continue while space lasts",
+				"dir", s.dir, "free_bytes", g.free, "min_free_bytes", s.cfg.MinFree)
 			s.setFault("disk full")
 			// Give back what acknowledged events still hold.
 			select {
@@ -360,19 +416,23 @@ func (s *Store) checkDisk(n int64) error {
 			default:
 			}
 		}
-		return fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, g.free, s.cfg.MinFree)
-	}
-	if g.full {
-		g.full = false
-		s.log.Info("buffer disk space recovered", "dir", s.dir, "free_bytes", g.free)
-		s.clearFault("disk full")
+		return fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, g.free, floor)
 	}
 	g.free -= need
 	return nil
 }
 
+// recheckDisk makes the next checkDisk call statfs again (after a failed
+// write, which may mean the file system filled up under the estimate).
+func (s *Store) recheckDisk() {
+	s.disk.mu.Lock()
+	s.disk.checked = time.Time{}
+	s.disk.mu.Unlock()
+}
+
 // noteWriteError records a failed Badger write as the current fault.
 func (s *Store) noteWriteError(err error) {
+	s.recheckDisk()
 	s.faultMu.Lock()
 	first := s.fault == ""
 	s.faultMu.Unlock()

@@ -55,6 +55,10 @@ const (
 	DefaultMaxBytes = 256 << 20
 	DefaultInFlight = 64
 	DefaultMinFree  = 64 << 20
+	// MinFreeFloor is the smallest MinFree accepted: acknowledgements may
+	// still use half of it and Badger needs room to rotate a memtable log
+	// (allocated in full, twice the 8 MiB memtable) and flush a table.
+	MinFreeFloor = 16 << 20
 )
 
 // Config configures a Store. The zero value of every field except Dir is
@@ -90,10 +94,11 @@ type Config struct {
 	// means unlimited.
 	Rate float64
 
-	// MinFree is the free space the file system holding Dir must keep;
-	// Append returns ErrDiskFull below it. 0 means DefaultMinFree. It must
-	// leave room for Badger to flush a memtable and compact (a few times 8
-	// MiB).
+	// MinFree is the free space the file system holding Dir must keep:
+	// Append returns ErrDiskFull below it, acknowledgements and cursor
+	// writes stop below MinFree/2, space reclamation below MinFree/4, so
+	// that Badger never writes into a full file system. 0 means
+	// DefaultMinFree; otherwise at least MinFreeFloor.
 	MinFree int64
 
 	// Unexported knobs, set by tests and benchmarks of this package.
@@ -103,10 +108,12 @@ type Config struct {
 	progressEvery   time.Duration // drain progress log period; 0 means 10 s
 	retryMax        time.Duration // forward back-off cap; 0 means 2 s
 	diskFree        func(dir string) (int64, error)
+	noDiskGuard     bool   // skip checkDisk (the guard's benchmark baseline only)
 	leaseBlock      uint64 // seq lease size; 0 means 1<<16
 	noBackground    bool   // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64  // 0 means 8
 	now             func() time.Time
+	loadFault       func(queue string) // called as each queue is loaded at Open (fault injection)
 }
 
 // reclaimMode selects how removed events give their disk space back. Only
@@ -156,6 +163,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MinFree == 0 {
 		c.MinFree = DefaultMinFree
+	}
+	if c.MinFree < MinFreeFloor {
+		return fmt.Errorf("buffer: min_free %d is too small (minimum %d)", c.MinFree, MinFreeFloor)
 	}
 	if c.reclaimEvery == 0 {
 		c.reclaimEvery = time.Minute

@@ -1,7 +1,9 @@
 package buffer
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,73 +12,100 @@ import (
 	"testing"
 	"time"
 
+	"fieldbridge/internal/testwait"
+
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestDiskFullInjected drives the free-space guard through its seam.
+// TestDiskFullInjected drives the free-space guard through its seam: below
+// MinFree appends are refused (their seqs consumed and counted as failed)
+// while acknowledgements go on; below MinFree/2 acknowledgements stop too;
+// everything resumes when space returns.
 func TestDiskFullInjected(t *testing.T) {
 	var free atomic.Int64
-	free.Store(20 << 20)
-	cfg := Config{Dir: t.TempDir(), Sync: time.Millisecond, MinFree: 10 << 20,
+	free.Store(30 << 20)
+	cfg := Config{Dir: t.TempDir(), Sync: time.Millisecond, MinFree: 16 << 20, retryMax: 20 * time.Millisecond,
 		diskFree: func(string) (int64, error) { return free.Load(), nil }}
 	s := openTest(t, cfg)
 	before := mustAppend(t, s, "d", 5, 10)
 
-	free.Store(5 << 20)
+	free.Store(12 << 20) // below MinFree, above MinFree/2
 	for range 3 {
 		_, err := s.Append("d", "t", seqPayload(10))
 		if !errors.Is(err, ErrDiskFull) {
-			t.Fatalf("Append with 5 MiB free (min 10 MiB) = %v, want ErrDiskFull", err)
+			t.Fatalf("Append with 12 MiB free (min 16 MiB) = %v, want ErrDiskFull", err)
 		}
 	}
 	st := s.Stats()
 	if st.Failed != 3 || st.Fault != "disk full" {
 		t.Errorf("Stats() = %+v, want Failed 3, Fault \"disk full\"", st)
 	}
-	// Forwarding goes on while the disk is full.
+	if got := s.QueueStats("d").NextSeq; got != 9 {
+		t.Errorf("NextSeq after 5 stored and 3 refused = %d, want 9 (refused events leave a gap)", got)
+	}
+	// Forwarding and acknowledgements go on while appends are refused.
 	if diff := cmp.Diff(before, drainAll(t, s, "d")); diff != "" {
 		t.Errorf("delivered while full (-want +got):\n%s", diff)
 	}
 
 	free.Store(30 << 20)
-	after := mustAppend(t, s, "d", 2, 10)
-	if diff := cmp.Diff([]uint64{6, 7}, after); diff != "" {
+	queued := mustAppend(t, s, "d", 2, 10)
+	if diff := cmp.Diff([]uint64{9, 10}, queued); diff != "" {
 		t.Errorf("seqs after recovery (-want +got):\n%s", diff)
 	}
 	if st := s.Stats(); st.Fault != "" {
 		t.Errorf("Fault after recovery = %q, want empty", st.Fault)
 	}
+
+	// Below MinFree/2 even acknowledgements stop: the events stay queued
+	// and are delivered (again) once space returns.
+	free.Store(6 << 20)
+	pub := &fakePublisher{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Forward(ctx, "d", pub) }()
+	testwait.For(t, 20*time.Second, "both events published", func() bool { return len(distinct(pub.seqs())) == 2 })
+	if got := s.QueueStats("d").Len; got != 2 {
+		t.Errorf("Len with 6 MiB free (acks need 8 MiB) = %d, want 2: the cursor must not be written", got)
+	}
+	free.Store(30 << 20)
+	testwait.For(t, 20*time.Second, "queue d empty after space returned", func() bool { return s.QueueStats("d").Len == 0 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Forward = %v", err)
+	}
+	if diff := cmp.Diff(queued, distinct(pub.seqs())); diff != "" {
+		t.Errorf("delivered after recovery (-want +got):\n%s", diff)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Failed survives the restart.
+	s = openTest(t, cfg)
+	if got := s.QueueStats("d"); got.Failed != 3 || got.NextSeq != 11 {
+		t.Errorf("after reopen QueueStats = %+v, want Failed 3, NextSeq 11", got)
+	}
 }
 
-// TestDiskFullTmpfs fills a real, small tmpfs. It needs root (mount); it
-// skips where mounting is not allowed.
+// TestDiskFullTmpfs fills a real, small tmpfs with the buffer's own
+// events. It needs root (mount); it skips where mounting is not allowed.
 func TestDiskFullTmpfs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("mounts a tmpfs")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s); TestDiskFullInjected covers the guard", err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
+	mnt := mountTmpfs(t, "64m")
 	dir := filepath.Join(mnt, "buffer")
-	s, err := Open(Config{Dir: dir, Sync: time.Millisecond, MinFree: 8 << 20}, testLogger(t))
+	s, err := Open(Config{Dir: dir, Sync: time.Millisecond, MinFree: 16 << 20}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 
-	// Leave about 12 MiB free.
+	// Leave about 24 MiB free (MinFree is 16 MiB).
 	free, err := statfsFree(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(mnt, "filler")
-	if err := os.WriteFile(filler, make([]byte, free-(12<<20)), 0o600); err != nil {
+	if err := os.WriteFile(filler, make([]byte, free-(24<<20)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stored []uint64
@@ -93,7 +122,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		stored = append(stored, seq)
 	}
 	if !full {
-		t.Fatalf("no ErrDiskFull after %d appends of 1 KB with 12 MiB free", len(stored))
+		t.Fatalf("no ErrDiskFull after %d appends of 1 KB with 24 MiB free", len(stored))
 	}
 	t.Logf("refused after %d events", len(stored))
 
@@ -101,8 +130,8 @@ func TestDiskFullTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	more := mustAppend(t, s, "d", 100, 1000)
-	if more[0] != stored[len(stored)-1]+1 {
-		t.Errorf("first seq after recovery = %d, want %d", more[0], stored[len(stored)-1]+1)
+	if want := stored[len(stored)-1] + 2; more[0] != want {
+		t.Errorf("first seq after recovery = %d, want %d (the refused event's seq is a gap)", more[0], want)
 	}
 	got := drainAll(t, s, "d")
 	if diff := cmp.Diff(append(stored, more...), got); diff != "" {
@@ -110,5 +139,40 @@ func TestDiskFullTmpfs(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
+	}
+}
+
+// TestCloseOnFullDisk: Close on a file system another process filled must
+// not crash (Badger flushes its memtable into a new memory-mapped table on
+// Close). Badger retries the flush until space returns; then Close
+// completes and nothing is lost.
+func TestCloseOnFullDisk(t *testing.T) {
+	mnt := mountTmpfs(t, "64m")
+	dir := filepath.Join(mnt, "buffer")
+	var logs captureLogger
+	cfg := Config{Dir: dir, Sync: time.Millisecond, MinFree: 16 << 20}
+	s, err := Open(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mustAppend(t, s, "d", 1000, 100)
+	filler := filepath.Join(mnt, "filler")
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").CombinedOutput(); err == nil {
+		t.Fatalf("dd did not fill the tmpfs: %s", out)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	testwait.For(t, 20*time.Second, "Badger failing to flush on the full disk", func() bool {
+		return strings.Contains(logs.String(), "error flushing memtable")
+	})
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close after space returned = %v", err)
+	}
+	s = openTest(t, cfg)
+	if diff := cmp.Diff(want, drainAll(t, s, "d")); diff != "" {
+		t.Errorf("delivered after reopen (-want +got):\n%s", diff)
 	}
 }

@@ -12,12 +12,15 @@
 //
 // # Guarantees
 //
-//   - Sequence numbers: Append assigns seq, strictly increasing per queue and
-//     never reused, across restarts, kill -9, reclamation and power loss. A
-//     seq is consumed only when its event is stored; gaps appear only where
-//     events were lost by policy (drop_oldest, max_age, a corrupt record) or
-//     after a power loss with group commit (see below); each is counted in
-//     QueueStats (Dropped, Corrupt, Skipped) and logged.
+//   - Sequence numbers: Append assigns seq, strictly increasing per queue.
+//     A seq is consumed when its event is stored, and also when an event
+//     built with it could not be kept (ErrDiskFull, a failed write: counted
+//     in QueueStats.Failed), so that receivers see the gap. It is not
+//     consumed when build fails, the payload is too large, drop_newest
+//     refuses the event (counted in Dropped) or the Store is closed. Gaps
+//     appear only where events were lost: by policy (drop_oldest, max_age:
+//     Dropped), for lack of space (Failed), to damage (Corrupt), or after a
+//     possible power loss or damaged storage (Skipped); each is logged.
 //   - Durability: with Config.Sync = 0 every Append is fsynced before it
 //     returns. With Sync > 0 (group commit) an appended event survives a crash
 //     or kill -9 of the process at once (Badger's write-ahead log is a shared
@@ -48,14 +51,88 @@
 //     record each. Config.MaxAge removes events that waited too long (a
 //     periodic sweep, and Forward skips expired events it reads).
 //     Every event removed or refused by policy is counted (QueueStats) and
-//     logged. A free-space guard (statfs) refuses appends with ErrDiskFull
-//     before the file system fills up, because Badger writes through memory
-//     maps and a full disk would kill the process with SIGBUS.
-//   - Faults: a corrupt record is skipped, counted and logged; it never
-//     blocks start-up or delivery. A Badger directory that cannot be opened is
-//     moved aside (db.broken-<time>) and a fresh one created; a buffer
-//     directory that cannot be used at all makes Open fall back to an
-//     in-memory store. Both are reported in Stats.Fault and logged at Error.
+//     logged.
+//   - Disk space: every Badger write passes a free-space guard (statfs,
+//     trusted for at most 100 ms, re-run before every write near the floor)
+//     with three floors: new events stop at Config.MinFree (ErrDiskFull),
+//     acknowledgements and cursor writes at MinFree/2 (so a full buffer
+//     still drains and gives space back), space reclamation at MinFree/4.
+//     Badger writes its logs and tables through memory maps; a write into a
+//     sparse mapped file on a full file system would kill the process with
+//     SIGBUS, so the memory-mapped files are allocated in full when created
+//     (third_party/ristretto): the log being written cannot fault however
+//     full another process makes the disk.
+//   - Faults: a record that does not decode is skipped, counted (Corrupt)
+//     and logged; it never blocks start-up or delivery. Open never panics and
+//     never refuses to start on damaged storage (see the list below); what it
+//     recovers from is reported in Stats.Fault and logged at Error.
+//
+// # What survives what
+//
+// Each statement names the tests that show it.
+//
+//   - kill -9 at any moment: every event Append returned nil for is
+//     delivered afterwards (or was already), no seq is reused, at most one
+//     window is re-sent. TestCrashKill9, TestContract/*/reopen_after_unclean_stop.
+//   - Power loss: with sync = always nothing confirmed is lost; with group
+//     commit at most about the last Sync interval, and numbering resumes
+//     above the lease (Skipped). TestContract/*/reopen_after_power_loss.
+//   - Close and reopen: everything waiting, in order, numbering continues.
+//     TestContract/*/reopen_after_close, TestContract/*/seq_not_reused_after_reclaim.
+//   - Broker or network outage of any length: events wait within
+//     MaxBytes/MaxAge and are delivered in order when it ends.
+//     TestContract/*/forward_uplink_down_then_up, TestContract/*/forward_fails_nth_publish.
+//   - Buffer full: drop_oldest/drop_newest/max_age drop what they must,
+//     counted. TestContract/*/drop_newest, TestContract/*/drop_oldest,
+//     TestContract/*/drop_oldest_takes_from_largest_queue, TestContract/*/max_age.
+//   - Disk full (our own writes or another process's): new events are
+//     refused with ErrDiskFull, their seqs consumed and counted (Failed, kept
+//     in state.json across restarts); delivery goes on while more than
+//     MinFree/2 is free and pauses below it; nothing accepted is lost and all
+//     resumes when space returns. No SIGBUS. TestDiskFullInjected,
+//     TestDiskFullTmpfs, TestDiskFullOtherProcess (a real tmpfs filled by dd
+//     while a child process holds a backlog and its broker returns).
+//   - A damaged record value (checksum or seq mismatch): skipped and counted
+//     at delivery. TestContract/*/corrupt_record_skipped,
+//     TestContract/*/corrupt_record_after_reopen, FuzzDecodeRecord.
+//   - A damaged table block (.sst data): Open verifies every block; the
+//     readable records, cursors and queue names are copied into a new
+//     database, the damaged one is moved aside (db.broken-<time>), and the
+//     records of the bad block are counted in Corrupt. Without the free space
+//     for the copy the database is moved aside whole instead.
+//     TestCorruptFiles/sst_block, TestCorruptFiles/sst_block_no_space_to_salvage,
+//     FuzzOpenCorrupt.
+//   - A damaged table index or MANIFEST: Badger cannot open the database; it
+//     is moved aside whole and a new one started, numbering continues above
+//     the leases. Its records stay in db.broken-<time>, not delivered.
+//     TestCorruptFiles/sst_index, TestCorruptFiles/manifest,
+//     TestOpenRecovers/corrupt_manifest.
+//   - A damaged value log: set aside (it never holds our records: they are
+//     all inline); nothing is lost. TestCorruptFiles/vlog.
+//   - A damaged memtable log (the newest events, not yet in a table): the
+//     events from the damage on are lost (uncounted: their number cannot be
+//     read), reported in Stats.Fault, and numbering resumes above the
+//     leases so no seq is reused. TestCorruptMemtableLog.
+//   - A panic while loading the queues at Open (the last resort): the
+//     database is moved aside. TestLoadPanicMovesAside.
+//   - Close on a full disk: no crash; Badger retries flushing its memtable
+//     until space returns, then Close completes and nothing is lost.
+//     TestCloseOnFullDisk.
+//   - state.json lost or unreadable: the events are kept; numbering restarts
+//     from a time-based floor. TestOpenRecovers/state_file_lost.
+//   - A buffer directory that cannot be used at all: Open falls back to
+//     memory (reported). TestOpenRecovers/dir_is_a_file.
+//
+// Not covered: damage to a table index or MANIFEST loses the records of
+// that database for the running bridge (they stay on disk, moved aside);
+// a file system with no space at all at start-up makes Open fall back to
+// memory (Badger cannot write its lock file), so the backlog on disk waits
+// for the next start; a disk filled by another process in the microseconds
+// between the guard's statfs and a memtable log rotation can still leave
+// that log sparse (see third_party/ristretto/FIELDBRIDGE.md); a table block
+// damaged while the bridge runs (after Open's check) ends the reads of its
+// table early, so the records behind it can be skipped uncounted until the
+// next start finds the damage.
 //
 // # On-disk layout
 //

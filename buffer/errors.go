@@ -16,7 +16,8 @@ var (
 	// event is never queued and no seq is consumed.
 	ErrTooLarge = errors.New("buffer: payload too large")
 	// ErrDiskFull is returned by Append when the file system holding the
-	// buffer has less than Config.MinFree available. The event is not stored
-	// (counted as failed); appends succeed again once space returns.
+	// buffer has less than Config.MinFree available. The event is not
+	// stored; its seq is consumed (receivers see the gap) and it is counted
+	// in QueueStats.Failed. Appends succeed again once space returns.
 	ErrDiskFull = errors.New("buffer: not enough free disk space")
 )

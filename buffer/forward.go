@@ -12,7 +12,9 @@ import (
 )
 
 // Publisher hands messages to the uplink. cmd/bridge supplies the MQTT
-// client; tests supply fakes.
+// client; tests supply fakes. A Publisher that also has a Connected() bool
+// method tells Forward whether its connection is up: failures while it is
+// not are retried without a "stalled" warning.
 type Publisher interface {
 	// Publish hands one message to the uplink and returns at once. The
 	// returned channel receives exactly one value: nil when the broker
@@ -270,7 +272,7 @@ func (f *forwarder) pop(err error) {
 	}
 	if fl.res != nil && err != nil {
 		f.failing = true
-		if !f.stalled {
+		if !f.stalled && connected(f.pub) {
 			f.stalled = true
 			f.log.Warn("buffer forward stalled, will resend from the first unacknowledged event",
 				"seq", fl.seq, "err", err)
@@ -287,6 +289,15 @@ func (f *forwarder) pop(err error) {
 		}
 	}
 	f.acked = append(f.acked, fl)
+}
+
+// connected reports whether pub says its connection is up; a Publisher
+// that cannot tell counts as connected. A publish that failed while the
+// uplink is down is no stall of the forwarder: the uplink reports that
+// itself, and the forwarder only retries.
+func connected(pub Publisher) bool {
+	c, ok := pub.(interface{ Connected() bool })
+	return !ok || c.Connected()
 }
 
 // takeReady settles the front of the window as far as results are already

@@ -54,6 +54,7 @@ func (s *Store) maintain() {
 			s.expireAll()
 		case <-reclaim.C:
 			s.reclaim()
+			s.saveFailed()
 		case <-s.reclaimNow:
 			s.reclaim()
 		}
@@ -144,6 +145,10 @@ func (s *Store) reclaim() {
 		s.removed.Store(0)
 		return
 	}
+	if err := s.checkDisk(writeReclaim, 0); err != nil {
+		s.log.Debug("buffer space reclamation postponed", "err", err)
+		return
+	}
 	if err := s.db.DropPrefix(prefixes...); err != nil {
 		s.log.Warn("buffer space reclamation failed", "err", err)
 		return
@@ -174,7 +179,7 @@ func (s *Store) flattenWhenEmpty() {
 	}
 	s.gate.Lock()
 	defer s.gate.Unlock()
-	if s.closed {
+	if s.closed || s.checkDisk(writeReclaim, 0) != nil {
 		return
 	}
 	if err := s.db.Flatten(2); err != nil {

@@ -29,7 +29,14 @@ type stateFile struct {
 	SyncAlways bool `json:"sync_always"`
 	// Leases maps a queue name to a seq bound: no seq at or above it has
 	// been handed out. After a clean Close it is the exact next seq.
-	Leases  map[string]uint64 `json:"leases"`
+	Leases map[string]uint64 `json:"leases"`
+	// Failed maps a queue name to the events it could not keep (no disk
+	// space, a failed write) since the buffer was created: QueueStats.Failed
+	// survives restarts, so what went missing stays reported.
+	Failed map[string]uint64 `json:"failed,omitempty"`
+	// Queues maps a queue name to its id: a copy of the registry in the
+	// database, so that a salvage finds the queues of a damaged registry.
+	Queues  map[string]uint32 `json:"queues,omitempty"`
 	Written time.Time         `json:"written"`
 }
 
@@ -48,7 +55,54 @@ func readState(dir string) (stateFile, error) {
 	if st.Leases == nil {
 		st.Leases = map[string]uint64{}
 	}
+	if st.Failed == nil {
+		st.Failed = map[string]uint64{}
+	}
 	return st, nil
+}
+
+// withFailed returns st with the Failed counters and the ids of qs. The
+// caller holds leaseMu (lock order: leaseMu -> queue.mu).
+func withFailed(st stateFile, qs []*queue) stateFile {
+	failed := make(map[string]uint64, len(st.Failed)+len(qs))
+	for name, n := range st.Failed {
+		failed[name] = n
+	}
+	ids := make(map[string]uint32, len(st.Queues)+len(qs))
+	for name, id := range st.Queues {
+		ids[name] = id
+	}
+	for _, q := range qs {
+		ids[q.name] = q.qid
+		q.mu.Lock()
+		if q.failed > 0 {
+			failed[q.name] = q.failed
+		}
+		q.mu.Unlock()
+	}
+	st.Failed, st.Queues = failed, ids
+	return st
+}
+
+// saveFailed writes the Failed counters to state.json when they changed
+// since the last write. A failure (the disk is full) is retried on the next
+// call; Close writes them too.
+func (s *Store) saveFailed() {
+	if !s.persistent || !s.failedDirty.Swap(false) {
+		return
+	}
+	qs := s.snapshotQueues() // before leaseMu: lock order is mu -> leaseMu
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.stateClosed {
+		return
+	}
+	st := withFailed(s.state, qs)
+	if err := writeState(s.dir, st); err != nil {
+		s.failedDirty.Store(true)
+		return
+	}
+	s.state = st
 }
 
 func writeState(dir string, st stateFile) error {

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// QueueStats describes one queue. Counters count since Open.
+// QueueStats describes one queue. Counters count since Open, except
+// Failed.
 type QueueStats struct {
 	Queue string
 	// Len is the number of events waiting (not yet acknowledged or
@@ -28,12 +29,17 @@ type QueueStats struct {
 	DroppedAge uint64
 	// Corrupt counts records skipped because they did not decode.
 	Corrupt uint64
-	// Failed counts appends refused for lack of disk space or a storage
-	// error.
+	// Failed counts events that could not be kept: Append refused them
+	// for lack of disk space (ErrDiskFull) or a storage error, after their
+	// seq was assigned, so each left a gap. Unlike the other counters it
+	// counts since the buffer directory was created: it is kept in
+	// state.json across restarts (at Close, at lease renewals and once a
+	// minute when it moved).
 	Failed uint64
 	// Skipped is how many seq numbers Open skipped for this queue because
-	// they may have been handed out before an unclean stop (power loss) or
-	// lost state; receivers see them as a gap.
+	// they may have been handed out before an unclean stop (power loss),
+	// lost state or damaged storage (a database or memtable log moved
+	// aside); receivers see them as a gap.
 	Skipped uint64
 }
 

@@ -47,11 +47,13 @@ type Store struct {
 	stateClosed bool
 	startSeq    map[string]uint64 // minimal next seq per queue decided at Open
 	seqFloor    uint64            // minimal next seq for every queue (lost state)
+	salvaged    map[string]uint64 // records lost to damage found at Open, per queue
 
-	dirty      atomic.Bool  // written since the last group-commit sync
-	removed    atomic.Int64 // bytes acknowledged or dropped since the last reclamation
-	reclaimNow chan struct{}
-	dropChunk  int64 // drop_oldest removes at least this many bytes at a time
+	dirty       atomic.Bool  // written since the last group-commit sync
+	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
+	removed     atomic.Int64 // bytes acknowledged or dropped since the last reclamation
+	reclaimNow  chan struct{}
+	dropChunk   int64 // drop_oldest removes at least this many bytes at a time
 
 	disk diskGuard
 
@@ -136,8 +138,8 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 	} else if err := s.openDisk(); err != nil {
 		return nil, err
 	}
-	if err := s.load(); err != nil {
-		_ = s.db.Close()
+	if err := s.loadOrRecover(); err != nil {
+		_ = closeQuietly(s.db)
 		return nil, err
 	}
 	if s.persistent {
@@ -151,6 +153,11 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 			q.lease = q.tail + cfg.leaseBlock
 			s.state.Leases[q.name] = q.lease
 		}
+		qs := make([]*queue, 0, len(s.queues))
+		for _, q := range s.queues {
+			qs = append(qs, q)
+		}
+		s.state = withFailed(s.state, qs)
 		err := writeState(s.dir, s.state)
 		if err != nil {
 			for _, q := range s.queues {
@@ -197,16 +204,45 @@ func (s *Store) openDisk() error {
 		return s.fallBackToMemory(fmt.Sprintf("buffer directory not writable: %v", err))
 	}
 
+	// quarantined: records may have been lost, number above the leases.
+	// replaced: the database was moved aside and a new one started.
+	quarantined, replaced := false, false
+	damaged := damagedLogs(dbDir) // before Badger replays (and truncates) them
 	db, err := s.openBadger(dbDir)
-	quarantined := false
+	if err != nil && isLockErr(err) {
+		return fmt.Errorf("buffer: %s is in use by another process", dbDir)
+	}
+	for name, end := range damaged {
+		quarantined = true
+		s.log.Error("buffer memtable log damaged; the events written after the damage are lost, numbering resumes above the last lease",
+			"file", name, "offset", end)
+		s.setFault(fmt.Sprintf("memtable log %s damaged at offset %d, newer events lost", name, end))
+	}
 	if err != nil {
-		if isLockErr(err) {
-			return fmt.Errorf("buffer: %s is in use by another process", dbDir)
+		var setAside bool
+		if db, setAside, err = s.setAsideLogs(dbDir, err); setAside {
+			quarantined = true
 		}
+	}
+	if err != nil {
 		if db, err = s.replaceBroken(dbDir, err); err != nil {
 			return s.fallBackToMemory(err.Error())
 		}
-		quarantined = true
+		quarantined, replaced = true, true
+	}
+	if !replaced {
+		if damage := checkDB(db); damage != nil {
+			// salvage counts what it lost at the end of a queue from
+			// the leases (set again below).
+			s.state = st
+			if db, err = s.salvage(dbDir, db, damage); err != nil {
+				s.log.Error("buffer salvage failed", "err", err)
+				if db, err = s.replaceBroken(dbDir, damage); err != nil {
+					return s.fallBackToMemory(err.Error())
+				}
+			}
+			quarantined = true
+		}
 	}
 	s.db = db
 	s.dir = dir
@@ -328,7 +364,12 @@ func (s *Store) badgerOptions(dir string) badger.Options {
 		// GC, none of the vlog-only bugs. Badger caps the threshold at 1 MiB
 		// and at 15% of the memtable (its largest batch).
 		WithValueThreshold(min(1<<20, mt*15/100-1024)).
-		WithValueLogFileSize(16 << 20).
+		// The smallest value log Badger allows: it is never written (see
+		// above) but is created, and allocated in full (third_party/ristretto).
+		WithValueLogFileSize(1 << 20).
+		// A damaged table block is an error, not garbage or a panic in
+		// Badger's block iterator; Open verifies every block (checkDB).
+		WithChecksumVerificationMode(options.OnBlockRead).
 		// A FIFO reads each block about once: no block cache, and hence no
 		// compression (Badger panics on compression without a cache).
 		WithCompression(options.None).WithBlockCacheSize(0).
@@ -347,6 +388,43 @@ func (s *Store) openBadger(dir string) (db *badger.DB, err error) {
 		}
 	}()
 	return badger.Open(s.badgerOptions(dir))
+}
+
+// loadOrRecover runs load. A panic in it (Badger on damage that the checks
+// in openDisk did not catch) is the last resort: the database is moved
+// aside, numbering resumes above the leases, and the fresh one is loaded.
+func (s *Store) loadOrRecover() error {
+	panicked, err := s.loadSafely()
+	if !panicked || !s.persistent {
+		return err
+	}
+	_ = closeQuietly(s.db)
+	s.queues, s.nextQID = map[string]*queue{}, 1
+	s.total.Store(0)
+	s.removed.Store(0)
+	s.startSeq = make(map[string]uint64, len(s.state.Leases))
+	for name, l := range s.state.Leases {
+		s.startSeq[name] = l
+	}
+	db, rerr := s.replaceBroken(filepath.Join(s.dir, "db"), err)
+	if rerr != nil {
+		if err := s.fallBackToMemory(rerr.Error()); err != nil {
+			return err
+		}
+	} else {
+		s.db = db
+	}
+	_, err = s.loadSafely()
+	return err
+}
+
+func (s *Store) loadSafely() (panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, err = true, fmt.Errorf("panic while loading the queues: %v", r)
+		}
+	}()
+	return false, s.load()
 }
 
 // load reads the queue registry and cursors and recounts every queue.
@@ -369,9 +447,13 @@ func (s *Store) load() error {
 		return fmt.Errorf("buffer: read format version: %v", err)
 	}
 	if write {
-		if err := s.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
-		}); err != nil {
+		err := s.checkDisk(writeCursor, 0)
+		if err == nil {
+			err = s.db.Update(func(txn *badger.Txn) error {
+				return txn.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
+			})
+		}
+		if err != nil {
 			s.noteWriteError(err) // appends will report it too
 		}
 	}
@@ -385,6 +467,7 @@ func (s *Store) load() error {
 		}
 		name := string(it.Item().Key()[1:])
 		q := newQueue(name, binary.BigEndian.Uint32(v))
+		q.failed = s.state.Failed[name]
 		s.queues[name] = q
 		s.nextQID = max(s.nextQID, q.qid+1)
 	}
@@ -413,6 +496,9 @@ func newQueue(name string, qid uint32) *queue {
 }
 
 func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
+	if s.cfg.loadFault != nil {
+		s.cfg.loadFault(q.name)
+	}
 	item, err := txn.Get(headKey(q.qid))
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
@@ -455,6 +541,7 @@ func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
 	q.tail = max(exact, s.startSeq[q.name], s.seqFloor, 1)
 	q.lease = s.state.Leases[q.name]
 	q.skipped = q.tail - exact
+	q.corrupt = s.salvaged[q.name]
 	if q.tail > exact && exact > 1 {
 		s.log.Warn("buffer seq gap at start-up: earlier numbers may have been issued before an unclean stop",
 			"queue", q.name, "from_seq", exact, "to_seq", q.tail-1)
@@ -479,7 +566,11 @@ func (s *Store) queue(name string) (*queue, error) {
 	q.tail = max(s.startSeq[name], s.seqFloor, 1)
 	s.leaseMu.Lock()
 	q.lease = s.state.Leases[name]
+	q.failed = s.state.Failed[name]
 	s.leaseMu.Unlock()
+	if err := s.checkDisk(writeCursor, int64(len(name))+16); err != nil {
+		return nil, err
+	}
 	s.gate.RLock()
 	var err error
 	if s.closed {
@@ -560,6 +651,7 @@ func (s *Store) close() error {
 			st.Leases[q.name] = q.tail
 			q.mu.Unlock()
 		}
+		st = withFailed(st, qs)
 		st.Clean = len(errs) == 0
 		if err := writeState(s.dir, st); err != nil {
 			errs = append(errs, fmt.Errorf("write %s: %v", stateName, err))
@@ -574,22 +666,23 @@ func (s *Store) close() error {
 // renewLease records in state.json that seqs up to seq+leaseBlock may be
 // handed out, before seq is. The caller holds q.appendMu.
 func (s *Store) renewLease(q *queue, seq uint64) error {
+	qs := s.snapshotQueues() // before leaseMu: lock order is mu -> leaseMu
 	s.leaseMu.Lock()
 	defer s.leaseMu.Unlock()
 	if s.stateClosed {
 		return ErrClosed
 	}
 	bound := seq + s.cfg.leaseBlock
-	old, had := s.state.Leases[q.name]
-	s.state.Leases[q.name] = bound
-	if err := writeState(s.dir, s.state); err != nil {
-		if had {
-			s.state.Leases[q.name] = old
-		} else {
-			delete(s.state.Leases, q.name)
-		}
+	st := withFailed(s.state, qs)
+	st.Leases = make(map[string]uint64, len(s.state.Leases)+1)
+	for name, l := range s.state.Leases {
+		st.Leases[name] = l
+	}
+	st.Leases[q.name] = bound
+	if err := writeState(s.dir, st); err != nil {
 		return fmt.Errorf("buffer: record seq lease for %q: %v", q.name, err)
 	}
+	s.state = st
 	q.lease = bound
 	return nil
 }

@@ -24,11 +24,19 @@ const (
 	DefaultMaxAge    = 72 * time.Hour
 	DefaultSync      = time.Second
 	DefaultInFlight  = 64
+	// DefaultMinFree and MinMinFree are buffer.DefaultMinFree and
+	// buffer.MinFreeFloor (config does not import buffer;
+	// cmd/bridge checks that they agree).
+	DefaultMinFree   = 64 << 20
+	MinMinFree       = 16 << 20
 	DefaultTimeout   = time.Second
 	DefaultPoll      = 5 * time.Second
 	DefaultKeepAlive = 60 * time.Second
 	DefaultEventName = "reading"
 	maxIDLength      = 36
+	minTokenLength   = 8
+	maxTokenLength   = 36
+	tokenPunctuation = "_.!&@?*+()-" // besides A-Z a-z 0-9
 	defaultSimPeriod = time.Minute
 	maxDecimals      = 15
 	maxUnitID        = 255
@@ -105,6 +113,7 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 		cfg.DeviceTypes = append(cfg.DeviceTypes, dt)
 	}
 	seen := map[string]bool{}
+	onUnit := map[busUnit]string{}     // the first device polling each unit of each bus
 	lineType := map[*Bus]*DeviceType{} // a serial_line bus parses one kind of frame
 	for i := range raw.Devices {
 		d := &raw.Devices[i]
@@ -121,12 +130,37 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 				c.errorf(d.TypeRange, "One frame layout per serial line", "Every device on serial_line bus %q must be of type %q without point overrides: the bus parses one kind of frame.", dev.Bus.Name, first.Name)
 			}
 		}
+		c.warnSharedUnit(onUnit, d, dev)
 		cfg.Devices = append(cfg.Devices, dev)
 	}
 	if len(raw.Devices) == 0 {
 		c.warnf(start, "No devices", "The configuration defines no device block, so the bridge has nothing to poll.")
 	}
 	return cfg
+}
+
+// warnSharedUnit warns when dev polls a unit that an earlier device on the
+// same bus polls already (first holds those): two platform devices would
+// report one field device, usually a copied block whose unit was not changed.
+// It is a warning because splitting one field device into two platform
+// devices can be intended.
+func (c *checker) warnSharedUnit(first map[busUnit]string, d *deviceBlock, dev *Device) {
+	if dev.Bus == nil || (d.Unit != nil && (*d.Unit < 0 || *d.Unit > maxUnitID)) {
+		return
+	}
+	key := busUnit{dev.Bus.Name, dev.Unit}
+	if name, dup := first[key]; dup {
+		c.warnf(at(d.UnitRange, d.NameRange), "Two devices on one unit",
+			"Devices %q and %q both poll unit %d on bus %q: they read the same field device. Is the unit id right?", name, d.Name, dev.Unit, dev.Bus.Name)
+		return
+	}
+	first[key] = d.Name
+}
+
+// busUnit names one field device's address: a unit id on a bus.
+type busUnit struct {
+	bus  string
+	unit uint8
 }
 
 func (c *checker) platform(p *platformBlock) Platform {
@@ -226,7 +260,7 @@ func (c *checker) platform(p *platformBlock) Platform {
 	case p.Gateway != nil:
 		g := p.Gateway
 		c.checkID(g.Type, g.TypeRange, "gateway type")
-		c.checkID(g.ID, g.IDRange, "gateway id")
+		c.checkDeviceID(g.ID, g.IDRange, "gateway id")
 		out.Gateway = &Gateway{Type: g.Type, ID: g.ID, Token: c.token(g.Token, g.TokenRange, g.TokenFile, g.TokenFileRange, g.DefRange, true)}
 		if g.Rate != nil {
 			out.Gateway.Rate = *g.Rate
@@ -239,7 +273,8 @@ func (c *checker) platform(p *platformBlock) Platform {
 }
 
 func (c *checker) buffer(b *bufferBlock) Buffer {
-	out := Buffer{Dir: DefaultBufferDir, MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge, OnFull: "drop_oldest", Sync: DefaultSync, InFlight: DefaultInFlight}
+	out := Buffer{Dir: DefaultBufferDir, MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge, OnFull: "drop_oldest", Sync: DefaultSync,
+		InFlight: DefaultInFlight, MinFree: DefaultMinFree}
 	if b == nil {
 		return out
 	}
@@ -277,6 +312,14 @@ func (c *checker) buffer(b *bufferBlock) Buffer {
 		if out.Rate < 0 {
 			c.errorf(b.RateRange, "Invalid rate", "rate is events per second per device; 0 means unlimited.")
 		}
+	}
+	if b.MinFree != nil {
+		n, err := ParseSize(*b.MinFree)
+		if err != nil || n < MinMinFree {
+			c.errorf(b.MinFreeRange, "Invalid min_free",
+				"min_free is the free space the buffer leaves on its file system, at least 16MiB, like \"64MiB\".")
+		}
+		out.MinFree = n
 	}
 	return out
 }
@@ -393,7 +436,7 @@ func (c *checker) overridePoints(t *DeviceType, d *deviceBlock) *DeviceType {
 
 func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, types map[string]*DeviceType) *Device {
 	out := &Device{Name: d.Name, Unit: 1, Poll: DefaultPoll}
-	c.checkID(d.Name, d.NameRange, "device id")
+	c.checkDeviceID(d.Name, d.NameRange, "device id")
 	out.Type = types[d.Type]
 	if out.Type == nil {
 		c.errorf(d.TypeRange, "Unknown device type", "No device_type named %q is defined.%s", d.Type, didYouMean(d.Type, keys(types)))
@@ -450,10 +493,16 @@ func (c *checker) token(tok *string, tokRange hcl.Range, file *string, fileRange
 	case tok != nil:
 		if *tok == "" && need {
 			c.errorf(tokRange, "Empty token", "The token is empty; is its environment variable set to an empty string?")
+		} else if need {
+			c.checkToken(*tok, tokRange)
 		}
 		return *tok
 	case file != nil:
-		return c.readSecret(*file, fileRange)
+		t := c.readSecret(*file, fileRange)
+		if t != "" && need {
+			c.checkToken(t, fileRange)
+		}
+		return t
 	case need:
 		c.errorf(block, "Missing token", "Give the device's authentication token: token = env(\"NAME\") or token_file = \"/etc/bridge/NAME.token\".")
 	}
@@ -483,6 +532,36 @@ func (c *checker) duration(v string, rng hcl.Range, attr string) time.Duration {
 func (c *checker) checkID(v string, rng hcl.Range, what string) {
 	if !idPattern.MatchString(v) {
 		c.errorf(rng, "Invalid "+what, "%q breaks the platform's rules: 1 to %d characters of A-Z a-z 0-9 . _ -", v, maxIDLength)
+	}
+}
+
+// checkToken applies the platform's rule for authentication tokens
+// (protocol.md §1.2): the platform refuses the connection of a device whose
+// token breaks it, so it is an error here. The token itself is never shown.
+func (c *checker) checkToken(tok string, rng hcl.Range) {
+	if n := len(tok); n < minTokenLength || n > maxTokenLength {
+		c.errorf(rng, "Token length", "The token has %d characters; the platform accepts %d to %d.", n, minTokenLength, maxTokenLength)
+		return
+	}
+	for i := 0; i < len(tok); i++ {
+		if !tokenChar(tok[i]) {
+			c.errorf(rng, "Token character", "Character %d of the token is not one the platform accepts: A-Z a-z 0-9 and %s", i+1, strings.Join(strings.Split(tokenPunctuation, ""), " "))
+			return
+		}
+	}
+}
+
+func tokenChar(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte(tokenPunctuation, b) >= 0
+}
+
+// checkDeviceID applies checkID, and warns about a dot: the older platform
+// pages allow it in device ids, the Maximo-era page does not (protocol.md
+// §12.1), so such a device may be refused at registration.
+func (c *checker) checkDeviceID(v string, rng hcl.Range, what string) {
+	c.checkID(v, rng, what)
+	if idPattern.MatchString(v) && strings.Contains(v, ".") {
+		c.warnf(rng, "Dot in "+what, "%q: newer platform versions accept only A-Z a-z 0-9 - _ in device ids; a dot may be refused at registration.", v)
 	}
 }
 

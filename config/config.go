@@ -62,6 +62,9 @@ type Buffer struct {
 	Sync     time.Duration // 0 means sync every append ("always")
 	InFlight int
 	Rate     float64 // publishes per second per device; 0 unlimited
+	// MinFree is the free space the buffer's file system must keep: new
+	// events are refused (counted, reported) below it.
+	MinFree int64
 }
 
 // Bus kinds.

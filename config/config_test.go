@@ -123,7 +123,7 @@ device "d2" {
 	if p.Mode != ModeDevice || !p.TLS || p.Port != 8883 || p.QoS != 1 || p.CleanSession || p.KeepAlive != time.Minute || p.Domain != DefaultDomain {
 		t.Errorf("platform defaults = %+v", p)
 	}
-	if b := cfg.Buffer; b.MaxBytes != 256<<20 || b.OnFull != "drop_oldest" || b.Sync != time.Second || b.InFlight != 64 {
+	if b := cfg.Buffer; b.MaxBytes != 256<<20 || b.OnFull != "drop_oldest" || b.Sync != time.Second || b.InFlight != 64 || b.MinFree != 64<<20 {
 		t.Errorf("buffer defaults = %+v", b)
 	}
 	d1, d2 := cfg.Devices[0], cfg.Devices[1]
@@ -189,23 +189,6 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) succeeded", bad)
 		}
 	}
-}
-
-// FuzzParse checks that no input makes the loader panic.
-func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob("testdata/invalid/*.hcl")
-	files = append(files, "../config.example.hcl")
-	for _, p := range files {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(b)
-		}
-	}
-	f.Fuzz(func(t *testing.T, src []byte) {
-		if len(src) > 1<<16 {
-			return
-		}
-		Parse("fuzz.hcl", src, testEnv)
-	})
 }
 
 // TestDeviceMapsGolden loads maps written the way device manuals describe
@@ -354,5 +337,90 @@ device "s1" {
 	}
 	if typ.Points[0].Type != mapping.TypeString || typ.Points[1].Type != mapping.TypeFloat64 || typ.Points[1].Scale != 1000 {
 		t.Errorf("points = %+v", typ.Points)
+	}
+}
+
+// TestBufferMinFree: min_free takes a size (small partitions set it below
+// the 64MiB default); TestInvalidGolden covers the refusals.
+func TestBufferMinFree(t *testing.T) {
+	for src, want := range map[string]int64{
+		`buffer { min_free = "16MiB" }`: 16 << 20,
+		`buffer { min_free = "1GB" }`:   1e9,
+		`buffer { dir = "/tmp/b" }`:     DefaultMinFree,
+	} {
+		cfg, diags := Parse("b.hcl", []byte(`platform { org = "quickstart" }`+"\n"+src), testEnv)
+		if diags.HasErrors() {
+			t.Fatalf("%s: diagnostics: %v", src, diags)
+		}
+		if cfg.Buffer.MinFree != want {
+			t.Errorf("%s: MinFree = %d, want %d", src, cfg.Buffer.MinFree, want)
+		}
+	}
+}
+
+// TestTokenRulesFromEnvAndFile checks the platform's token rule on tokens
+// that come from the environment and from files, and that the diagnostic
+// never shows the token.
+func TestTokenRulesFromEnvAndFile(t *testing.T) {
+	const head = `
+platform { org = "ab12cd" }
+bus "b" {
+  modbus_tcp { address = "127.0.0.1:1502" }
+}
+device_type "t" {
+  point "p" {
+    table   = "holding"
+    address = 0
+    type    = "uint16"
+  }
+}
+`
+	secret := map[string]string{
+		"SHORT":           "abc1234",
+		"GOOD":            "meter-7-token",
+		"/etc/bridge/bad": "meter$7$token\n",
+		"/etc/bridge/ok":  "  meter-7-token\n",
+		"/etc/bridge/big": strings.Repeat("x", 37),
+	}
+	env := Environment{
+		LookupEnv: func(n string) (string, bool) { v, ok := secret[n]; return v, ok },
+		ReadFile: func(p string) ([]byte, error) {
+			if v, ok := secret[p]; ok {
+				return []byte(v), nil
+			}
+			return nil, errors.New("open " + p + ": no such file or directory")
+		},
+	}
+	tests := []struct {
+		token string // the device's token attribute
+		want  string // the diagnostic's summary, "" for none
+	}{
+		{`token = env("SHORT")`, "Token length"},
+		{`token = env("GOOD")`, ""},
+		{`token_file = "bad"`, "Token character"},
+		{`token_file = "big"`, "Token length"},
+		{`token_file = "ok"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.token, func(t *testing.T) {
+			src := head + "device \"d\" {\n  type = \"t\"\n  bus = \"b\"\n  " + tt.token + "\n}\n"
+			_, diags := Parse("/etc/bridge/bridge.hcl", []byte(src), env)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.Summary)
+				for _, v := range secret {
+					if strings.Contains(d.Detail, strings.TrimSpace(v)) {
+						t.Errorf("diagnostic %q shows the token", d.Detail)
+					}
+				}
+			}
+			var want []string
+			if tt.want != "" {
+				want = []string{tt.want}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Parse with %s: diagnostics (-want +got):\n%s", tt.token, diff)
+			}
+		})
 	}
 }

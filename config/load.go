@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,13 +27,23 @@ type Environment struct {
 // OS is the process environment.
 var OS = Environment{LookupEnv: os.LookupEnv, ReadFile: os.ReadFile}
 
+// MaxFileSize is the largest configuration file Load and Parse accept. A
+// real configuration of hundreds of devices is a few hundred kilobytes; a
+// bigger file is almost certainly not a configuration, and parsing and
+// checking it would only cost minutes and memory.
+const MaxFileSize = 1 << 20
+
 // Load parses and checks the configuration file at path. It returns every
-// problem it finds. When any of them is an error the Config holds only the
-// parsed Files, for Render.
+// problem it finds. The Config is never nil; when any problem is an error it
+// holds only the parsed Files, for Render. A path that does not exist, a
+// directory or a file over MaxFileSize is an error that names the path.
 func Load(path string) (*Config, hcl.Diagnostics) {
+	if d := checkFile(path); d != nil {
+		return &Config{}, hcl.Diagnostics{d}
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, hcl.Diagnostics{{
+		return &Config{}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read configuration file",
 			Detail:   err.Error(),
@@ -40,8 +52,45 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 	return Parse(path, src, OS)
 }
 
+// checkFile says what is wrong with path as a configuration file before it
+// is read: missing, a directory, or too big. It returns nil when nothing is.
+func checkFile(path string) *hcl.Diagnostic {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Configuration file not found",
+			Detail:   fmt.Sprintf("config file %s does not exist; give the path of an HCL file with -config (see config.example.hcl).", path),
+		}
+	case err != nil:
+		return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read configuration file", Detail: err.Error()}
+	case st.IsDir():
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Configuration file is a directory",
+			Detail:   fmt.Sprintf("config file %s is a directory; give the path of an HCL file with -config.", path),
+		}
+	case st.Size() > MaxFileSize:
+		return tooBig(path, st.Size())
+	}
+	return nil
+}
+
+// tooBig is the error for a file over MaxFileSize.
+func tooBig(path string, size int64) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Configuration file too large",
+		Detail:   fmt.Sprintf("config file %s is %d bytes; the limit is %d bytes (1 MiB). Is it the right file?", path, size, MaxFileSize),
+	}
+}
+
 // Parse is Load for a file already in memory.
 func Parse(filename string, src []byte, env Environment) (*Config, hcl.Diagnostics) {
+	if len(src) > MaxFileSize {
+		return &Config{}, hcl.Diagnostics{tooBig(filename, int64(len(src)))}
+	}
 	parser := hclparse.NewParser()
 	file, diags := parser.ParseHCL(src, filename)
 	files := parser.Files()

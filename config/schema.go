@@ -78,6 +78,8 @@ type bufferBlock struct {
 	InFlightRange hcl.Range `hcl:"in_flight,attr_value_range"`
 	Rate          *float64  `hcl:"rate,optional"`
 	RateRange     hcl.Range `hcl:"rate,attr_value_range"`
+	MinFree       *string   `hcl:"min_free,optional"`
+	MinFreeRange  hcl.Range `hcl:"min_free,attr_value_range"`
 }
 
 type busBlock struct {

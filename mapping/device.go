@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -13,15 +14,26 @@ import (
 // each point sits in it, and what each event last reported. It belongs to the
 // goroutine that owns the device's bus.
 type Device struct {
-	name    string
-	typ     *DeviceType
-	plan    []adapters.Range
-	where   []int // per point: index of the plan range that holds it
-	events  []eventState
-	status  Status
-	seen    bool   // a status was reported at least once
-	dropped uint64 // events the buffer dropped by policy, as last noted
+	name          string
+	typ           *DeviceType
+	plan          []adapters.Range
+	where         []int // per point: index of the plan range that holds it
+	events        []eventState
+	status        Status
+	seen          bool      // a status was reported at least once
+	dropped       uint64    // events the buffer could not keep, as last noted
+	dropReportAt  time.Time // reading time of the last status sent only for a new drop count
+	droppedBefore uint64    // dropped as the previous cycle saw it
+	// missed counts, per point, the cycles in a row its read failed for a
+	// transport reason while the device answered other reads.
+	missed []int
 }
+
+// failedAfter is how many cycles in a row a point's read must fail for a
+// transport reason (a timeout, a broken reply) while the device answers
+// other reads before the status names the point failed. One lost request is
+// not a change of the device's state; a range that never answers is.
+const failedAfter = 3
 
 type eventState struct {
 	def      *Event
@@ -35,6 +47,7 @@ func NewDevice(name string, typ *DeviceType, unit uint8, opt PlanOptions) (*Devi
 	opt.Unreadable = append(opt.Unreadable[:len(opt.Unreadable):len(opt.Unreadable)], typ.Unreadable...)
 	d := &Device{name: name, typ: typ, plan: Plan(typ.Points, unit, opt)}
 	d.where = make([]int, len(typ.Points))
+	d.missed = make([]int, len(typ.Points))
 	for i, p := range typ.Points {
 		d.where[i] = -1
 		for j, r := range d.plan {
@@ -92,18 +105,36 @@ type Status struct {
 	Up     bool
 	Error  string   // why the device is down, or why some points failed
 	Failed []string // points that could not be read while the device is up
-	// Dropped counts the device's events the buffer dropped by policy
-	// (full, too old) since the bridge started; 0 is not reported.
+	// Dropped counts the device's events the buffer could not keep: dropped
+	// by policy (full, too old) or refused (disk full); 0 is not reported.
 	Dropped uint64
 }
 
-func (s Status) equal(o Status) bool {
-	return s.Up == o.Up && s.Error == o.Error && s.Dropped == o.Dropped && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
+// sameState reports whether s and o describe the same state: up or down,
+// the same failed points, the same drop count. The error text is not
+// compared: it describes the state and may change while the state does not
+// (another timeout, another exception code), and a status event goes out
+// only on a real transition.
+func (s Status) sameState(o Status) bool {
+	return s.Dropped == o.Dropped && s.sameHealth(o)
 }
 
-// NoteDropped records how many of the device's events the buffer has
-// dropped by policy so far. A change goes out with the next status event,
-// so that nothing is dropped silently.
+// sameHealth is sameState without the drop count.
+func (s Status) sameHealth(o Status) bool {
+	return s.Up == o.Up && strings.Join(s.Failed, ",") == strings.Join(o.Failed, ",")
+}
+
+// droppedReportEvery spaces status events whose only news is a higher drop
+// count while that count keeps growing. While the disk is full every poll
+// refuses events (the status event too), and a status per poll would only
+// add to what is refused. The count is cumulative: the first cycle without
+// new drops (space is back) reports it at once.
+const droppedReportEvery = time.Minute
+
+// NoteDropped records how many of the device's events the buffer could not
+// keep so far. A change goes out with the next status event; while the count
+// keeps growing and nothing else changed, at most one such event per
+// droppedReportEvery. Nothing is dropped silently.
 func (d *Device) NoteDropped(n uint64) { d.dropped = n }
 
 // Process decodes one poll cycle and returns the events that are due: a
@@ -126,7 +157,11 @@ func (d *Device) Process(r adapters.Reading) []Output {
 	var out []Output
 	st := d.statusOf(r, errs)
 	st.Dropped = d.dropped
-	if !d.seen || !st.equal(d.status) {
+	defer func() { d.droppedBefore = d.dropped }()
+	if d.statusDue(st, r.Time) {
+		if st.sameHealth(d.status) {
+			d.dropReportAt = r.Time
+		}
 		d.seen, d.status = true, st
 		s := st
 		out = append(out, Output{Event: StatusEvent, Time: r.Time, Status: &s})
@@ -142,8 +177,22 @@ func (d *Device) Process(r adapters.Reading) []Output {
 	return out
 }
 
+// statusDue reports whether st must go out as a status event at time now.
+func (d *Device) statusDue(st Status, now time.Time) bool {
+	switch {
+	case !d.seen || !st.sameHealth(d.status):
+		return true
+	case st.Dropped != d.status.Dropped:
+		settled := st.Dropped == d.droppedBefore // no new drops since the last cycle
+		return settled || d.dropReportAt.IsZero() || now.Sub(d.dropReportAt) >= droppedReportEvery
+	}
+	return false
+}
+
 // statusOf derives the device status: down when no range could be read
-// because of transport trouble, up otherwise (with the failed points).
+// because of transport trouble, up otherwise, with the points that failed:
+// refused by the device or undecodable at once, failed for a transport
+// reason only after failedAfter cycles in a row.
 func (d *Device) statusOf(r adapters.Reading, errs []error) Status {
 	down := len(r.Blocks) > 0
 	for _, b := range r.Blocks {
@@ -153,26 +202,47 @@ func (d *Device) statusOf(r adapters.Reading, errs []error) Status {
 		}
 	}
 	if down {
-		return Status{Up: false, Error: r.Blocks[0].Err.Error()}
+		clear(d.missed)
+		return Status{Up: false, Error: stableError(r.Blocks[0].Err)}
 	}
 	st := Status{Up: true}
 	var first error
 	for i, err := range errs {
-		if err != nil {
-			st.Failed = append(st.Failed, d.typ.Points[i].Name)
-			if first == nil {
-				first = err
+		if err == nil {
+			d.missed[i] = 0
+			continue
+		}
+		if adapters.IsTransport(err) {
+			d.missed[i]++
+			if d.missed[i] < failedAfter {
+				continue
 			}
+		}
+		st.Failed = append(st.Failed, d.typ.Points[i].Name)
+		if first == nil {
+			first = err
 		}
 	}
 	if first != nil {
-		st.Error = first.Error()
+		st.Error = stableError(first)
 		var ex *adapters.ExceptionError
 		if errors.As(first, &ex) {
 			st.Error = "device refused a read: " + ex.Error()
 		}
 	}
 	return st
+}
+
+// localAddr matches the local half of a connection's "local->remote"
+// addresses in a Go net error ("read tcp 127.0.0.1:53422->10.0.0.5:502").
+var localAddr = regexp.MustCompile(`[^\s>]+:\d+->`)
+
+// stableError is err's text without a connection's local address, which
+// changes with every reconnect: the status event's error must name the
+// failure, not the attempt. (Adapters already leave it out; this keeps any
+// adapter's status stable.)
+func stableError(err error) string {
+	return localAddr.ReplaceAllString(err.Error(), "")
 }
 
 // due decides whether the event goes out now and builds it.

@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,33 @@ func TestDroppedEventsAreReported(t *testing.T) {
 	}
 	if outs := d.Process(meterReading(t0.Add(2*time.Second), 1, 0)); len(outs) > 0 && outs[0].Event == StatusEvent {
 		t.Errorf("status repeated without a change")
+	}
+	// While the disk is full the count grows every poll: one status per
+	// droppedReportEvery carries it, unless the health changes too.
+	var reported []uint64
+	for s := 3; s <= 3+150; s++ {
+		d.NoteDropped(42 + uint64(s))
+		for _, o := range d.Process(meterReading(t0.Add(time.Duration(s)*time.Second), 1, 0)) {
+			if o.Event == StatusEvent {
+				reported = append(reported, o.Status.Dropped)
+			}
+		}
+	}
+	if want := []uint64{42 + 61, 42 + 121}; !slices.Equal(reported, want) {
+		t.Errorf("drop counts reported %v, want %v (one per minute)", reported, want)
+	}
+	// Space is back: the first cycle without new drops reports the total.
+	outs = d.Process(meterReading(t0.Add(154*time.Second), 1, 0))
+	if len(outs) == 0 || outs[0].Status == nil || outs[0].Status.Dropped != 42+153 {
+		t.Errorf("drops settled: %+v, want a status carrying %d", outs, 42+153)
+	}
+	down := meterReading(t0.Add(155*time.Second), 1, 0)
+	for i := range down.Blocks {
+		down.Blocks[i].Err = adapters.ErrTimeout
+	}
+	d.NoteDropped(500)
+	if outs := d.Process(down); len(outs) != 1 || outs[0].Status == nil || outs[0].Status.Up || outs[0].Status.Dropped != 500 {
+		t.Errorf("going down with a new drop count: %+v, want one down status carrying 500", outs)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -62,19 +63,47 @@ type DMState struct {
 	// Managed is true after a successful Manage until Unmanage or dormancy.
 	Managed bool
 	// ManagedBy is the client ID that sent the last Manage: the device's own
-	// d: ID, or the g: ID of the gateway that manages it.
+	// d: ID, or the g: ID of the gateway that manages it. DM requests go to
+	// it and to nobody else (rule R3).
 	ManagedBy string
 	// Lifetime is the Manage lifetime; 0 means the device never goes dormant.
 	Lifetime time.Duration
 	// DormantAt is when the device becomes dormant (unmanaged) unless it sends
 	// Manage again; zero when Lifetime is 0.
-	DormantAt  time.Time
-	Supports   map[string]bool   // d.supports of the last Manage
-	DeviceInfo map[string]string // d.deviceInfo of the last Manage
-	Metadata   json.RawMessage   // d.metadata of the last Manage, compact JSON
-	Location   json.RawMessage   // d of the last location update, compact JSON
-	ErrorCodes []int             // diag.errorCodes, at most 100, oldest first
-	Logs       []DiagLog         // diag.log, at most 100, oldest first
+	DormantAt time.Time
+	// Dormant is true once DormantAt passed without another Manage (rule
+	// D7): the device is unmanaged and its mgmt.* attributes (Supports,
+	// PendingAction, Observed, Firmware) are gone until the next Manage.
+	Dormant bool
+	// Manages counts the accepted Manage requests; after a reboot a test
+	// waits for it to grow (rule D6).
+	Manages int
+	// PendingAction is device/reboot or device/factoryReset from the
+	// device's 202 until its next Manage, which completes the action (D6).
+	PendingAction string
+	Supports      map[string]bool   // d.supports of the last Manage
+	DeviceInfo    map[string]string // d.deviceInfo of the last Manage
+	Metadata      json.RawMessage   // d.metadata of the last Manage, compact JSON
+	Location      json.RawMessage   // d of the last location update, compact JSON
+	ErrorCodes    []int             // diag.errorCodes, at most 100, oldest first
+	Logs          []DiagLog         // diag.log, at most 100, oldest first
+	// Observed are the attributes the platform observes: an observe was
+	// answered 200 and no cancel since (protocol.md §7.6.1).
+	Observed map[string]bool
+	// Attributes holds the latest value of each attribute a device reported
+	// in an observe response or a notify, compact JSON, by field name.
+	Attributes map[string]json.RawMessage
+	// Firmware is mgmt.firmware as the platform knows it: staged by a
+	// device/update the device accepted (204), changed by notifies.
+	Firmware Firmware
+}
+
+// Firmware is the mgmt.firmware attribute (protocol.md §7.7).
+type Firmware struct {
+	Version, Name, URI, Verifier string
+	State                        int // FirmwareIdle, FirmwareDownloading, FirmwareDownloaded
+	UpdateStatus                 int // FirmwareSuccess ... FirmwareInvalidURI
+	UpdatedDateTime              string
 }
 
 // DiagLog is one diagnostic log entry (protocol.md §7.5.4).
@@ -92,12 +121,24 @@ func (s DMState) clone() DMState {
 	s.Location = bytes.Clone(s.Location)
 	s.ErrorCodes = slices.Clone(s.ErrorCodes)
 	s.Logs = slices.Clone(s.Logs)
+	s.Observed = maps.Clone(s.Observed)
+	s.Attributes = maps.Clone(s.Attributes)
 	return s
 }
 
-// managedAt reports whether s is managed and not dormant at now.
-func (s *DMState) managedAt(now time.Time) bool {
-	return s.Managed && (s.DormantAt.IsZero() || now.Before(s.DormantAt))
+// expire applies rule D7 at now: a managed device whose lifetime passed
+// becomes dormant and loses its mgmt.* attributes.
+func (s *DMState) expire(now time.Time) {
+	if !s.Managed || s.DormantAt.IsZero() || now.Before(s.DormantAt) {
+		return
+	}
+	s.Managed, s.Dormant = false, true
+	s.Supports, s.PendingAction, s.Observed, s.Firmware = nil, "", nil, Firmware{}
+	for name := range s.Attributes {
+		if name == "mgmt" || strings.HasPrefix(name, "mgmt.") {
+			delete(s.Attributes, name)
+		}
+	}
 }
 
 // dmServer emulates the platform's device-management server (rules D1–D4,
@@ -106,28 +147,44 @@ func (s *DMState) managedAt(now time.Time) bool {
 // and starts actions for DeviceAction.
 type dmServer struct {
 	p       *Platform
-	bundles map[string]bool
+	bundles map[string]bool   // every known bundle ID (rule D1)
+	defs    map[string]Bundle // declared bundles, by ID: custom actions are checked against them
 
 	mu      sync.Mutex
 	devices map[deviceKey]*DMState
 	waiters map[string]*dmWaiter // by reqId
+
+	fwWatch map[deviceKey]chan firmwareNotice // the running firmware action's notifies, by device
+
+	pubMu    sync.RWMutex // one DM publication at a time (writers); SUBSCRIBEs of iotdm-1 filters (readers); see dmroute.go
+	inFlight atomic.Pointer[dmDelivery]
 }
 
+// dmWaiter is a request waiting for its response: from device key, sent by
+// the client target (rule R3).
 type dmWaiter struct {
-	key deviceKey
-	ch  chan dmReply // capacity 1
+	key     deviceKey
+	target  string
+	onReply func(*DMState, Response) // applies a decoded response to the device's state, under dmServer.mu; may be nil
+	ch      chan dmReply             // capacity 1
 }
 
 // dmReply is a decoded iotdevice-1/response, or the reason it did not decode.
 type dmReply struct {
-	rc  int
-	err error
+	resp Response
+	err  error
 }
 
-func newDMServer(p *Platform, bundles []string) *dmServer {
-	s := &dmServer{p: p, bundles: map[string]bool{}, devices: map[deviceKey]*DMState{}, waiters: map[string]*dmWaiter{}}
-	for _, b := range bundles {
+func newDMServer(p *Platform, ids []string, defs []Bundle) *dmServer {
+	s := &dmServer{p: p, bundles: map[string]bool{}, defs: map[string]Bundle{},
+		devices: map[deviceKey]*DMState{}, waiters: map[string]*dmWaiter{},
+		fwWatch: map[deviceKey]chan firmwareNotice{}}
+	for _, b := range ids {
 		s.bundles[b] = true
+	}
+	for _, b := range defs {
+		s.bundles[b.ID] = true
+		s.defs[b.ID] = b
 	}
 	return s
 }
@@ -141,17 +198,24 @@ func (s *dmServer) handle(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 	}
 	key := deviceKey{t.typ, t.id}
 	if t.rest == "response" {
-		s.reply(key, pk.Payload)
+		s.reply(key, pk.Payload, pk.Origin)
 		return
 	}
 	env, rc, msg := decodeEnvelope(pk.Payload)
+	if rc == RCOK {
+		if manager, ok := s.speaksFor(key, pk.Origin); !ok {
+			rc, msg = RCConflict, "device is managed by another gateway"
+			s.p.record(Violation{ClientID: pk.Origin, Rule: "R3", Action: ActionRejected, Code: CodeNotAuthorized,
+				Detail: fmt.Sprintf("%s about %s/%s, which %s manages: rc 409", t.rest, t.typ, t.id, manager)})
+		}
+	}
 	if rc == RCOK {
 		rc, msg = s.apply(key, t.rest, env, pk.Origin)
 	}
 	if env.reqID == "" && rc == RCOK {
 		return // nothing to correlate a response with (e.g. a notify without reqId)
 	}
-	s.respond(key, env.reqID, rc, msg)
+	s.respond(key, env.reqID, rc, msg, pk.Origin)
 	s.p.log.Debug("dm request handled", "type", t.typ, "id", t.id, "request", t.rest, "rc", rc)
 }
 
@@ -168,7 +232,12 @@ func (s *dmServer) apply(key deviceKey, rest string, env dmEnvelope, origin stri
 		var m manageRequest
 		m, rc, msg = decodeManage(env, s.bundles)
 		update = func(st *DMState) {
-			st.Managed, st.ManagedBy, st.Lifetime = true, origin, m.lifetime
+			if st.PendingAction != "" {
+				s.p.log.Info("device management action completed by manage", "type", key.typ, "id", key.id, "action", st.PendingAction)
+			}
+			st.Managed, st.ManagedBy, st.Lifetime, st.Dormant = true, origin, m.lifetime, false
+			st.Manages++
+			st.PendingAction = "" // rule D6
 			st.DormantAt = time.Time{}
 			if m.lifetime > 0 {
 				st.DormantAt = s.p.now().Add(m.lifetime)
@@ -194,8 +263,9 @@ func (s *dmServer) apply(key deviceKey, rest string, env dmEnvelope, origin stri
 	case "clear/diag/log":
 		update = func(st *DMState) { st.Logs = nil }
 	case "notify":
-		rc, msg = decodeNotify(env)
-		update = func(*DMState) {}
+		var fields []Field
+		fields, rc, msg = decodeNotify(env)
+		update = func(st *DMState) { s.notified(key, st, fields, origin) }
 	default: // parseTopic admits no other rest
 		return RCBadRequest, "unknown request"
 	}
@@ -205,14 +275,7 @@ func (s *dmServer) apply(key deviceKey, rest string, env dmEnvelope, origin stri
 	if _, ok := s.p.reg.device(key.typ, key.id); !ok {
 		return RCNotFound, "device is not registered"
 	}
-	s.mu.Lock()
-	st := s.devices[key]
-	if st == nil {
-		st = &DMState{}
-		s.devices[key] = st
-	}
-	update(st)
-	s.mu.Unlock()
+	s.update(key, update)
 	if rest == "mgmt/manage" || rest == "mgmt/unmanage" {
 		s.p.log.Info("device management state changed", "type", key.typ, "id", key.id, "managed", rest == "mgmt/manage", "client_id", origin)
 	}
@@ -226,43 +289,85 @@ func appendBounded[T any](list []T, v T) []T {
 	return append(list, v)
 }
 
-// respond publishes the DM server's response at QoS 1.
-func (s *dmServer) respond(key deviceKey, reqID string, rc int, msg string) {
+// respond publishes the DM server's response at QoS 1 to the client that
+// sent the request (rule R3).
+func (s *dmServer) respond(key deviceKey, reqID string, rc int, msg, target string) {
 	b, _ := json.Marshal(struct {
 		RC      int    `json:"rc"`
 		Message string `json:"message,omitempty"`
 		ReqID   string `json:"reqId,omitempty"`
 	}{rc, msg, reqID}) // cannot fail
-	if err := s.p.publishPlatform(dmTopic(key.typ, key.id, "response"), b, 1, false); err != nil {
+	if err := s.publish(key, "response", b, target); err != nil {
 		s.p.log.Debug("dm response not sent", "type", key.typ, "id", key.id, "err", err)
 	}
 }
 
-// reply routes a device's iotdevice-1/response to the DeviceAction waiting
-// for its reqId.
-func (s *dmServer) reply(key deviceKey, payload []byte) {
-	reqID, rc, err := decodeResponse(payload)
+// reply routes a device's iotdevice-1/response to the request waiting for
+// its reqId. Only the client the request was sent to may answer it (rule
+// R3); anyone else's response is dropped and recorded.
+func (s *dmServer) reply(key deviceKey, payload []byte, origin string) {
+	reqID, resp, err := decodeResponse(payload)
 	s.mu.Lock()
 	w, ok := s.waiters[reqID]
-	if ok && w.key == key {
+	match := ok && w.key == key && w.target == origin
+	if match {
 		delete(s.waiters, reqID)
+		if err == nil && w.onReply != nil {
+			// Here rather than in the caller: the device's next message
+			// (a notify, a Manage after a reboot) must find the state the
+			// response created.
+			if st := s.currentLocked(key); st != nil {
+				w.onReply(st, resp)
+			}
+		}
 	}
 	s.mu.Unlock()
-	if !ok || w.key != key {
-		s.p.log.Debug("dm response without a request", "type", key.typ, "id", key.id, "req_id", reqID)
+	switch {
+	case ok && w.key == key && !match:
+		s.p.record(Violation{ClientID: origin, Rule: "R3", Action: ActionDropped, Code: CodeNotAuthorized,
+			Detail: fmt.Sprintf("response to request %s of %s/%s, which was sent to %s", short(reqID), key.typ, key.id, w.target)})
+		return
+	case !match:
+		s.p.log.Debug("dm response without a request", "type", key.typ, "id", key.id, "req_id", short(reqID))
 		return
 	}
-	w.ch <- dmReply{rc: rc, err: err}
+	w.ch <- dmReply{resp: resp, err: err}
 }
 
 func (s *dmServer) state(key deviceKey) (DMState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.devices[key]
+	st := s.currentLocked(key)
 	if st == nil {
 		return DMState{}, false
 	}
-	return st.clone(), st.managedAt(s.p.now())
+	return st.clone(), st.Managed
+}
+
+// currentLocked returns the state of key after rule D7 (s.mu held), nil
+// when the DM server has heard nothing of the device.
+func (s *dmServer) currentLocked(key deviceKey) *DMState {
+	st := s.devices[key]
+	if st != nil {
+		was := st.Managed
+		st.expire(s.p.now())
+		if was && st.Dormant {
+			s.p.log.Info("device went dormant", "type", key.typ, "id", key.id, "managed_by", st.ManagedBy)
+		}
+	}
+	return st
+}
+
+// update changes the state of key under s.mu, creating it if needed.
+func (s *dmServer) update(key deviceKey, f func(*DMState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.currentLocked(key)
+	if st == nil {
+		st = &DMState{}
+		s.devices[key] = st
+	}
+	f(st)
 }
 
 func (s *dmServer) forget(key deviceKey) {
@@ -286,12 +391,15 @@ func (p *Platform) Managed(typ, id string) (DMState, bool) {
 // iotdevice-1 response.
 //
 // action is one of device/reboot, device/factoryReset, firmware/download,
-// firmware/update (no params; the firmware sequences of rule D5 are not
-// emulated, only the initiate request is sent) or <bundleId>/<actionId> for
-// a custom action, whose params become d.fields. The device must be managed
-// and have advertised the capability (deviceActions, firmwareActions or the
-// bundle ID), else ErrNotManaged or ErrUnsupportedAction; an unknown or
-// malformed action or params for a built-in action are ErrInvalidAction.
+// firmware/update (no params; only the initiate request is sent, for tests
+// of a device's answers: FirmwareDownload and FirmwareUpdate run the whole
+// sequence of rule D5) or <bundleId>/<actionId> for a custom action, whose
+// params become d.fields after the check against a declared bundle. The
+// device must be managed and have advertised the capability
+// (deviceActions, firmwareActions or the bundle ID), else ErrNotManaged or
+// ErrUnsupportedAction; an unknown or malformed action, an unknown bundle
+// or params the bundle does not allow are ErrInvalidAction. A 202 to a
+// reboot or factory reset sets DMState.PendingAction (rule D6).
 //
 // DeviceAction waits until the response arrives, ctx is done (ctx.Err(); a
 // device with a durable session that is offline still gets the request when
@@ -301,78 +409,62 @@ func (p *Platform) DeviceAction(ctx context.Context, typ, id, action string, par
 	if p.quickstart {
 		return 0, ErrQuickstart
 	}
-	rest, capability, err := actionRequest(action, params)
+	rest, capability, params, err := p.dm.actionRequest(action, params)
 	if err != nil {
 		return 0, err
 	}
-	if checkIdent(typ) != nil || checkIdent(id) != nil {
-		return 0, fmt.Errorf("%w: device %q/%q", ErrInvalidTopic, typ, id)
+	key, err := p.dmTarget(typ, id, capability)
+	if err != nil {
+		return 0, err
 	}
-	if _, ok := p.reg.device(typ, id); !ok {
-		return 0, fmt.Errorf("%w: %s/%s", ErrUnknownDevice, typ, id)
-	}
-	key := deviceKey{typ, id}
-	st, managed := p.dm.state(key)
-	switch {
-	case !managed:
-		return 0, fmt.Errorf("%w: %s/%s", ErrNotManaged, typ, id)
-	case !st.Supports[capability]:
-		return 0, fmt.Errorf("%w: %s/%s does not support %s (%s)", ErrUnsupportedAction, typ, id, action, capability)
-	}
-	if p.closed() {
-		return 0, ErrClosed
-	}
-
-	reqID := newUUID()
-	w := &dmWaiter{key: key, ch: make(chan dmReply, 1)}
-	p.dm.mu.Lock()
-	p.dm.waiters[reqID] = w
-	p.dm.mu.Unlock()
-	defer func() {
-		p.dm.mu.Lock()
-		delete(p.dm.waiters, reqID)
-		p.dm.mu.Unlock()
-	}()
-
-	if err := p.publishPlatform(dmTopic(typ, id, rest), actionPayload(reqID, params), 1, false); err != nil {
-		return 0, fmt.Errorf("route dm request %s: %v", rest, err)
-	}
-	p.log.Debug("dm request sent", "type", typ, "id", id, "action", action, "req_id", reqID)
-	select {
-	case r := <-w.ch:
-		if r.err != nil {
-			return 0, fmt.Errorf("dm response of %s/%s to %s: %w", typ, id, action, r.err)
+	var pending func(*DMState, Response)
+	if capability == "deviceActions" {
+		pending = func(st *DMState, r Response) {
+			if r.RC == RCAccepted {
+				st.PendingAction = action // completed by the next Manage (rule D6)
+			}
 		}
-		return r.rc, nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-p.done:
-		return 0, ErrClosed
 	}
+	resp, err := p.dmCall(ctx, key, rest, func(reqID string) []byte { return actionPayload(reqID, params) }, pending)
+	if err != nil {
+		return 0, fmt.Errorf("%s of %s/%s: %w", action, typ, id, err)
+	}
+	return resp.RC, nil
 }
 
-// actionRequest maps an action name to its request topic rest and the
-// capability it needs.
-func actionRequest(action string, params map[string]string) (rest, capability string, err error) {
+// actionRequest maps an action name to its request topic rest, the
+// capability it needs and the parameters to send: for a custom action of a
+// declared bundle (Config.Bundles) checked and completed with defaults. A
+// bundle known only by ID (Config.ExtensionBundles) takes any parameters.
+func (s *dmServer) actionRequest(action string, params map[string]string) (rest, capability string, send map[string]string, err error) {
 	if a, ok := builtinActions[action]; ok {
 		if len(params) > 0 {
-			return "", "", fmt.Errorf("%w: %s takes no parameters here", ErrInvalidAction, action)
+			return "", "", nil, fmt.Errorf("%w: %s takes no parameters here", ErrInvalidAction, action)
 		}
-		return a.rest, a.capability, nil
+		return a.rest, a.capability, nil, nil
 	}
 	bundle, act, ok := strings.Cut(action, "/")
 	if bundle == "device" || bundle == "firmware" {
-		return "", "", fmt.Errorf("%w: unknown built-in action %q", ErrInvalidAction, action)
+		return "", "", nil, fmt.Errorf("%w: unknown built-in action %q", ErrInvalidAction, action)
 	}
 	if !ok || checkBundleIdent(bundle) != nil || checkBundleIdent(act) != nil {
-		return "", "", fmt.Errorf("%w: %q is neither a built-in action nor <bundleId>/<actionId>", ErrInvalidAction, action)
+		return "", "", nil, fmt.Errorf("%w: %q is neither a built-in action nor <bundleId>/<actionId>", ErrInvalidAction, action)
+	}
+	if !s.bundles[bundle] {
+		return "", "", nil, fmt.Errorf("%w: unknown extension bundle %q (declare it in Config.Bundles)", ErrInvalidAction, bundle)
 	}
 	for name := range params {
 		if checkBundleIdent(name) != nil {
-			return "", "", fmt.Errorf("%w: parameter name %q", ErrInvalidAction, name)
+			return "", "", nil, fmt.Errorf("%w: parameter name %q", ErrInvalidAction, short(name))
 		}
 	}
-	return "mgmt/custom/" + bundle + "/" + act, bundle, nil
+	send = params
+	if def, ok := s.defs[bundle]; ok {
+		if send, err = def.customParams(act, params); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return "mgmt/custom/" + bundle + "/" + act, bundle, send, nil
 }
 
 // checkBundleIdent checks a bundle, action or parameter ID: 1 to 255
@@ -591,35 +683,52 @@ func decodeLog(env dmEnvelope) (DiagLog, int, string) {
 	return DiagLog{Message: *l.Message, Timestamp: l.Timestamp, Severity: l.Severity, Data: data}, RCOK, ""
 }
 
-// decodeNotify validates a notify: d.fields, a list of {"field": name, "value": ...}.
-func decodeNotify(env dmEnvelope) (int, string) {
-	var fields []struct {
-		Field *string         `json:"field"`
-		Value json.RawMessage `json:"value"`
-	}
+// decodeNotify validates a notify (protocol.md §7.5.5): d.fields, a
+// non-empty list of {"field": name, "value": ...}, every value present; the
+// mgmt.firmware attributes must have their documented types and ranges.
+func decodeNotify(env dmEnvelope) ([]Field, int, string) {
 	raw, ok := env.d["fields"]
-	if !ok || json.Unmarshal(raw, &fields) != nil {
-		return RCBadRequest, "d.fields must be a list of {field, value}"
+	if !ok || len(env.d) != 1 {
+		return nil, RCBadRequest, "d must hold exactly fields, a list of {field, value}"
 	}
+	fields, err := decodeFields(raw, true)
+	if err != nil {
+		return nil, RCBadRequest, err.Error()
+	}
+	if len(fields) == 0 {
+		return nil, RCBadRequest, "d.fields is empty"
+	}
+	var fw Firmware
 	for _, f := range fields {
-		if f.Field == nil {
-			return RCBadRequest, "every d.fields entry needs a field name"
+		if err := fw.apply(f); err != nil {
+			return nil, RCBadRequest, err.Error()
 		}
 	}
-	return RCOK, ""
+	return fields, RCOK, ""
 }
 
-// decodeResponse decodes a device's response: reqId and an integer rc.
-func decodeResponse(b []byte) (reqID string, rc int, err error) {
+// decodeResponse decodes a device's response (protocol.md §7.2): reqId,
+// an integer rc, optionally message and d.fields.
+func decodeResponse(b []byte) (reqID string, resp Response, err error) {
 	var r struct {
-		RC    *float64 `json:"rc"`
-		ReqID string   `json:"reqId"`
+		RC      *float64 `json:"rc"`
+		ReqID   string   `json:"reqId"`
+		Message string   `json:"message"`
+		D       *struct {
+			Fields json.RawMessage `json:"fields"`
+		} `json:"d"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
-		return "", 0, fmt.Errorf("response is not a JSON object with a string reqId: %v", err)
+		return "", resp, fmt.Errorf("response is not a JSON object with a string reqId and message: %v", err)
 	}
 	if r.RC == nil || *r.RC != math.Trunc(*r.RC) || *r.RC < 0 || *r.RC > 999 {
-		return r.ReqID, 0, fmt.Errorf("response rc is missing or not a code")
+		return r.ReqID, resp, fmt.Errorf("response rc is missing or not a code")
 	}
-	return r.ReqID, int(*r.RC), nil
+	resp.RC, resp.Message = int(*r.RC), r.Message
+	if r.D != nil && r.D.Fields != nil && !isNull(r.D.Fields) {
+		if resp.Fields, err = decodeFields(r.D.Fields, false); err != nil {
+			return r.ReqID, resp, fmt.Errorf("response d.fields: %v", err)
+		}
+	}
+	return r.ReqID, resp, nil
 }

@@ -2,8 +2,9 @@
 // built on github.com/mochi-mqtt/server/v2, that enforces the rules of the
 // IBM Watson IoT Platform's MQTT service ("iot-2" protocol, see
 // protocol.md §10) and offers an application-side Go API for tests, the demo
-// and `bridge platform` (Subscribe, SendCommand, DeviceAction, Managed,
-// Device, Violations, Stats).
+// and `bridge platform` (Subscribe, SendCommand, DeviceAction, Observe,
+// Cancel, UpdateAttributes, FirmwareDownload, FirmwareUpdate, Managed,
+// Device, Violations, Stats, APIHandler).
 //
 // # Place and imports
 //
@@ -11,7 +12,8 @@
 // `bridge platform` and `bridge demo` run it, and integration tests run it
 // in-process on 127.0.0.1:0. It imports no other fieldbridge package and
 // must not: only the standard library, mochi and gorilla/websocket (already
-// a dependency of mochi); paho and go-cmp in tests only. Nothing of ours
+// a dependency of mochi); paho and go-cmp in tests only. net/http serves
+// APIHandler; the caller owns the HTTP server. Nothing of ours
 // but cmd/bridge and tests should import it.
 //
 // # Topic model
@@ -107,6 +109,21 @@
 // Routing
 //
 //   - R1/R2 as described under Topic model.
+//   - R3 every iotdm-1 message concerns one device and goes to one client:
+//     a DM server response to the client that sent the request, a request
+//     to the device's manager, the sender of its latest accepted Manage
+//     (DMState.ManagedBy: the device's own d: connection or a gateway).
+//     Nobody else receives it, whatever it subscribed to: a gateway on
+//     iotdm-1/# or iotdm-1/type/+/id/+/# sees only its own devices' DM
+//     traffic, and a device managed through a gateway sees none of its own
+//     on a direct connection. The same holds for messages queued for
+//     offline durable sessions. While a gateway manages a device, DM
+//     requests about it (Manage included) from any client but that gateway
+//     and the device itself get rc 409 (a gateway may take over a device
+//     that manages itself); a response from a client the request was not
+//     sent to is dropped. Both are recorded as R3 (actions rejected and
+//     dropped). dmroute.go says how delivery is decided per
+//     message.
 //   - R4 iotdevice-1 messages are consumed by the DM server emulation; no
 //     MQTT client may subscribe to them, so only Subscribe sees them too.
 //
@@ -132,31 +149,66 @@
 //     the Disconnect, which is not retained and clears it. Applications and
 //     gateways (for permitted devices) subscribe to them under S5 and S2.
 //
-// Device management (protocol.md §7; state via Managed, actions via DeviceAction)
+// Device management (protocol.md §7 and §8)
 //
 //   - D1 Manage: a JSON object {"reqId", "d"} (else rc 400), d.lifetime 0
 //     or ≥ 3600 s (400), d.supports booleans named deviceActions,
-//     firmwareActions or a bundle of Config.ExtensionBundles (403),
-//     d.deviceInfo the documented string attributes, d.metadata an object
-//     (400), a registered device (404); else 200 and the state is recorded.
-//     A lifetime makes the device dormant (unmanaged) when it passes
-//     without another Manage (D7).
-//   - D2 DeviceAction sends a request only to a managed device that
-//     advertised the capability, with a fresh UUID reqId at QoS 1, and
-//     returns the rc of the matching iotdevice-1/response.
+//     firmwareActions or a known bundle (Config.Bundles or
+//     Config.ExtensionBundles; else 403), d.deviceInfo the documented
+//     string attributes, d.metadata an object (400), a registered device
+//     (404); else 200 and the state is recorded (Managed, DMState).
+//   - D2 requests go only to a managed device that advertised the
+//     capability (deviceActions for reboot and factory reset,
+//     firmwareActions for the firmware actions, the bundle ID for its
+//     custom actions; observe, cancel and device/update need Manage only),
+//     with a fresh UUID reqId at QoS 1; the caller waits for the matching
+//     iotdevice-1/response. An rc the protocol does not document for the
+//     request (e.g. 200 to a reboot, 202 to a custom action; 400 is always
+//     allowed) is returned and recorded as D2 (action recorded).
+//     DeviceAction sends one initiate or custom
+//     request; Observe, Cancel, UpdateAttributes (with reqId) and
+//     PushAttributes (without, no answer) the other requests.
 //   - D3 location, error codes, logs and notify are accepted (200) from
-//     managed and unmanaged devices alike, after validation (400).
-//   - D4 Unmanage: 200; no more DeviceAction requests until the next Manage.
+//     managed and unmanaged devices alike, after validation (400). A notify
+//     is d.fields [{field, value}], mgmt.firmware values with their
+//     documented types and ranges; values are kept in DMState.Attributes
+//     and DMState.Firmware.
+//   - D4 Unmanage: 200; no more requests until the next Manage.
+//   - D5 FirmwareDownload and FirmwareUpdate run the sequences of
+//     protocol.md §7.7: stage mgmt.firmware with device/update (204), observe
+//     mgmt.firmware (200), initiate (202), follow the notifies to state 2 or
+//     a failure (download) or to updateStatus 0 or a failure (update), and
+//     cancel the observation (200) — also after a failure, once observe
+//     succeeded. FirmwareResult lists every rc and each notified
+//     state/updateStatus. One firmware action per device at a time (ErrBusy).
+//   - D6 a 202 to reboot or factory reset leaves DMState.PendingAction set
+//     until the device's next Manage, which completes it.
+//   - D7 a managed device whose lifetime passes without another Manage is
+//     dormant: unmanaged, DMState.Dormant, mgmt.* attributes removed.
+//     Config.Now replaces the clock so tests can let a lifetime pass.
+//   - N1 (this package's name) a notify of an attribute the platform does
+//     not observe is answered 200 (no other rc is documented) and recorded.
+//   - Custom actions (§8): a bundle declared in Config.Bundles (or a bundle
+//     file, ReadBundles: the platform's package JSON, one object or a list)
+//     lists its actions and their parameters; DeviceAction refuses unknown
+//     bundles, actions and parameters, missing required ones and values
+//     that do not match the parameter's regular expression
+//     (ErrInvalidAction), and fills in default values.
 //
 // The DM server answers on iotdm-1/type/T/id/D/response (a device sees
 // iotdm-1/response, a gateway the qualified topic) when the request has a
 // reqId or was malformed.
 //
+// APIHandler serves the same actions over HTTP for other processes
+// (`bridge platform action`): POST /api/v0002/mgmt/requests with the
+// platform's request body for one device, basic auth with a registered API
+// key, answered when the action has ended (the platform's REST API answers
+// at once; waiting suits tests and shells).
+//
 // Not emulated: P7 rate quotas, C8 keepalive clamping for A:, C9 in-flight
 // and subscription limits, resource groups, the retry pause after a failed
-// auto-registration, R3's choice between the device and gateway form (both
-// receive iotdm-1 messages if both subscribed), D5 firmware sequences and
-// D6 (DeviceAction sends only the initiate request), shared subscriptions.
+// auto-registration, REST request timeouts and cancellation (the caller's
+// ctx stands in), shared subscriptions.
 //
 // Every enforcement is logged at Warn ("rule enforced") and kept in
 // Violations with its rule, action and close code of protocol.md §2.10.
@@ -190,6 +242,9 @@
 // Register, Unregister and RegisterAPIKey change the registry at run time.
 // Tokens never appear in logs or errors.
 //
+// LoadBundles reads a bundle file (see Device management); it is the
+// other function that reads files.
+//
 // # Sending commands from another process
 //
 // An application connects as a:<org>:<appId> with a registered API key as
@@ -207,5 +262,7 @@
 // connections that never sent CONNECT. Hooks run on mochi's connection
 // goroutines; a Subscription's delivery and the DM server run on the
 // publisher's goroutine and never block (a full channel drops and counts).
-// DeviceAction blocks its caller until the answer, ctx or Close.
+// DeviceAction, Observe, Cancel, UpdateAttributes and the firmware actions
+// block their caller until the answer, ctx or Close. The DM server
+// publishes one iotdm-1 message at a time (R3).
 package platform

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -95,6 +96,9 @@ func FuzzDecodeDMRequests(f *testing.F) {
 	f.Add(`{"d":{"message":"m","data":"AQID","severity":2}}`)
 	f.Add(`{"d":{"fields":[{"field":"mgmt.firmware","value":{"state":1}}]}}`)
 	f.Add(`{"d":{"errorCode":1e10}}`)
+	f.Add(`{"d":{"fields":[{"field":"mgmt.firmware","value":{"state":0,"updateStatus":4,"version":"1.2"}}]}}`)
+	f.Add(`{"d":{"fields":[{"field":"mgmt.firmware.updateStatus","value":7}]}}`)
+	f.Add(`{"d":{"fields":[{"field":"location","value":{"latitude":1}},{"field":"x"}]}}`)
 	f.Fuzz(func(t *testing.T, in string) {
 		if len(in) > maxFuzzInput {
 			return
@@ -113,7 +117,20 @@ func FuzzDecodeDMRequests(f *testing.F) {
 		if l, rc, _ := decodeLog(env); rc == RCOK && (l.Severity < 0 || l.Severity > 2) {
 			t.Errorf("accepted severity %d", l.Severity)
 		}
-		decodeNotify(env)
+		if fields, rc, _ := decodeNotify(env); rc == RCOK {
+			var fw Firmware
+			for _, f := range fields {
+				if f.Field == "" || !json.Valid(f.Value) {
+					t.Errorf("accepted field %+v", f)
+				}
+				if err := fw.apply(f); err != nil {
+					t.Errorf("accepted notify field %+v that does not apply: %v", f, err)
+				}
+			}
+			if fw.State < 0 || fw.State > 2 || fw.UpdateStatus < 0 || fw.UpdateStatus > 6 {
+				t.Errorf("accepted firmware %+v", fw)
+			}
+		}
 	})
 }
 
@@ -126,8 +143,17 @@ func FuzzDecodeResponse(f *testing.F) {
 		if len(in) > maxFuzzInput {
 			return
 		}
-		if _, rc, err := decodeResponse([]byte(in)); err == nil && (rc < 0 || rc > 999) {
-			t.Errorf("accepted rc %d", rc)
+		_, resp, err := decodeResponse([]byte(in))
+		if err != nil {
+			return
+		}
+		if resp.RC < 0 || resp.RC > 999 {
+			t.Errorf("accepted rc %d", resp.RC)
+		}
+		for _, f := range resp.Fields {
+			if f.Field == "" || f.Value != nil && !json.Valid(f.Value) {
+				t.Errorf("accepted field %+v", f)
+			}
 		}
 	})
 }
@@ -186,6 +212,76 @@ func FuzzMatchFilter(f *testing.F) {
 		_, want := idx.Subscribers(name).Subscriptions["c"]
 		if got := matchFilter(filter, name); got != want {
 			t.Errorf("matchFilter(%q, %q) = %v, mochi says %v", filter, name, got, want)
+		}
+	})
+}
+
+// FuzzReadBundles: a bundle file never panics the reader; what it accepts
+// is valid, survives a JSON round trip, and every custom action of it
+// checks its parameters without panicking.
+func FuzzReadBundles(f *testing.F) {
+	f.Add(`{"bundleId":"acme-modbus-v1","displayName":{"en_US":"A"},"actions":{"rescanBus":{"actionDisplayName":{"en_US":"R"},
+		"parameters":[{"name":"port","value":"^(rs485-[0-9])$","required":true},{"name":"unitRange","value":"^[0-9]+-[0-9]+$","defaultValue":"1-247"}]}}}`)
+	f.Add(`[{"bundleId":"b","displayName":{"en":"B"},"actions":{"a":{"actionDisplayName":{"en":"A"}}}}]`)
+	f.Add(`{"bundleId":"b","displayName":{"en":"B"},"actions":{"a":{"actionDisplayName":{"en":"A"},"parameters":[{"name":"p","value":"(a|b)*c{2,5}"}]}}}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > maxFuzzInput {
+			return
+		}
+		bundles, err := ReadBundles(strings.NewReader(in), "fuzz")
+		if err != nil {
+			return
+		}
+		for _, b := range bundles {
+			if err := b.validate(); err != nil {
+				t.Fatalf("accepted invalid bundle %+v: %v", b, err)
+			}
+			for act := range b.Actions {
+				params, err := b.customParams(act, map[string]string{"port": "rs485-1"})
+				if err == nil && params == nil {
+					t.Errorf("%s/%s: nil parameters without an error", b.ID, act)
+				}
+			}
+		}
+		out, _ := json.Marshal(bundles)
+		again, err := ReadBundles(strings.NewReader(string(out)), "again")
+		if err != nil {
+			t.Fatalf("re-encoded bundles rejected: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(bundles, again, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
+// FuzzDecodeAPIRequest: what the API accepts names one valid device, has a
+// timeout in range and unique parameter names.
+func FuzzDecodeAPIRequest(f *testing.F) {
+	f.Add(`{"action":"device/reboot","devices":[{"typeId":"pump","deviceId":"P-17"}]}`)
+	f.Add(`{"action":"firmware/download","parameters":[{"name":"uri","value":"http://h/f.bin"}],"devices":[{"typeId":"t","deviceId":"d"}],"timeout":30}`)
+	f.Add(`{"action":"acme-modbus-v1/rescanBus","parameters":[{"name":"port","value":"rs485-1"},{"name":"port","value":"x"}],"devices":[{"typeId":"t","deviceId":"d"}]}`)
+	f.Add(`{"action":"x","devices":[{"typeId":"a b","deviceId":"d"}],"timeout":-1}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > maxFuzzInput {
+			return
+		}
+		req, err := decodeAPIRequest([]byte(in))
+		if err != nil {
+			return
+		}
+		if len(req.Devices) != 1 || checkIdent(req.Devices[0].TypeID) != nil || checkIdent(req.Devices[0].DeviceID) != nil {
+			t.Errorf("accepted devices %+v", req.Devices)
+		}
+		if req.Action == "" || req.Timeout < 0 || req.Timeout > maxAPITimeout {
+			t.Errorf("accepted action %q, timeout %d", req.Action, req.Timeout)
+		}
+		seen := map[string]bool{}
+		for _, p := range req.Parameters {
+			if p.Name == "" || seen[p.Name] {
+				t.Errorf("accepted parameters %+v", req.Parameters)
+			}
+			seen[p.Name] = true
 		}
 	})
 }

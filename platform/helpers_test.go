@@ -239,7 +239,8 @@ func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 // Start (so that no goroutine of the platform has read the clock yet).
 func startPlatformWithClock(t *testing.T, edit func(*Config)) (*Platform, *testClock) {
 	t.Helper()
-	cfg := Config{Org: testOrg, Devices: testDevices(), APIKeys: []APIKey{testKey}}
+	clock := &testClock{}
+	cfg := Config{Org: testOrg, Devices: testDevices(), APIKeys: []APIKey{testKey}, Now: clock.now}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -247,8 +248,6 @@ func startPlatformWithClock(t *testing.T, edit func(*Config)) (*Platform, *testC
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	clock := &testClock{}
-	p.now = clock.now
 	t.Cleanup(func() { p.Close() })
 	if err := p.Start(); err != nil {
 		t.Fatalf("Start: %v", err)

@@ -48,6 +48,9 @@ type hook struct {
 
 	skipMu sync.Mutex
 	skip   map[*mqtt.Client]map[string]int // deliveries queued by queueOffline, by topic
+
+	dmSubMu sync.Mutex
+	dmSub   map[*mqtt.Client]bool // clients in a SUBSCRIBE holding dmServer.pubMu (dmroute.go)
 }
 
 func newHook(p *Platform) *hook {
@@ -56,6 +59,7 @@ func newHook(p *Platform) *hook {
 		qsLast: map[*mqtt.Client]time.Time{},
 		conns:  map[*mqtt.Client]*connState{},
 		skip:   map[*mqtt.Client]map[string]int{},
+		dmSub:  map[*mqtt.Client]bool{},
 	}
 }
 
@@ -66,7 +70,7 @@ func (h *hook) Provides(b byte) bool {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnPublish,
-		mqtt.OnSubscribe, mqtt.OnUnsubscribe, mqtt.OnWill:
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribe, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -363,6 +367,15 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if !ok {
 		return pk
 	}
+	names := make([]string, len(pk.Filters))
+	for i, sub := range pk.Filters {
+		names[i] = sub.Filter
+	}
+	if h.p.dm.holdForSubscribe(names) {
+		h.dmSubMu.Lock()
+		h.dmSub[cl] = true
+		h.dmSubMu.Unlock()
+	}
 	filters := make(packets.Subscriptions, len(pk.Filters))
 	for i, sub := range pk.Filters {
 		t, d := h.p.policy.subscribe(id, sub.Filter)
@@ -387,6 +400,18 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	}
 	pk.Filters = filters
 	return pk
+}
+
+// OnSubscribed ends what OnSubscribe began: mochi has checked and stored
+// the filters, so DM publications may go on (rule R3, dmroute.go).
+func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	h.dmSubMu.Lock()
+	held := h.dmSub[cl]
+	delete(h.dmSub, cl)
+	h.dmSubMu.Unlock()
+	if held {
+		h.p.dm.releaseSubscribe()
+	}
 }
 
 func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
@@ -424,10 +449,14 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bool) boo
 }
 
 // mayReceive reports whether cl may receive messages on topic (or subscribe
-// to it as a filter): gateways only for themselves and permitted devices,
+// to it as a filter): a DM message only its recipient (rule R3), else
+// gateways only for themselves and permitted devices,
 // without auto-registration; a device's filters only match its own topics
 // and applications see the org.
 func (h *hook) mayReceive(cl *mqtt.Client, topic string) bool {
+	if ok, decided := h.mayReceiveDM(cl, topic); decided {
+		return ok
+	}
 	id, ok := h.identity(cl)
 	if !ok || id.class != ClassGateway {
 		return true

@@ -114,6 +114,17 @@ type Config struct {
 	// packages the platform knows (protocol.md §8); a Manage request claiming
 	// support for any other bundle gets rc 403 (rule D1).
 	ExtensionBundles []string
+	// Bundles declares extension packages with their actions and parameters
+	// (protocol.md §8): a Manage may claim support for them, and
+	// DeviceAction checks a custom action against its definition and fills
+	// in default values. A bundle listed only in ExtensionBundles takes any
+	// action and parameters.
+	Bundles []Bundle
+
+	// Now, if set, is the platform's clock: dormancy (rule D7), queue ages
+	// and the times in mon and notify messages. Tests advance it to let a
+	// Manage lifetime pass without waiting; nil means time.Now.
+	Now func() time.Time
 }
 
 // Platform is the strict local platform: an MQTT broker enforcing the
@@ -187,7 +198,10 @@ func New(cfg Config, logger *slog.Logger) (*Platform, error) {
 		queue:      newOfflineQueue(cfg.QueueLimit, cfg.QueueMaxAge),
 		now:        time.Now,
 	}
-	p.dm = newDMServer(p, cfg.ExtensionBundles)
+	if cfg.Now != nil {
+		p.now = cfg.Now
+	}
+	p.dm = newDMServer(p, cfg.ExtensionBundles, cfg.Bundles)
 	p.policy = policy{quickstart: p.quickstart, devices: p.reg}
 	for _, d := range cfg.Devices {
 		p.reg.putDevice(d)
@@ -264,6 +278,16 @@ func (cfg Config) validate() error {
 		if err := checkBundleIdent(b); err != nil {
 			bad("extension bundle %q: %v", b, err)
 		}
+	}
+	declared := map[string]bool{}
+	for _, b := range cfg.Bundles {
+		if err := b.validate(); err != nil {
+			bad("extension bundle %q: %v", short(b.ID), err)
+		}
+		if declared[b.ID] {
+			bad("extension bundle %q declared twice", b.ID)
+		}
+		declared[b.ID] = true
 	}
 	seen := map[deviceKey]bool{}
 	for _, d := range cfg.Devices {

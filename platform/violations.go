@@ -16,6 +16,8 @@ const (
 	ActionDropped       Action = "dropped"        // publish acknowledged but not delivered
 	ActionSubackFailure Action = "suback_failure" // SUBACK 0x80 for the filter, connection kept
 	ActionClosedOld     Action = "closed_old"     // rule C7: the older connection of a client ID was closed
+	ActionRejected      Action = "rejected"       // DM request answered with an error rc (rule R3: 409)
+	ActionRecorded      Action = "recorded"       // accepted, but off the protocol (rule N1)
 )
 
 // Violation records one rule that fired. Rule C7 (client-ID takeover) is

@@ -12,6 +12,11 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
+// maxWakeSpread bounds how far apart Clients woken by a Reachability dial:
+// spread over up to a second, hundreds of device connections do not hit the
+// broker in the same millisecond, and all are back within that second.
+const maxWakeSpread = time.Second
+
 // inboundQueue is how many received messages may wait for the Handler
 // before the connection stops reading.
 const inboundQueue = 64
@@ -190,8 +195,12 @@ func (c *Client) Run(ctx context.Context) error {
 	bo := backoff{base: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
 	short := 0 // connections in a row closed by the broker within StableAfter
 	lastFailure := ""
+	woken := false // this attempt was started early by another Client's connection
 	for {
 		var wait time.Duration
+		// Taken before the attempt: a connection of another Client while
+		// this one is failing means the broker is back.
+		reached := c.cfg.Reachable.next()
 		s, err := c.connect(ctx)
 		if err == nil {
 			began := time.Now()
@@ -199,6 +208,8 @@ func (c *Client) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// serve signalled this connection itself; wait for the next.
+			reached, woken = c.cfg.Reachable.next(), false
 			lived := time.Since(began)
 			if lived >= c.cfg.StableAfter {
 				bo.reset()
@@ -211,9 +222,13 @@ func (c *Client) Run(ctx context.Context) error {
 				err = fmt.Errorf("%w: %d connections in a row closed within %v (last: %v)", ErrTakeover, short, c.cfg.StableAfter, s.cause)
 				short = 0
 				wait = jitter(c.cfg.LongBackoff)
+				reached = nil
 				c.log.Error("uplink client id taken over", "err", err, "retry_in_seconds", wait.Seconds())
 			} else {
-				c.log.Warn("uplink connection lost", "err", err, "connected_seconds", lived.Seconds(), "retry_in_seconds", wait.Seconds())
+				// Info, not Warn: the owner hears of the state change through
+				// OnStateChange and reports it once (the bridge logs "uplink
+				// down"); these lines are the details.
+				c.log.Info("uplink connection lost", "err", err, "connected_seconds", lived.Seconds(), "retry_in_seconds", wait.Seconds())
 			}
 			lastFailure = ""
 		} else {
@@ -224,16 +239,24 @@ func (c *Client) Run(ctx context.Context) error {
 			switch {
 			case errors.Is(err, ErrNotAuthorized), errors.Is(err, ErrIdentifierRejected):
 				wait = jitter(c.cfg.LongBackoff)
+				reached = nil // the broker is there and said no: wait it out
 				c.log.Error("uplink connection refused", "err", err, "username", c.cfg.Username, "retry_in_seconds", wait.Seconds())
 			case err.Error() != lastFailure:
-				c.log.Warn("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
+				c.log.Info("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
 			default:
 				c.log.Debug("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
 			}
 			lastFailure = err.Error()
 		}
+		if woken {
+			// An early attempt failed although another Client got through:
+			// this one waits its own backoff, or a busy broker would see
+			// it retry on every other Client's connection.
+			reached = nil
+		}
 		c.notify(false, err)
-		if !sleep(ctx, wait) {
+		var live bool
+		if live, woken = sleep(ctx, wait, reached, min(c.cfg.MinBackoff, maxWakeSpread)); !live {
 			return nil
 		}
 	}
@@ -260,6 +283,7 @@ func (c *Client) serve(ctx context.Context, s *session) error {
 	go c.writeLoop(s)
 
 	c.log.Info("uplink connected", "session_present", s.sessionPresent, "epoch", s.epoch)
+	c.cfg.Reachable.connected()
 	c.notify(true, nil)
 
 	select {

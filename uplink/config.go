@@ -17,7 +17,7 @@ const (
 	DefaultKeepAlive      = 60 * time.Second
 	DefaultConnectTimeout = 30 * time.Second
 	DefaultMinBackoff     = 1 * time.Second
-	DefaultMaxBackoff     = 2 * time.Minute
+	DefaultMaxBackoff     = 10 * time.Second
 	DefaultLongBackoff    = 5 * time.Minute
 	DefaultStableAfter    = 1 * time.Minute
 	DefaultAckTimeout     = 30 * time.Second
@@ -71,8 +71,16 @@ type Config struct {
 
 	// MinBackoff and MaxBackoff bound the exponential, jittered wait between
 	// connection attempts. The wait grows with every failed attempt and every
-	// connection that lasted less than StableAfter.
+	// connection that lasted less than StableAfter. Defaults 1s and 10s: a
+	// broker that is back is found again within 10 s.
 	MinBackoff, MaxBackoff time.Duration
+
+	// Reachable, if set, is shared by the Clients of one broker: when one of
+	// them connects, the others that are waiting to retry after a failure
+	// (not after a refusal or a takeover) try again within MinBackoff (at
+	// most 1 s), so that all connections come back together once the broker
+	// is back.
+	Reachable *Reachability
 
 	// LongBackoff is the wait after the broker refused the credentials or the
 	// client id, or after a suspected client-id takeover (ErrNotAuthorized,

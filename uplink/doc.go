@@ -26,6 +26,17 @@
 // (connection lost, timeout, ctx) is an error, and the caller keeps the
 // message: delivery is at least once, duplicates are possible.
 //
+// # Reconnecting
+//
+// After a failed attempt or a lost connection Run waits a jittered,
+// exponentially growing time, at most Config.MaxBackoff (default 10 s), and
+// the long Config.LongBackoff after a refusal. Clients of one broker may
+// share a Reachability (Config.Reachable): when one of them connects, the
+// others waiting after a failure try again within a second, so that after
+// an outage every device connection is back together. A woken attempt that
+// fails waits its own backoff, so a Client that keeps failing does not retry
+// on every other Client's connection.
+//
 // # Concurrency
 //
 // Publish, Connected and Run are safe for concurrent use; Run must be called

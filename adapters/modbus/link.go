@@ -69,7 +69,7 @@ func (l *link) connect(deadline time.Time) error {
 	}
 	p, err := l.open(deadline)
 	if err != nil {
-		return fmt.Errorf("%w: open %s: %v", adapters.ErrNotConnected, l.name, err)
+		return fmt.Errorf("%w: open %s: %s", adapters.ErrNotConnected, l.name, stableText(err))
 	}
 	l.stats.opens.Add(1)
 	l.port = p
@@ -116,7 +116,7 @@ func (l *link) Send(req []byte) ([]byte, error) {
 		wd.SetWriteDeadline(l.deadline)
 	}
 	if _, err := l.port.Write(req); err != nil {
-		return nil, l.failed(fmt.Errorf("%w: write to %s: %v", adapters.ErrNotConnected, l.name, err))
+		return nil, l.failed(fmt.Errorf("%w: write to %s: %s", adapters.ErrNotConnected, l.name, stableText(err)))
 	}
 	resp, stray, err := l.read(l.port, req, l.deadline, l.silence, l.buf)
 	l.last = time.Now()
@@ -149,7 +149,7 @@ func (l *link) quiet() error {
 			until = l.deadline
 		}
 		if err := l.port.SetReadDeadline(until); err != nil {
-			return fmt.Errorf("%w: %s: %v", adapters.ErrNotConnected, l.name, err)
+			return fmt.Errorf("%w: %s: %s", adapters.ErrNotConnected, l.name, stableText(err))
 		}
 		n, err := l.port.Read(scratch[:])
 		if n > 0 {
@@ -167,7 +167,7 @@ func (l *link) quiet() error {
 				return nil
 			}
 		default:
-			return fmt.Errorf("%w: read from %s: %v", adapters.ErrNotConnected, l.name, err)
+			return fmt.Errorf("%w: read from %s: %s", adapters.ErrNotConnected, l.name, stableText(err))
 		}
 	}
 }

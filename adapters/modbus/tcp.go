@@ -147,6 +147,21 @@ func (t *TCP) do(ctx context.Context, unit uint8, retry bool, call func() error)
 	return err
 }
 
+// stableText is err's text without the connection's local address: "read
+// tcp 127.0.0.1:53422->10.0.0.5:502: i/o timeout" becomes "read tcp
+// 10.0.0.5:502: i/o timeout". Every reconnect has a new local port, and the
+// text goes into the device's status event and logs, where it must not
+// change while the failure does not.
+func stableText(err error) string {
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || opErr.Source == nil {
+		return err.Error()
+	}
+	stable := *opErr
+	stable.Source = nil
+	return strings.Replace(err.Error(), opErr.Error(), stable.Error(), 1)
+}
+
 // translate maps goburrow and net errors onto the adapters errors. Errors
 // that already are adapters errors (from our own serial transporter) pass
 // unchanged.
@@ -160,15 +175,15 @@ func translate(err error) error {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {
-		return fmt.Errorf("%w: %v", adapters.ErrTimeout, err)
+		return fmt.Errorf("%w: %s", adapters.ErrTimeout, stableText(err))
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("%w: %v", adapters.ErrNotConnected, err)
+		return fmt.Errorf("%w: %s", adapters.ErrNotConnected, stableText(err))
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
-		return fmt.Errorf("%w: %v", adapters.ErrNotConnected, err)
+		return fmt.Errorf("%w: %s", adapters.ErrNotConnected, stableText(err))
 	}
 	// goburrow reports malformed and mismatched replies as plain errors
 	// ("response transaction id ... does not match", "length in response ...").

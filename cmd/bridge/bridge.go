@@ -38,6 +38,9 @@ type bridgeOptions struct {
 	// OnStop is called once shutdown begins (to restore default signal
 	// handling, so a second Ctrl-C kills the process).
 	OnStop func()
+	// UplinkSummaryEvery is how often, while uplinks are down, one log line
+	// sums them up; default one minute.
+	UplinkSummaryEvery time.Duration
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -50,6 +53,7 @@ type bridge struct {
 	devices map[string]*fieldDevice
 	loops   []*adapters.Loop
 	links   []*uplink.Client
+	uplinks *uplinkStates
 	gateway *gateway // gateway mode only
 
 	loopOf   map[string]*adapters.Loop // the loop that owns each device's bus
@@ -80,7 +84,11 @@ const (
 // offline device or broker at start-up must not keep the bridge from
 // starting. Opening the buffer is the only disk I/O.
 func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*bridge, error) {
-	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, loopOf: map[string]*adapters.Loop{}}
+	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, uplinks: newUplinkStates(logger.With("component", "uplink")),
+		loopOf: map[string]*adapters.Loop{}}
+	if b.opts.UplinkSummaryEvery <= 0 {
+		b.opts.UplinkSummaryEvery = defaultUplinkSummaryEvery
+	}
 	broker := opts.Broker
 	if broker == "" {
 		broker = brokerURL(cfg.Platform)
@@ -93,6 +101,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// The platform closes a device connection with more than 10
 		// unacknowledged messages and a gateway's above 1000 (protocol.md §2.12).
 		MaxInflight: min(cfg.Buffer.InFlight, platformDeviceInflight),
+		// Every connection goes to the same broker: when one is back, all
+		// try again at once instead of waiting out their own backoff.
+		Reachable: uplink.NewReachability(),
 	}
 	if cfg.Platform.TLS && opts.Broker == "" {
 		tc, err := uplink.NewTLSConfig(cfg.Platform.CAFile, cfg.Platform.ClientCert, cfg.Platform.ClientKey, cfg.Platform.InsecureSkipVerify)
@@ -183,16 +194,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 
 func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, error) {
 	logger := b.logger.With("component", "uplink", class, name)
-	lc.OnStateChange = func(connected bool, err error) {
-		switch {
-		case connected:
-			logger.Info("uplink connected", "broker", lc.Broker)
-		case err == nil:
-			logger.Info("uplink disconnected")
-		default:
-			logger.Warn("uplink down", "err", err)
-		}
-	}
+	// The client logs each connection and each new kind of failure itself;
+	// the bridge logs state changes and sums up the links that are down.
+	lc.OnStateChange = b.uplinks.track(class+" "+name, logger)
 	link, err := uplink.New(lc, logger)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", class, name, err)
@@ -220,7 +224,7 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 	if bus.WriteMultiple {
 		conn.(interface{ SetWriteMultiple(bool) }).SetWriteMultiple(true)
 	}
-	logger := b.logger.With("component", "bus", "bus", bus.Name)
+	logger := b.logger.With("component", "bus") // the loop adds "bus"
 	loop := adapters.NewLoop(conn, adapters.LoopConfig{
 		Bus:     bus.Name,
 		Devices: devs,
@@ -237,7 +241,10 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 // are due, and append them to the buffer, which assigns each its seq.
 func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
-	d.rules.NoteDropped(b.store.QueueStats(d.name).Dropped)
+	// dropped_events counts every event of the device the buffer could
+	// not keep: dropped by policy or refused for lack of disk space.
+	qs := b.store.QueueStats(d.name)
+	d.rules.NoteDropped(qs.Dropped + qs.Failed)
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
 			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
@@ -305,6 +312,7 @@ func (b *bridge) Run(ctx context.Context) error {
 	for _, l := range b.links {
 		goRun(&links, "uplink", func() error { return l.Run(linkCtx) })
 	}
+	goRun(&links, "uplink summary", func() error { b.uplinks.summarize(linkCtx, b.opts.UplinkSummaryEvery); return nil })
 	for _, d := range b.devices {
 		if d.mailbox != nil {
 			goRun(&forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) })
@@ -386,6 +394,7 @@ func bufferConfig(cfg *config.Config, opts bridgeOptions) buffer.Config {
 		Sync:     cfg.Buffer.Sync,
 		InFlight: cfg.Buffer.InFlight,
 		Rate:     cfg.Buffer.Rate,
+		MinFree:  cfg.Buffer.MinFree,
 		OnFull:   buffer.DropOldest,
 	}
 	if cfg.Buffer.OnFull == "drop_newest" {

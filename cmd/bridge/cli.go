@@ -23,7 +23,8 @@ const (
 	exitRuntime = 2 // runtime failure
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."
+// (scripts/release does).
 var version = "dev"
 
 // errConfig marks errors that are the configuration's or the start-up's fault.
@@ -39,20 +40,35 @@ Usage:
   bridge simulate -config FILE    serve the config's devices as Modbus TCP slaves with changing values
   bridge platform [flags]         run the local platform (a strict MQTT broker with the platform's rules)
   bridge platform send [flags]    send a command to a device as an application (API key and token)
+  bridge platform action [flags] reboot|factory-reset|firmware-download|firmware-update|update|observe|cancel|custom
+                                  start a device-management action on a running platform (its -http API)
   bridge probe (-tcp HOST:PORT | -rtu PORT [-baud B -parity P]) -unit N -table T -address A -count C
                                   read registers once and print every interpretation (types, byte orders,
                                   0- and 1-based addresses) to find a device's map
-  bridge version
+  bridge version                  print the version, the commit it was built from and the Go version
 
 Flags common to run, demo, simulate and platform:
   -log-level debug|info|warn|error   (default info)
   -log-format text|json              (default: text on a terminal, json otherwise)
 `
 
-// run is main without the process: it parses args, runs one subcommand and
-// returns the exit code. stop cancels ctx's signal handling, so that a second
-// Ctrl-C during shutdown kills the process.
+// process is what main hands the commands besides the arguments.
+type process struct {
+	// stop cancels ctx's signal handling, so that a second Ctrl-C during
+	// shutdown kills the process.
+	stop func()
+	// hangups receives SIGHUP; nil when the caller (a test) sends none.
+	hangups <-chan os.Signal
+}
+
+// run is runProcess for callers that deliver no SIGHUP.
 func run(ctx context.Context, stop func(), args []string, stdout, stderr io.Writer) int {
+	return runProcess(ctx, process{stop: stop}, args, stdout, stderr)
+}
+
+// runProcess is main without the process: it parses args, runs one
+// subcommand and returns the exit code.
+func runProcess(ctx context.Context, proc process, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -60,11 +76,11 @@ func run(ctx context.Context, stop func(), args []string, stdout, stderr io.Writ
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(ctx, stop, args, stderr)
+		err = cmdRun(ctx, proc, args, stderr)
 	case "validate":
 		err = cmdValidate(args, stdout, stderr)
 	case "demo":
-		err = cmdDemo(ctx, args, stdout, stderr)
+		err = cmdDemo(ctx, proc, args, stdout, stderr)
 	case "simulate":
 		err = cmdSimulate(ctx, args, stderr)
 	case "platform":
@@ -72,7 +88,7 @@ func run(ctx context.Context, stop func(), args []string, stdout, stderr io.Writ
 	case "probe":
 		err = cmdProbe(ctx, args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "bridge", version)
+		cmdVersion(stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -112,7 +128,9 @@ func (l *logFlags) parse(fs *flag.FlagSet, args []string, w io.Writer) (*slog.Lo
 	return l.logger(w)
 }
 
-// logger builds the process logger: text on a terminal, JSON otherwise.
+// logger builds the process logger: text on a terminal, JSON otherwise. It
+// writes through a logWriter, so that a log nobody can read any more (a
+// closed stderr pipe) never stops the bridge.
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
@@ -128,11 +146,12 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 			}
 		}
 	}
+	lw := logWriter{w: w}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(lw, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(lw, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: %w", l.format, errConfig)
 }
@@ -190,7 +209,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdRun(ctx context.Context, stop func(), args []string, stderr io.Writer) error {
+func cmdRun(ctx context.Context, proc process, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run", stderr)
 	path := fs.String("config", "", "configuration file")
 	drain := fs.Duration("drain", 5*time.Second, "on stop, how long to keep sending buffered events before closing")
@@ -204,12 +223,46 @@ func cmdRun(ctx context.Context, stop func(), args []string, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	b, err := newBridge(cfg, bridgeOptions{Drain: *drain, OnStop: stop}, logger)
+	b, err := newBridge(cfg, bridgeOptions{Drain: *drain, OnStop: proc.stop}, logger)
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, errConfig)
 	}
 	logger.Info("bridge started", "version", version, "config", *path, "devices", len(cfg.Devices), "mode", cfg.Platform.Mode)
+	hupCtx, stopHangups := context.WithCancel(ctx)
+	defer stopHangups()
+	go handleHangups(hupCtx, proc.hangups, func() { reload(logger, *path) })
 	return b.Run(ctx)
+}
+
+// handleHangups calls onHangup for each SIGHUP until ctx ends. A SIGHUP
+// after that (during shutdown) is still received by main's Notify, and
+// ignored.
+func handleHangups(ctx context.Context, hangups <-chan os.Signal, onHangup func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hangups:
+			onHangup()
+		}
+	}
+}
+
+// reload is where re-reading the configuration on SIGHUP goes once the
+// bridge supports it. Until then it only says the signal was ignored.
+func reload(logger *slog.Logger, path string) {
+	logger.Warn("SIGHUP: reload not supported yet, ignored; restart the bridge to apply a changed configuration", "config", path)
+}
+
+// logWriter is the log's writer: it drops a line it could not write and
+// never returns an error, so that a log nobody can read any more (stderr a
+// pipe whose reader is gone, a full disk) never stops the bridge. slog's
+// handlers already serialize their writes.
+type logWriter struct{ w io.Writer }
+
+func (l logWriter) Write(p []byte) (int, error) {
+	l.w.Write(p) // a failed log line is dropped: there is nowhere to report it
+	return len(p), nil
 }
 
 // printPlans prints, per device, the requests of one poll cycle and how many

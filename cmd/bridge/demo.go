@@ -23,7 +23,7 @@ var noEnv = config.Environment{
 	ReadFile:  func(p string) ([]byte, error) { return nil, errors.New("the demo reads no files") },
 }
 
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdDemo(ctx context.Context, proc process, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stderr)
 	duration := fs.Duration("duration", 0, "stop after this long (default: run until Ctrl-C)")
 	var lf logFlags
@@ -94,6 +94,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go func() { simDone <- sims.Run(simCtx) }()
 	bridgeDone := make(chan error, 1)
 	go func() { bridgeDone <- b.Run(ctx) }()
+	hupCtx, stopHangups := context.WithCancel(ctx)
+	defer stopHangups()
+	go handleHangups(hupCtx, proc.hangups, func() { logger.Warn("SIGHUP ignored: the demo has nothing to reload") })
 
 	demoEvents(ctx, stdout, events.C, plat, sims)
 	err = <-bridgeDone

@@ -134,6 +134,10 @@ type gatewayPublisher struct {
 	device string
 }
 
+// Connected reports whether the gateway's connection is up (for the
+// forwarder's logs).
+func (p gatewayPublisher) Connected() bool { return p.g.link.Connected() }
+
 func (p gatewayPublisher) Publish(ctx context.Context, topic string, payload []byte) <-chan error {
 	if reason := p.g.refused(p.device); reason != "" {
 		return failed(fmt.Errorf("%w: %s", errRejected, reason))
@@ -167,7 +171,8 @@ type health struct {
 	Up            int               `json:"devices_up"`
 	Down          int               `json:"devices_down"`
 	Buffered      int64             `json:"buffered_events"`
-	Dropped       uint64            `json:"dropped_events"`
+	Dropped       uint64            `json:"dropped_events"`          // every event not kept, for any reason
+	Failed        uint64            `json:"failed_events,omitempty"` // the part refused for lack of disk space or a failed write
 	Corrupt       uint64            `json:"corrupt_records,omitempty"`
 	BufferFault   string            `json:"buffer_fault,omitempty"`
 	Rejected      map[string]string `json:"rejected_devices,omitempty"`
@@ -178,7 +183,7 @@ type health struct {
 // same compares what matters for a change (not the counters that move
 // with every event).
 func (h health) same(o health) bool {
-	return h.Up == o.Up && h.Down == o.Down && h.Dropped == o.Dropped && h.BufferFault == o.BufferFault &&
+	return h.Up == o.Up && h.Down == o.Down && h.Dropped == o.Dropped && h.Failed == o.Failed && h.BufferFault == o.BufferFault &&
 		len(h.Rejected) == len(o.Rejected)
 }
 
@@ -207,7 +212,7 @@ func (b *bridge) runHealth(ctx context.Context) error {
 func (b *bridge) health(start time.Time) health {
 	st := b.store.Stats()
 	h := health{
-		Devices: len(b.devices), Buffered: st.Len, Dropped: st.Dropped, Corrupt: st.Corrupt,
+		Devices: len(b.devices), Buffered: st.Len, Dropped: st.Dropped + st.Failed, Failed: st.Failed, Corrupt: st.Corrupt,
 		BufferFault: st.Fault, BufferInMem: st.InMemory && !b.opts.InMemoryBuffer,
 		Rejected: b.gateway.rejectedDevices(), UptimeSeconds: int64(time.Since(start).Seconds()),
 	}

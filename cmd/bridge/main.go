@@ -11,8 +11,18 @@ import (
 )
 
 func main() {
+	// SIGHUP (a closed terminal, or an operator asking for a reload) must
+	// never kill the bridge: it is received on hangups and handled by the
+	// command. SIGPIPE is received too, so that a write to a closed stdout
+	// or stderr fails with EPIPE instead of killing the process (os/signal:
+	// "If the program has called Notify to receive SIGPIPE signals, the file
+	// descriptor number does not matter"); nobody reads the channel.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, stop, os.Args[1:], os.Stdout, os.Stderr)
+	code := runProcess(ctx, process{stop: stop, hangups: hangups}, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

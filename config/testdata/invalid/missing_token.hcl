@@ -18,5 +18,6 @@ device "m1" {
 device "m2" {
   type  = "meter"
   bus   = "rs485"
+  unit  = 2
   token = env("FIELDBRIDGE_TEST_UNSET_TOKEN")
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"fieldbridge/buffer"
+	"fieldbridge/platform"
+)
+
+// child is `bridge run` as a child process against the test's simulators
+// and local platform, with its buffer in a temporary directory.
+type child struct {
+	cmd       *exec.Cmd
+	stderr    *os.File // read end of the child's stderr pipe
+	lines     chan string
+	bufferDir string
+	events    *platform.Subscription
+	exited    chan struct{}
+	err       error // cmd.Wait's result, once exited is closed
+}
+
+// startChildBridge writes a configuration for the test rig and starts
+// `bridge run` on it, with its stderr on a pipe the test reads line by line.
+func startChildBridge(t *testing.T, args ...string) *child {
+	t.Helper()
+	r := startSimulation(t)
+	sub := r.startPlatform(t)
+	host, port, ok := strings.Cut(r.plat.Addr(), ":")
+	if !ok {
+		t.Fatalf("platform address %q", r.plat.Addr())
+	}
+	src := strings.Replace(testConfig, "tls = false", fmt.Sprintf("tls = false\n  host = %q\n  port = %s", host, port), 1)
+	for _, b := range r.cfg.Buses {
+		src = strings.Replace(src, `address = "127.0.0.1:0"`, fmt.Sprintf("address = %q", b.Address), 1)
+	}
+	dir := t.TempDir()
+	c := &child{bufferDir: filepath.Join(dir, "buffer"), events: sub, lines: make(chan string, 1024), exited: make(chan struct{})}
+	src += fmt.Sprintf("buffer {\n  dir = %q\n}\n", c.bufferDir)
+	path := filepath.Join(dir, "bridge.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c.cmd = bridgeCommand(t, append([]string{"run", "-config", path, "-log-format", "json", "-drain", "5s"}, args...)...)
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr, c.stderr = wr, rd
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wr.Close()
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+	go func() {
+		sc := bufio.NewScanner(rd)
+		for sc.Scan() {
+			select {
+			case c.lines <- sc.Text():
+			default: // the test reads only what it waits for
+			}
+		}
+		close(c.lines)
+	}()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.exited
+		rd.Close()
+	})
+	return c
+}
+
+// waitLog waits for a log line containing s and returns it.
+func (c *child) waitLog(t *testing.T, s string) string {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("stderr closed before a line with %q", s)
+			}
+			if strings.Contains(line, s) {
+				return line
+			}
+		case <-c.exited:
+			t.Fatalf("bridge exited (%v) before logging %q", c.err, s)
+		case <-timeout:
+			t.Fatalf("no log line with %q in 15s", s)
+		}
+	}
+}
+
+// waitEvents waits until the platform received n more events.
+func (c *child) waitEvents(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for range n {
+		select {
+		case <-c.events.C:
+		case <-c.exited:
+			t.Fatalf("bridge exited (%v) while the test waited for events", c.err)
+		case <-timeout:
+			t.Fatalf("fewer than %d events in 15s", n)
+		}
+	}
+}
+
+// stop sends SIGTERM and checks the bridge exits 0 and its buffer is empty.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("bridge did not stop within 30s of SIGTERM")
+	}
+	var exit *exec.ExitError
+	if errors.As(c.err, &exit) {
+		t.Fatalf("bridge after SIGTERM: %v (exit code %d), want exit 0", c.err, exit.ExitCode())
+	} else if c.err != nil {
+		t.Fatal(c.err)
+	}
+	s, err := buffer.Open(buffer.Config{Dir: c.bufferDir}, quietLogger())
+	if err != nil {
+		t.Fatalf("reopen the buffer: %v", err)
+	}
+	defer s.Close()
+	if st := s.Stats(); st.Len != 0 {
+		t.Errorf("buffer after a clean stop holds %d events, want 0 (drained)", st.Len)
+	}
+}
+
+// TestSIGHUPDoesNotKill sends SIGHUP to a running bridge: it says the
+// signal is ignored, keeps publishing, and still drains and exits 0 on
+// SIGTERM.
+func TestSIGHUPDoesNotKill(t *testing.T) {
+	c := startChildBridge(t)
+	c.waitLog(t, "bridge started")
+	c.waitEvents(t, 3)
+	for range 2 {
+		if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		c.waitLog(t, "SIGHUP")
+	}
+	c.waitEvents(t, 10)
+	c.stop(t)
+}
+
+// TestClosedStderrDoesNotKill closes the read end of the bridge's stderr
+// while it logs every event (debug level): the writes fail with a broken
+// pipe, and the bridge keeps publishing and exits 0 on SIGTERM.
+func TestClosedStderrDoesNotKill(t *testing.T) {
+	c := startChildBridge(t, "-log-level", "debug")
+	c.waitLog(t, "event buffered")
+	c.stderr.Close()
+	for range c.lines { // the reader ends with the pipe
+	}
+	c.waitEvents(t, 30) // 30 more debug lines written to the broken pipe
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	c.waitEvents(t, 10)
+	c.stop(t)
+}

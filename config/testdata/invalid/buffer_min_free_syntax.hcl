@@ -1,0 +1,6 @@
+platform {
+  org = "ab12cd"
+}
+buffer {
+  min_free = "sixteen megs"
+}
