@@ -68,8 +68,29 @@ device_type "meter" {
       value = 1
     }
   }
+  point "limit" {
+    table    = "holding"
+    address  = 10
+    type     = "uint16"
+    writable = true
+    max      = 500
+  }
+  point "alarm_ack" {
+    table    = "holding"
+    address  = 11
+    type     = "bool"
+    bit      = 3
+    writable = true
+  }
   event "reading" {
     points = ["voltage", "energy", "closed"]
+  }
+  command "set_limit" {
+    write "limit" { value = "$.d.value" }
+    readback = true
+  }
+  command "ack" {
+    write "alarm_ack" { value = true }
   }
 }
 device_type "boiler" {
@@ -469,7 +490,8 @@ func TestDemo(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
-	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp"} {
+	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp",
+		"-> command set_setpoint", `"ok":true,"written":{"setpoint":65.5},"readback":{"setpoint":65.5}`, "<- simulator saw FC6 holding 2 = [655]", `"setpoint":65.5}`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -98,13 +98,53 @@ func cmdDemo(ctx context.Context, proc process, args []string, stdout, stderr io
 	defer stopHangups()
 	go handleHangups(hupCtx, proc.hangups, func() { logger.Warn("SIGHUP ignored: the demo has nothing to reload") })
 
-	printEvents(ctx, stdout, events.C)
+	demoEvents(ctx, stdout, events.C, plat, sims)
 	err = <-bridgeDone
 	events.Close()
 	plat.Close()
 	stopSims()
 	<-simDone
 	return err
+}
+
+// The demo's command: sent once, after the boiler's first telemetry event.
+const (
+	demoCommandType   = "boiler"
+	demoCommandDevice = "boiler-1"
+	demoCommand       = "set_setpoint"
+	demoCommandBody   = `{"d":{"value":65.5},"reqId":"demo-1"}`
+)
+
+// demoEvents prints events like printEvents, and sends the demo command
+// once the boiler has reported; when its result arrives it also prints the
+// write as the simulated device recorded it.
+func demoEvents(ctx context.Context, w io.Writer, events <-chan platform.Message, plat *platform.Platform, sims *simulation) {
+	sent := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-events:
+			if !ok {
+				return
+			}
+			fmt.Fprintln(w, formatEvent(m))
+			prefix := "iot-2/type/" + demoCommandType + "/id/" + demoCommandDevice + "/evt/"
+			switch {
+			case !sent && strings.HasPrefix(m.Topic, prefix+"telemetry/"):
+				sent = true
+				if err := plat.SendCommand(demoCommandType, demoCommandDevice, demoCommand, "json", []byte(demoCommandBody)); err != nil {
+					fmt.Fprintf(w, "%s  command %s not sent: %v\n", time.Now().Format("15:04:05.000"), demoCommand, err)
+					continue
+				}
+				fmt.Fprintf(w, "%s  %-22s -> command %s %s\n", time.Now().Format("15:04:05.000"), demoCommandType+"/"+demoCommandDevice, demoCommand, demoCommandBody)
+			case strings.HasPrefix(m.Topic, prefix+"command/"):
+				for _, wr := range sims.writes(demoCommandDevice) {
+					fmt.Fprintf(w, "%s  %-22s <- simulator saw FC%d %s %d = %v\n", time.Now().Format("15:04:05.000"), demoCommandType+"/"+demoCommandDevice, wr.Function, wr.Table, wr.Address, wr.Registers)
+				}
+			}
+		}
+	}
 }
 
 // printEvents prints each event as the platform received it until ctx ends.
