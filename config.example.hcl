@@ -103,6 +103,10 @@ bus "line1" {
   # max_gap = 0
   ## Registers per request, for devices that accept fewer than 125.
   # max_registers = 125
+  ## Commands write one coil with FC5 and one register with FC6, several
+  ## with FC15/FC16. Some devices implement only FC15/FC16: then set
+  ## write_multiple = true to use them for single values too.
+  # write_multiple = false
 }
 
 ## Modbus RTU on a serial line (RS-485/RS-232). One goroutine owns the
@@ -151,6 +155,12 @@ bus "line1" {
 #   point "weight_kg" {
 #     column = 2                     # a number (float64), scale and offset as usual
 #   }
+#   ## A command for a text instrument sends a request; {$.path} is the
+#   ## payload's value at that JSON path (numbers as sent, strings as is);
+#   ## {{ and }} are literal braces.
+#   command "tare" {
+#     send = "T {$.d.channel}\r\n"
+#   }
 #   point "status" {
 #     column = 1
 #     type   = "string"
@@ -177,7 +187,7 @@ device_type "power-meter" {
       exec    = ["/usr/local/bin/power-cycle", "{device}"]
       timeout = "30s"
     }
-    # factory_reset { command = "remote_reset" }
+    factory_reset { command = "remote_reset" }   # a command of this type (below)
     ## Installs a downloaded, verified image; reports updateStatus 5 when
     ## the hook fails.
     firmware {
@@ -237,6 +247,9 @@ device_type "power-meter" {
     address = 10
     type    = "bool"
     bit     = 3          # one bit of a register: 0..15
+    ## A written bit is a read-modify-write of its register on the bus
+    ## owner, so the register's other bits are kept.
+    writable = true
   }
   point "setpoint" {
     table    = "holding"
@@ -251,11 +264,13 @@ device_type "power-meter" {
     # deadband_percent = 1
   }
   point "mode" {
-    table   = "holding"
-    address = 101
-    type    = "uint16"
-    ## enum names integer values; the event carries the name.
-    enum    = { 0 = "off", 1 = "local", 2 = "remote" }
+    table    = "holding"
+    address  = 101
+    type     = "uint16"
+    writable = true
+    ## enum names integer values; the event carries the name, and a command
+    ## may write either the name or the number.
+    enum     = { 0 = "off", 1 = "local", 2 = "remote" }
   }
   point "model" {
     table   = "holding"
@@ -286,6 +301,28 @@ device_type "power-meter" {
     points    = ["alarm_overvoltage", "setpoint", "mode", "model"]
     on_change = true
     max_silence = "5m"
+  }
+
+  ## A command arrives on iot-2/cmd/<name>/fmt/json (gateway mode:
+  ## iot-2/type/<type>/id/<device>/cmd/<name>/fmt/json) and writes points in
+  ## the order of its write blocks. Only writable points can be written.
+  ## value is a JSON path into the payload ("$.d.value" reads 42 from
+  ## {"d":{"value":42},"reqId":"..."}) or a literal bool, number or string
+  ## (an enum name). Every value is checked against the point's type, min,
+  ## max and enum before anything is written; scale and offset are undone.
+  ## The result goes out as a "command" event:
+  ## {"d":{"command":"set_setpoint","reqId":"...","ok":true,"written":{...},"readback":{...}}}
+  command "set_setpoint" {
+    write "setpoint" { value = "$.d.value" }
+    ## Read the written points again afterwards and report what was read.
+    readback = true
+    ## Bounds the writes and the readback. A write that times out is
+    ## reported as "unknown outcome" and never retried.
+    # timeout = "5s"
+  }
+  command "remote_reset" {
+    write "alarm_overvoltage" { value = false }
+    write "mode" { value = "remote" }
   }
 }
 

@@ -14,4 +14,9 @@
 // Concurrency: a Bus is used by exactly one goroutine, its Loop. Nothing else
 // touches the handle, so Bus implementations need no locks. Loop.Write is safe
 // for concurrent use; it hands the write to the loop goroutine and waits.
+//
+// Writes: they run ahead of pending polls, a masked write (WriteRequest.Mask)
+// is a read-modify-write done as one job so that nothing interleaves, a
+// write is never retried (a timeout is ErrUnknownOutcome), and a device the
+// last poll found unreachable fails at once with ErrDeviceDown.
 package adapters

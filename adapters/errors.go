@@ -24,6 +24,16 @@ var (
 
 	// ErrClosed is returned by Loop.Write after the loop stopped.
 	ErrClosed = errors.New("bus loop stopped")
+
+	// ErrUnknownOutcome means a write was sent (or may have been) but no
+	// confirmation came back: a timeout, a malformed reply, or the caller
+	// giving up while the write was on the bus. The device may or may not
+	// have acted on it. Such a write is never retried by the bridge.
+	ErrUnknownOutcome = errors.New("unknown outcome: the write may or may not have been applied")
+
+	// ErrDeviceDown is returned at once by Loop.Write and Loop.Read for a
+	// device whose last poll cycle found it unreachable: nothing is sent.
+	ErrDeviceDown = errors.New("device is down")
 )
 
 // ExceptionError is a Modbus exception response: the device is reachable and

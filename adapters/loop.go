@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,12 +68,24 @@ type Loop struct {
 	logger *slog.Logger
 	writes chan writeJob
 	done   chan struct{}
+	// down says, per device name, whether its last poll cycle found it
+	// unreachable. The map is fixed at NewLoop; the flags are set by the
+	// loop goroutine and read by callers of Write and Read.
+	down map[string]*atomic.Bool
 }
 
+// writeJob is a write (or, with read set, a read) that the loop runs on
+// its goroutine between poll requests.
 type writeJob struct {
 	ctx    context.Context
 	req    WriteRequest
-	result chan error
+	read   *Range
+	result chan jobResult
+}
+
+type jobResult struct {
+	block Block
+	err   error
 }
 
 type deviceState struct {
@@ -98,7 +111,11 @@ func NewLoop(bus Bus, cfg LoopConfig, logger *slog.Logger) *Loop {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{})}
+	down := make(map[string]*atomic.Bool, len(cfg.Devices))
+	for _, d := range cfg.Devices {
+		down[d.Name] = new(atomic.Bool)
+	}
+	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{}), down: down}
 }
 
 // Run polls until ctx is done and returns nil then. Each device starts at an
@@ -231,8 +248,10 @@ func (l *Loop) schedule(st *deviceState, due, start time.Time, r Reading) {
 		if st.failures == 1 {
 			l.logger.Info("device down", "device", st.dev.Name, "err", r.Err())
 		}
+		l.down[st.dev.Name].Store(true)
 		return
 	}
+	l.down[st.dev.Name].Store(false)
 	if st.failures > 0 {
 		l.logger.Info("device up", "device", st.dev.Name, "failed_cycles", st.failures)
 		st.failures = 0
@@ -286,10 +305,15 @@ func (l *Loop) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// drainWrites runs the writes that are waiting, so writes jump ahead of the
-// rest of a poll cycle.
+// maxWritesBetweenReads bounds how many queued writes run between two
+// requests of a poll cycle: writes jump ahead of polls, but a steady flood
+// of them must not starve the polls (and so delay telemetry without end).
+const maxWritesBetweenReads = 4
+
+// drainWrites runs the writes that are waiting (at most
+// maxWritesBetweenReads), so writes jump ahead of the rest of a poll cycle.
 func (l *Loop) drainWrites() {
-	for {
+	for range maxWritesBetweenReads {
 		select {
 		case job := <-l.writes:
 			l.runWrite(job)
@@ -301,27 +325,89 @@ func (l *Loop) drainWrites() {
 
 func (l *Loop) runWrite(job writeJob) {
 	if err := job.ctx.Err(); err != nil {
-		job.result <- err
+		job.result <- jobResult{err: err} // never started: nothing was sent
 		return
 	}
-	job.result <- l.bus.WriteRange(job.ctx, job.req)
+	if d := l.down[job.req.Device]; d != nil && d.Load() {
+		job.result <- jobResult{err: fmt.Errorf("%s: %w", job.req.Device, ErrDeviceDown)}
+		return
+	}
+	if job.read != nil {
+		b, err := l.bus.ReadRange(job.ctx, *job.read)
+		b.Range, b.Err = *job.read, err
+		job.result <- jobResult{block: b, err: err}
+		return
+	}
+	w := job.req
+	if w.Mask != 0 {
+		// Read-modify-write in one job: no other write can come between
+		// the read and the write, because only this goroutine uses the bus.
+		if w.Table != HoldingRegister || len(w.Registers) != 1 {
+			job.result <- jobResult{err: fmt.Errorf("masked write of %s: needs exactly one holding register", w)}
+			return
+		}
+		r := Range{Unit: w.Unit, Table: HoldingRegister, Address: w.Address, Count: 1}
+		b, err := l.bus.ReadRange(job.ctx, r)
+		if err == nil && len(b.Registers) != 1 {
+			err = fmt.Errorf("read %s: %d registers: %w", r, len(b.Registers), ErrBadFrame)
+		}
+		if err != nil {
+			job.result <- jobResult{err: fmt.Errorf("read-modify-write, read before writing (nothing written): %w", err)}
+			return
+		}
+		w.Registers = []uint16{b.Registers[0]&^w.Mask | w.Registers[0]&w.Mask}
+		w.Mask = 0
+	}
+	err := l.bus.WriteRange(job.ctx, w)
+	if err != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, ErrBadFrame) || errors.Is(err, context.DeadlineExceeded)) {
+		err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	}
+	job.result <- jobResult{err: err}
 }
 
 // Write hands a write to the loop and waits for its result. It is safe for
-// concurrent use. It returns ErrClosed when the loop is not running.
+// concurrent use. It returns ErrClosed when the loop is not running,
+// ErrDeviceDown at once when w.Device is one of the loop's devices and its
+// last poll found it unreachable, and an error wrapping ErrUnknownOutcome
+// when the write may have reached the device without a confirmation (a
+// timeout, a malformed reply, or ctx ending while the write was running).
+// The loop never retries a write.
+//
+// A WriteRequest with Mask set is a read-modify-write of one register (see
+// WriteRequest.Mask), done as one job.
 func (l *Loop) Write(ctx context.Context, w WriteRequest) error {
-	job := writeJob{ctx: ctx, req: w, result: make(chan error, 1)}
+	if d := l.down[w.Device]; d != nil && d.Load() {
+		return fmt.Errorf("%s: %w", w.Device, ErrDeviceDown)
+	}
+	_, err := l.submit(ctx, writeJob{ctx: ctx, req: w}, true)
+	return err
+}
+
+// Read reads one range on the loop's goroutine, ahead of pending polls (a
+// command's readback). device names the device for the down check.
+func (l *Loop) Read(ctx context.Context, device string, r Range) (Block, error) {
+	if d := l.down[device]; d != nil && d.Load() {
+		return Block{Range: r, Err: ErrDeviceDown}, fmt.Errorf("%s: %w", device, ErrDeviceDown)
+	}
+	return l.submit(ctx, writeJob{ctx: ctx, req: WriteRequest{Device: device}, read: &r}, false)
+}
+
+func (l *Loop) submit(ctx context.Context, job writeJob, write bool) (Block, error) {
+	job.result = make(chan jobResult, 1)
 	select {
 	case l.writes <- job:
 	case <-l.done:
-		return ErrClosed
+		return Block{}, ErrClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return Block{}, ctx.Err() // not handed over: nothing was sent
 	}
 	select {
-	case err := <-job.result:
-		return err
+	case res := <-job.result:
+		return res.block, res.err
 	case <-ctx.Done():
-		return ctx.Err()
+		if write {
+			return Block{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		}
+		return Block{}, ctx.Err()
 	}
 }

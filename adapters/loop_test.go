@@ -136,3 +136,46 @@ func TestStartOffsetStable(t *testing.T) {
 		t.Log("two names share an offset (possible, but unlikely)")
 	}
 }
+
+// TestWriteFloodDoesNotStarvePolls: while writers keep the loop's write
+// queue full without pause, a device with two ranges per cycle is still
+// polled, and between its two reads at most maxWritesBetweenReads writes run.
+func TestWriteFloodDoesNotStarvePolls(t *testing.T) {
+	bus := &fakeBus{}
+	log := &readingLog{}
+	plan := []Range{{Unit: 1, Table: HoldingRegister, Address: 0, Count: 1}, {Unit: 1, Table: HoldingRegister, Address: 10, Count: 1}}
+	loop := NewLoop(bus, LoopConfig{Bus: "b", Devices: []Device{{Name: "d", Interval: time.Millisecond, Plan: plan}}, Handler: log},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); loop.Run(ctx) }()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				loop.Write(ctx, WriteRequest{Device: "d", Unit: 3, Table: HoldingRegister, Registers: []uint16{1}})
+			}
+		}()
+	}
+	testwait.For(t, 10*time.Second, "polls during the flood", func() bool { return log.count("d", true) >= 20 })
+	cancel()
+	wg.Wait()
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	writes, inCycle := 0, false
+	for _, op := range bus.ops {
+		switch {
+		case op == "read 1" && !inCycle:
+			inCycle, writes = true, 0
+		case op == "read 1":
+			if writes > maxWritesBetweenReads {
+				t.Fatalf("%d writes between the two reads of a cycle, want at most %d", writes, maxWritesBetweenReads)
+			}
+			inCycle = false
+		case inCycle:
+			writes++
+		}
+	}
+}

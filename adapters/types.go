@@ -113,6 +113,17 @@ type WriteRequest struct {
 	Address   uint16
 	Registers []uint16
 	Bits      []bool
+
+	// Mask, when not zero, makes a one-register write a read-modify-write:
+	// the loop reads the register and writes (old &^ Mask) | (Registers[0] &
+	// Mask), both inside one job on the bus owner's goroutine, so that no
+	// other write to the bus comes in between. It sets single bits of a
+	// register without touching the others.
+	Mask uint16
+
+	// Text, when set, is a request sent as is to a text instrument on a
+	// serial line; Table, Address, Registers and Bits are then unused.
+	Text []byte
 }
 
 // Count returns the number of registers or bits to write.
@@ -121,4 +132,14 @@ func (w WriteRequest) Count() int {
 		return len(w.Bits)
 	}
 	return len(w.Registers)
+}
+
+func (w WriteRequest) String() string {
+	if w.Text != nil {
+		return fmt.Sprintf("unit %d text %q", w.Unit, w.Text)
+	}
+	if w.Mask != 0 {
+		return fmt.Sprintf("unit %d %s %d mask 0x%04X", w.Unit, w.Table, w.Address, w.Mask)
+	}
+	return fmt.Sprintf("unit %d %s %d+%d", w.Unit, w.Table, w.Address, w.Count())
 }

@@ -389,6 +389,12 @@ func (c *checker) bus(b *busBlock) *Bus {
 	if b.MaxRegisters != nil {
 		out.Plan.MaxRegisters = c.maxRegisters(*b.MaxRegisters, b.MaxRegistersRange)
 	}
+	if b.WriteMultiple != nil {
+		out.WriteMultiple = *b.WriteMultiple
+		if out.Kind == BusSerialLine {
+			c.errorf(b.WriteMultipleRange, "write_multiple is for Modbus", "A serial_line bus sends text commands; remove write_multiple.")
+		}
+	}
 	return out
 }
 

@@ -90,6 +90,9 @@ type Bus struct {
 	// ConnectPause is a silence after each new connection.
 	ConnectPause time.Duration
 	Plan         mapping.PlanOptions
+	// WriteMultiple makes Modbus writes use FC15/FC16 even for a single
+	// coil or register, for devices that do not implement FC5/FC6.
+	WriteMultiple bool
 }
 
 // SerialPort is a serial line's settings. Zero values take the protocol's

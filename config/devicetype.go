@@ -65,6 +65,7 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 		// Without event blocks every point goes out in one event per poll.
 		dt.Events = []mapping.Event{{Name: DefaultEventName, Points: names}}
 	}
+	c.commands(t, dt, pointBlocks, names)
 	dt.Management = c.typeManagement(t.Management, dt)
 	return dt
 }

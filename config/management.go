@@ -221,9 +221,9 @@ func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeMa
 			}
 		}
 	}
-	out.Reboot = c.action(b.Reboot, DefaultActionTimeout, false)
-	out.FactoryReset = c.action(b.FactoryReset, DefaultActionTimeout, false)
-	out.Firmware = c.action(b.Firmware, DefaultFirmwareTimeout, true)
+	out.Reboot = c.action(b.Reboot, dt, DefaultActionTimeout, false)
+	out.FactoryReset = c.action(b.FactoryReset, dt, DefaultActionTimeout, false)
+	out.Firmware = c.action(b.Firmware, dt, DefaultFirmwareTimeout, true)
 	for i := range b.Custom {
 		cb := &b.Custom[i]
 		for _, id := range []struct {
@@ -239,7 +239,7 @@ func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeMa
 			continue
 		}
 		act := c.action(&actionBlock{DefRange: cb.DefRange, Command: cb.Command, CommandRange: cb.CommandRange,
-			Exec: cb.Exec, ExecRange: cb.ExecRange, Timeout: cb.Timeout, TimeoutRange: cb.TimeoutRange}, DefaultActionTimeout, false)
+			Exec: cb.Exec, ExecRange: cb.ExecRange, Timeout: cb.Timeout, TimeoutRange: cb.TimeoutRange}, dt, DefaultActionTimeout, false)
 		if out.Custom == nil {
 			out.Custom = map[string]map[string]*ManagementAction{}
 		}
@@ -251,17 +251,22 @@ func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeMa
 	return out
 }
 
-// action checks a reboot, factory_reset, firmware or custom_action block.
-// A firmware install needs a hook: only a program can take the image file.
-func (c *checker) action(b *actionBlock, timeout time.Duration, needExec bool) *ManagementAction {
+// action checks a reboot, factory_reset, firmware or custom_action block;
+// its command must be one of the type's. A firmware install needs a hook:
+// only a program can take the image file.
+func (c *checker) action(b *actionBlock, dt *DeviceType, timeout time.Duration, needExec bool) *ManagementAction {
 	if b == nil {
 		return nil
 	}
 	out := &ManagementAction{Exec: b.Exec, Timeout: timeout}
 	if b.Command != nil {
 		out.Command = *b.Command
-		if needExec {
+		switch {
+		case needExec:
 			c.errorf(b.CommandRange, "Firmware needs a hook", "A command cannot carry the image; install it with exec = [\"/path/to/flash-tool\", \"{file}\"].")
+		case dt.Command(out.Command) == nil:
+			c.errorf(b.CommandRange, "Unknown command", "Device type %q has no command %q; define it with command %q { write ... } in the device type.%s",
+				dt.Name, out.Command, out.Command, didYouMean(out.Command, dt.CommandNames()))
 		}
 	}
 	switch {

@@ -50,6 +50,18 @@ device_type "meter" {
     address = 3
     type    = "int16"
   }
+  point "run" {
+    table    = "coil"
+    address  = 0
+    type     = "bool"
+    writable = true
+  }
+  command "restart" {
+    write "run" { value = false }
+  }
+  command "rescan" {
+    write "run" { value = true }
+  }
   point "serial" {
     table   = "holding"
     address = 10

@@ -1,6 +1,9 @@
 package config
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
 
 // The HCL shape of the configuration. Optional attributes are pointers so
 // that "not set" differs from a zero value; *_range fields give diagnostics
@@ -98,6 +101,9 @@ type busBlock struct {
 	MaxGapRange       hcl.Range `hcl:"max_gap,attr_value_range"`
 	MaxRegisters      *int      `hcl:"max_registers,optional"`
 	MaxRegistersRange hcl.Range `hcl:"max_registers,attr_value_range"`
+	// WriteMultiple always uses FC15/FC16, even for one coil or register.
+	WriteMultiple      *bool     `hcl:"write_multiple,optional"`
+	WriteMultipleRange hcl.Range `hcl:"write_multiple,attr_value_range"`
 }
 
 type modbusTCPBlock struct {
@@ -178,6 +184,33 @@ type deviceTypeBlock struct {
 	Points     []pointBlock      `hcl:"point,block"`
 	Events     []eventBlock      `hcl:"event,block"`
 	Unreadable []unreadableBlock `hcl:"unreadable,block"`
+	Commands   []commandBlock    `hcl:"command,block"`
+}
+
+// commandBlock is a command of a device type: writes in order, or a text
+// request for a serial-line instrument.
+type commandBlock struct {
+	Name      string    `hcl:"name,label"`
+	NameRange hcl.Range `hcl:"name,label_range"`
+	DefRange  hcl.Range `hcl:",def_range"`
+
+	Writes        []writeBlock `hcl:"write,block"`
+	Send          *string      `hcl:"send,optional"`
+	SendRange     hcl.Range    `hcl:"send,attr_value_range"`
+	Readback      *bool        `hcl:"readback,optional"`
+	ReadbackRange hcl.Range    `hcl:"readback,attr_value_range"`
+	Timeout       *string      `hcl:"timeout,optional"`
+	TimeoutRange  hcl.Range    `hcl:"timeout,attr_value_range"`
+}
+
+// writeBlock is one point a command writes; value is a JSON path into the
+// payload ("$.d.value") or a literal bool, number or string.
+type writeBlock struct {
+	Point      string    `hcl:"point,label"`
+	PointRange hcl.Range `hcl:"point,label_range"`
+	DefRange   hcl.Range `hcl:",def_range"`
+	Value      cty.Value `hcl:"value"`
+	ValueRange hcl.Range `hcl:"value,attr_value_range"`
 }
 
 type pointBlock struct {

@@ -46,3 +46,16 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestParamValue(t *testing.T) {
+	tests := map[string]string{
+		`"120"`: `120`, `"-2.5"`: `-2.5`, `"1e3"`: `1e3`, `"true"`: `true`, `"false"`: `false`,
+		`"rs485-1"`: `"rs485-1"`, `"1-32"`: `"1-32"`, `" 120"`: `" 120"`, `"01"`: `"01"`, `"NaN"`: `"NaN"`,
+		`""`: `""`, `7`: `7`, `{"a":1}`: `{"a":1}`, `"\"12\""`: `"\"12\""`,
+	}
+	for in, want := range tests {
+		if got := string(paramValue([]byte(in))); got != want {
+			t.Errorf("paramValue(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -94,10 +94,10 @@ func (p *tee) notifies(field string) []json.RawMessage {
 	return out
 }
 
-// rig is an agent managing field devices against the local platform, in
+// agentRig is an agent managing field devices against the local platform, in
 // device form (a connection per device) or gateway form (one gateway
 // connection, the gateway managed too).
-type rig struct {
+type agentRig struct {
 	p       *platform.Platform
 	agent   *dm.Agent
 	gateway bool
@@ -109,7 +109,7 @@ type rig struct {
 // startRig starts the platform, one link per connection and the agent for
 // the devices (type meter) described by devs; edit may change the agent's
 // config before it starts.
-func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config), platformEdit ...func(*platform.Config)) *rig {
+func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config), platformEdit ...func(*platform.Config)) *agentRig {
 	t.Helper()
 	pcfg := platform.Config{Org: testOrg, ExtensionBundles: []string{bundle}}
 	for _, e := range platformEdit {
@@ -128,7 +128,7 @@ func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{p: p, gateway: gateway, pubs: map[string]*tee{}, done: make(chan struct{})}
+	r := &agentRig{p: p, gateway: gateway, pubs: map[string]*tee{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 
@@ -219,7 +219,7 @@ func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config
 }
 
 // stop stops the agent (it unmanages its devices) and then the links.
-func (r *rig) stop() {
+func (r *agentRig) stop() {
 	r.cancel()
 	<-r.done
 }
@@ -243,7 +243,7 @@ func qualified(topic string) (typ, id, rest string, ok bool) {
 }
 
 // waitManaged waits until the platform has typ/id managed.
-func (r *rig) waitManaged(t *testing.T, typ, id string) platform.DMState {
+func (r *agentRig) waitManaged(t *testing.T, typ, id string) platform.DMState {
 	t.Helper()
 	var st platform.DMState
 	testwait.For(t, waitLong, typ+"/"+id+" managed", func() bool {
@@ -255,7 +255,7 @@ func (r *rig) waitManaged(t *testing.T, typ, id string) platform.DMState {
 }
 
 // action starts a DM action from the platform and returns the device's rc.
-func (r *rig) action(t *testing.T, id, action string, params map[string]string) int {
+func (r *agentRig) action(t *testing.T, id, action string, params map[string]string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()

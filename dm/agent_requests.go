@@ -269,7 +269,7 @@ func (a *Agent) deviceAction(ctx context.Context, d *device, what string, act *A
 }
 
 // custom runs a custom action (protocol.md §8): its parameters become the
-// command's payload {"d": {name: value, ...}}. rc 200 when done, 500 when it failed, 501 when
+// command's payload {"d": {name: value, ...}} (see paramValue). rc 200 when done, 500 when it failed, 501 when
 // the device has no such action.
 func (a *Agent) custom(ctx context.Context, d *device, bundle, action string, fields []field) response {
 	act := d.cfg.Custom[bundle][action]
@@ -279,7 +279,7 @@ func (a *Agent) custom(ctx context.Context, d *device, bundle, action string, fi
 	params := map[string]json.RawMessage{}
 	for _, f := range fields {
 		if f.Value != nil {
-			params[f.Field] = f.Value
+			params[f.Field] = paramValue(f.Value)
 		}
 	}
 	// The shape of a command message ({"d": {...}}), so that one command
@@ -291,6 +291,26 @@ func (a *Agent) custom(ctx context.Context, d *device, bundle, action string, fi
 	}
 	d.log(logInfo, fmt.Sprintf("action %s/%s done", bundle, action))
 	return response{RC: RCOK}
+}
+
+// paramValue turns a custom action's parameter into the command's value.
+// The platform sends parameters as strings (protocol.md §8, checked by the
+// bundle's regular expressions); one that reads as a JSON number or boolean
+// is passed as that, so that a command whose write takes "$.d.value" as a
+// number serves a custom action too. Other values pass unchanged.
+func paramValue(v json.RawMessage) json.RawMessage {
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return v
+	}
+	if s == "true" || s == "false" {
+		return json.RawMessage(s)
+	}
+	var n json.Number
+	if dec := json.NewDecoder(strings.NewReader(s)); dec.Decode(&n) == nil && !dec.More() && n.String() == s {
+		return json.RawMessage(s)
+	}
+	return v
 }
 
 // errUnreachable is a command refused because the device is down.

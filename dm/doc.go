@@ -1,6 +1,29 @@
-// Package dm implements device management for the bridge: the platform's
-// Device Management Protocol (iotdm-1 requests, iotdevice-1 responses,
-// protocol.md §7–§8) and the commands that arrive on iot-2/cmd topics.
+// Package dm is the bridge's device management: the commands that arrive on
+// iot-2 cmd topics, the routing of the platform's Device Management
+// Protocol requests (iotdm-1 topics), and the device-management agent that
+// answers them (protocol.md §7–§8).
+//
+// It owns:
+//   - Mux: routes a connection's inbound messages by topic, commands
+//     (device form iot-2/cmd/<c>/fmt/<f>, gateway form
+//     iot-2/type/<t>/id/<d>/cmd/<c>/fmt/<f>, the gateway itself included) to
+//     a CommandHandler, device-management requests (iotdm-1/<rest>,
+//     iotdm-1/type/<t>/id/<d>/<rest>) to a RequestHandler;
+//   - Executor: runs commands. Each device has a bounded queue and a worker,
+//     so a flood of commands never blocks the connection or polling, and one
+//     device never delays another's commands. A command whose queue is full
+//     (16 commands, 8 MiB of payloads over all devices) or whose payload is
+//     over 128 KiB is refused at once (one log line per
+//     N refusals); a command redelivered with a reqId already taken is not
+//     run twice (a bounded memory of ids per device). Every other command
+//     gets exactly one Result: planned (Planner), written in order and read
+//     back on the bus owner (FieldIO), published (ResultPublisher). A write
+//     whose outcome is unknown (timeout) is reported as such and never
+//     retried. RunCommand runs a command synchronously for the
+//     device-management agent (reboot, factory reset, custom actions);
+//   - Result: the `command` event's payload;
+//   - Agent: the device-management agent, the RequestHandler the Muxes
+//     call (below).
 //
 // # Device-management agent
 //
@@ -40,22 +63,29 @@
 //
 // Hooks (Action.Exec) are argument vectors run without a shell, with
 // {type} {id} {device} {file} {version} {name} replaced, killed at their
-// timeout. Commands go through a CommandRunner.
+// timeout. Commands go through a CommandRunner (the Executor).
 //
-// Place in the pipeline: uplink hands inbound iotdm-1 messages (through the
-// router that cmd/bridge wires) to Agent.HandleRequest; the agent publishes
-// through a Publisher per device (*uplink.Client), runs commands through a
-// CommandRunner (the command executor, which writes through the bus loops)
-// and hooks itself. cmd/bridge feeds NoteReading and SetDeviceInfo from the
-// bus loops.
+// Place in the pipeline: uplink hands inbound messages to a Mux
+// (cmd/bridge wires one per device connection in device mode, one for the
+// gateway connection in gateway mode); the Executor asks a Planner
+// (cmd/bridge, on top of mapping) for the writes, runs them through the bus
+// loops (adapters.Loop), and hands each Result to a ResultPublisher
+// (cmd/bridge appends it to the buffer on a queue of its own per device, so
+// results never wait behind readings). The Mux hands iotdm-1 messages to
+// the Agent, which publishes through a Publisher per device
+// (*uplink.Client), runs commands through the Executor and hooks itself;
+// cmd/bridge feeds NoteReading and SetDeviceInfo from the bus loops.
 //
 // Imports: only adapters (value types). It must not import uplink, buffer,
 // mapping, config, adapters/* implementations, badger or paho.
 //
-// Concurrency: every Agent method is safe for concurrent use; HandleRequest,
-// Connected, NoteReading and SetDeviceInfo never block. Run owns one
-// manager goroutine and one worker goroutine per device (each device's
-// requests are answered in order, one at a time, from a queue of
-// Config.QueueSize; beyond it rc 409) plus the firmware and post-answer
-// jobs, and returns when its context ends, after the Unmanage requests.
+// Concurrency: Mux.HandleMessage, Executor.HandleCommand and
+// Agent.HandleRequest are called on a connection's dispatch goroutine and
+// never block on the bus. Executor.Run owns the worker goroutines and
+// returns when its context ends. Every Agent method is safe for concurrent
+// use; Connected, NoteReading and SetDeviceInfo never block. Agent.Run owns
+// one manager and one worker goroutine per device (each device's requests
+// answered in order from a queue of Config.QueueSize; beyond it rc 409) plus
+// the firmware and post-answer jobs, and returns when its context ends,
+// after the Unmanage requests.
 package dm

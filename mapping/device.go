@@ -86,25 +86,12 @@ func (d *Device) Plan() []adapters.Range { return d.plan }
 type Output struct {
 	Event  string
 	Time   time.Time
-	Fields []Field        // event values, in the order of the event's points
-	Status *Status        // set instead of Fields for a status event
-	Result *CommandResult // set instead of Fields for a command result
+	Fields []Field // event values, in the order of the event's points
+	Status *Status // set instead of Fields for a status event
 }
 
-// CommandEvent is the event name of command results.
+// CommandEvent is the event name of command results (built by package dm).
 const CommandEvent = "command"
-
-// CommandResult reports what became of a command from the platform.
-type CommandResult struct {
-	Command string
-	OK      bool
-	Error   string
-}
-
-// CommandOutput builds the event that reports a command's result.
-func CommandOutput(at time.Time, r CommandResult) Output {
-	return Output{Event: CommandEvent, Time: at, Result: &r}
-}
 
 // Field is one named value of an event.
 type Field struct {

@@ -182,14 +182,6 @@ func TestDroppedEventsAreReported(t *testing.T) {
 	}
 }
 
-func TestCommandResultPayload(t *testing.T) {
-	o := CommandOutput(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), CommandResult{Command: "setSpeed", Error: "not \"supported\""})
-	want := `{"d":{"command":"setSpeed","ok":false,"error":"not \"supported\""},"ts":"2026-01-01T00:00:00.000Z","seq":3}`
-	if got := string(o.AppendPayload(nil, 3)); got != want {
-		t.Errorf("payload = %s\nwant      %s", got, want)
-	}
-}
-
 func TestEventInterval(t *testing.T) {
 	typ := meterType()
 	typ.Events = []Event{{Name: "reading", Points: []string{"voltage"}, Interval: 10 * time.Second}}

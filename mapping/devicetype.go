@@ -31,6 +31,8 @@ type DeviceType struct {
 	// Unreadable lists addresses the device refuses to read (holes in its
 	// map). The read plan never reads across them. Range.Unit is ignored.
 	Unreadable []adapters.Range
+	// Commands are what the platform may ask a device of this type to do.
+	Commands []Command
 }
 
 // UnreadablePoint returns the index of a point that lies in an unreadable

@@ -9,6 +9,13 @@
 // caller (cmd/bridge) appends them to the buffer, which assigns seq and asks
 // the Device's payload functions for the bytes.
 //
+// Commands go the other way: DeviceType.PlanCommand checks a command's JSON
+// payload against the points (writable, type, min/max, enum) and encodes it
+// into an ordered list of adapters.WriteRequests (Point.EncodeWrite, the
+// exact inverse of decoding; a bit of a register becomes a masked
+// read-modify-write that the bus owner performs) plus the ranges to read
+// back. A refused command plans no write at all.
+//
 // Mapping is pure: no I/O, no goroutines, no clocks (times come in with the
 // readings). It imports only adapters for value types and must not import
 // adapters/* implementations, buffer, uplink, dm, hcl, badger or paho.

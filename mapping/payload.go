@@ -17,15 +17,6 @@ func (o Output) AppendPayload(dst []byte, seq uint64) []byte {
 	switch {
 	case o.Status != nil:
 		dst = appendStatus(dst, o.Status)
-	case o.Result != nil:
-		dst = append(dst, `"command":`...)
-		dst = appendString(dst, o.Result.Command)
-		dst = append(dst, `,"ok":`...)
-		dst = strconv.AppendBool(dst, o.Result.OK)
-		if o.Result.Error != "" {
-			dst = append(dst, `,"error":`...)
-			dst = appendString(dst, o.Result.Error)
-		}
 	default:
 		for i, f := range o.Fields {
 			if i > 0 {

@@ -94,6 +94,42 @@ type Bank struct {
 	mu     sync.RWMutex
 	tables [adapters.HoldingRegister + 1]table // indexed by adapters.Table
 	rules  []rule
+	writes []Write // the latest executed write requests, oldest first
+}
+
+// Write is one write request the bank executed, as it came off the wire.
+type Write struct {
+	Function  byte // FC5, FC6, FC15, FC16 or FC23
+	Table     adapters.Table
+	Address   uint16
+	Registers []uint16 // holding-register writes
+	Bits      []bool   // coil writes
+}
+
+// maxWrites bounds the write log; older writes are forgotten.
+const maxWrites = 4096
+
+// Writes returns a copy of the write requests the bank executed (the most
+// recent 4096), oldest first. Refused requests (exceptions) are not in it.
+func (b *Bank) Writes() []Write {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return append([]Write(nil), b.writes...)
+}
+
+// ClearWrites forgets the write log.
+func (b *Bank) ClearWrites() {
+	b.mu.Lock()
+	b.writes = nil
+	b.mu.Unlock()
+}
+
+// logWrite records an executed write. The caller holds b.mu for writing.
+func (b *Bank) logWrite(w Write) {
+	if len(b.writes) == maxWrites {
+		b.writes = append(b.writes[:0], b.writes[1:]...)
+	}
+	b.writes = append(b.writes, w)
 }
 
 // NewBank returns a bank with the table sizes of cfg, all values zero.

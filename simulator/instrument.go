@@ -49,7 +49,12 @@ type Instrument struct {
 	wake     chan struct{}
 
 	frames atomic.Uint64
+
+	received []byte // every byte that arrived, up to maxReceived; under mu
 }
+
+// maxReceived bounds what Received keeps.
+const maxReceived = 64 << 10
 
 // templatePart is literal text, or a field when name is set.
 type templatePart struct {
@@ -190,6 +195,22 @@ func (in *Instrument) takeInjected() []string {
 	return f
 }
 
+// Received returns a copy of every byte the instrument received (requests
+// and commands), up to the first 64 KiB.
+func (in *Instrument) Received() []byte {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]byte(nil), in.received...)
+}
+
+func (in *Instrument) record(b []byte) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if room := maxReceived - len(in.received); room > 0 {
+		in.received = append(in.received, b[:min(room, len(b))]...)
+	}
+}
+
 // Serve runs the instrument on rw (a port from OpenSerial, a pty,
 // net.Pipe) until ctx is done, and returns nil then, or an error when rw
 // fails. It stops reading rw the way ServeRTU does.
@@ -210,13 +231,11 @@ func (in *Instrument) Serve(ctx context.Context, rw io.ReadWriter) error {
 			return err
 		}
 	}
-	var chunks <-chan []byte
-	var cr *chunkReader
-	if in.cfg.Request != "" {
-		cr = readChunks(rw)
-		defer cr.end(rw)
-		chunks = cr.c
-	}
+	// Input is read in both modes: requests (query mode) and commands
+	// sent to the instrument, which Received reports.
+	cr := readChunks(rw)
+	defer cr.end(rw)
+	chunks := cr.c
 	wake := in.wake
 	if in.cfg.Interval <= 0 {
 		wake = nil // query mode: injected frames wait for requests
@@ -243,6 +262,10 @@ func (in *Instrument) Serve(ctx context.Context, rw io.ReadWriter) error {
 					return nil
 				}
 				return streamErr(cr.err)
+			}
+			in.record(chunk)
+			if len(req) == 0 {
+				continue
 			}
 			input = append(input, chunk...)
 			for {

@@ -155,6 +155,13 @@ func (b *Bank) writeSingle(pdu []byte, t adapters.Table) []byte {
 		return exception(fc, code)
 	}
 	b.tables[t].set(addr, uint16(v))
+	w := Write{Function: fc, Table: t, Address: uint16(addr)}
+	if t == adapters.Coil {
+		w.Bits = []bool{v == 1}
+	} else {
+		w.Registers = []uint16{uint16(v)}
+	}
+	b.logWrite(w)
 	return append([]byte(nil), pdu...)
 }
 
@@ -172,9 +179,13 @@ func (b *Bank) writeMultipleCoils(fc byte, data []byte) []byte {
 		return exception(fc, code)
 	}
 	tb := &b.tables[adapters.Coil]
+	w := Write{Function: fc, Table: adapters.Coil, Address: uint16(addr), Bits: make([]bool, n)}
 	for i := range n {
-		tb.set(addr+i, uint16(data[5+i/8]>>(i%8)&1))
+		bit := data[5+i/8] >> (i % 8) & 1
+		tb.set(addr+i, uint16(bit))
+		w.Bits[i] = bit == 1
 	}
+	b.logWrite(w)
 	return []byte{fc, data[0], data[1], data[2], data[3]}
 }
 
@@ -192,6 +203,7 @@ func (b *Bank) writeMultipleRegisters(fc byte, data []byte) []byte {
 		return exception(fc, code)
 	}
 	b.storeRegisters(adapters.HoldingRegister, addr, data[5:])
+	b.logWrite(Write{Function: fc, Table: adapters.HoldingRegister, Address: uint16(addr), Registers: registersOf(data[5:])})
 	return []byte{fc, data[0], data[1], data[2], data[3]}
 }
 
@@ -217,6 +229,7 @@ func (b *Bank) readWriteRegisters(fc byte, data []byte) []byte {
 		return exception(fc, code)
 	}
 	b.storeRegisters(t, waddr, data[9:])
+	b.logWrite(Write{Function: fc, Table: t, Address: uint16(waddr), Registers: registersOf(data[9:])})
 	return b.appendRegisters(append(make([]byte, 0, 2+2*rn), fc, byte(2*rn)), t, raddr, rn)
 }
 
@@ -246,6 +259,14 @@ func (b *Bank) storeRegisters(t adapters.Table, addr int, src []byte) {
 	for i := 0; i+1 < len(src); i += 2 {
 		tb.set(addr+i/2, binary.BigEndian.Uint16(src[i:]))
 	}
+}
+
+func registersOf(src []byte) []uint16 {
+	regs := make([]uint16, len(src)/2)
+	for i := range regs {
+		regs[i] = binary.BigEndian.Uint16(src[2*i:])
+	}
+	return regs
 }
 
 // exception builds an exception response PDU.

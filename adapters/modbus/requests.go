@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"errors"
 	"fmt"
 
 	mb "github.com/goburrow/modbus"
@@ -26,20 +27,34 @@ func callRead(c mb.Client, r adapters.Range) ([]byte, error) {
 	return nil, fmt.Errorf("read of unknown table %d", r.Table)
 }
 
-// callWrite writes w with FC5/FC6 for one value and FC15/FC16 for several.
-func callWrite(c mb.Client, w adapters.WriteRequest) (err error) {
+// callWrite writes w: FC5 (one coil) and FC6 (one register), FC15 and FC16
+// for several; with multiple set, FC15/FC16 also for a single value (for
+// devices that implement only those).
+func callWrite(c mb.Client, w adapters.WriteRequest, multiple bool) (err error) {
+	if w.Text != nil || w.Mask != 0 {
+		return fmt.Errorf("modbus cannot send text, and a masked write is done by the bus loop: %w", errors.ErrUnsupported)
+	}
+	single := w.Count() == 1 && !multiple
 	switch {
-	case w.Table == adapters.Coil && len(w.Bits) == 1:
+	case w.Count() == 0:
+		return errors.New("write of nothing")
+	case w.Table == adapters.Coil && single:
 		v := uint16(0)
 		if w.Bits[0] {
 			v = 0xFF00
 		}
 		_, err = c.WriteSingleCoil(w.Address, v)
 	case w.Table == adapters.Coil:
+		if len(w.Bits) > adapters.MaxWriteBits {
+			return fmt.Errorf("write of %d coils, over the limit of %d per request", len(w.Bits), adapters.MaxWriteBits)
+		}
 		_, err = c.WriteMultipleCoils(w.Address, uint16(len(w.Bits)), packBits(w.Bits))
-	case w.Table == adapters.HoldingRegister && len(w.Registers) == 1:
+	case w.Table == adapters.HoldingRegister && single:
 		_, err = c.WriteSingleRegister(w.Address, w.Registers[0])
 	case w.Table == adapters.HoldingRegister:
+		if len(w.Registers) > adapters.MaxWriteRegisters {
+			return fmt.Errorf("write of %d registers, over the limit of %d per request", len(w.Registers), adapters.MaxWriteRegisters)
+		}
 		_, err = c.WriteMultipleRegisters(w.Address, uint16(len(w.Registers)), packRegisters(w.Registers))
 	default:
 		return fmt.Errorf("the %s table cannot be written", w.Table)

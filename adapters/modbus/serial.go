@@ -173,9 +173,10 @@ func asciiPackager() packager {
 // serialBus is the Bus shared by RTU, RTU over TCP and ASCII: goburrow's
 // packager and request code over a link of ours.
 type serialBus struct {
-	link   *link
-	pack   packager
-	client mb.Client
+	link     *link
+	pack     packager
+	client   mb.Client
+	multiple bool // FC15/FC16 even for one value
 }
 
 func newSerialBus(l *link, p packager) serialBus {
@@ -200,7 +201,7 @@ func (b *serialBus) readRange(ctx context.Context, r adapters.Range) (adapters.B
 }
 
 func (b *serialBus) writeRange(ctx context.Context, w adapters.WriteRequest) error {
-	err := b.do(ctx, w.Unit, func() error { return callWrite(b.client, w) })
+	err := b.do(ctx, w.Unit, func() error { return callWrite(b.client, w, b.multiple) })
 	if err != nil {
 		return fmt.Errorf("write unit %d %s %d+%d: %w", w.Unit, w.Table, w.Address, w.Count(), err)
 	}
@@ -256,6 +257,10 @@ func (t *RTU) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, 
 	return t.bus.readRange(ctx, r)
 }
 
+// SetWriteMultiple makes writes use FC15/FC16 even for a single coil or
+// register. Call it before the bus is handed to its loop.
+func (t *RTU) SetWriteMultiple(on bool) { t.bus.multiple = on }
+
 // WriteRange writes with FC5/FC6 for one value and FC15/FC16 for several.
 func (t *RTU) WriteRange(ctx context.Context, w adapters.WriteRequest) error {
 	return t.bus.writeRange(ctx, w)
@@ -271,6 +276,10 @@ func (t *RTU) Stats() Stats { return t.bus.link.Stats() }
 func (a *ASCII) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, error) {
 	return a.bus.readRange(ctx, r)
 }
+
+// SetWriteMultiple makes writes use FC15/FC16 even for a single coil or
+// register. Call it before the bus is handed to its loop.
+func (a *ASCII) SetWriteMultiple(on bool) { a.bus.multiple = on }
 
 // WriteRange writes with FC5/FC6 for one value and FC15/FC16 for several.
 func (a *ASCII) WriteRange(ctx context.Context, w adapters.WriteRequest) error {

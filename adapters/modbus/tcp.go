@@ -31,7 +31,12 @@ type TCP struct {
 	handler   *mb.TCPClientHandler
 	client    mb.Client
 	connected bool // a connection is open (as far as we know)
+	multiple  bool // FC15/FC16 even for one value
 }
+
+// SetWriteMultiple makes writes use FC15/FC16 even for a single coil or
+// register. Call it before the bus is handed to its loop.
+func (t *TCP) SetWriteMultiple(on bool) { t.multiple = on }
 
 // NewTCP validates cfg. It does not connect; the first request does.
 func NewTCP(cfg TCPConfig) (*TCP, error) {
@@ -78,7 +83,7 @@ func (t *TCP) connect(ctx context.Context) error {
 // ReadRange reads one range with FC1-FC4.
 func (t *TCP) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, error) {
 	var raw []byte
-	err := t.do(ctx, r.Unit, func() (err error) {
+	err := t.do(ctx, r.Unit, true, func() (err error) {
 		raw, err = callRead(t.client, r)
 		return err
 	})
@@ -93,9 +98,11 @@ func (t *TCP) ReadRange(ctx context.Context, r adapters.Range) (adapters.Block, 
 	return b, nil
 }
 
-// WriteRange writes with FC5/FC6 for one value and FC15/FC16 for several.
+// WriteRange writes with FC5/FC6 for one value and FC15/FC16 for several
+// (see SetWriteMultiple). A write is never sent twice: unlike a read it is
+// not tried again on a fresh connection.
 func (t *TCP) WriteRange(ctx context.Context, w adapters.WriteRequest) error {
-	err := t.do(ctx, w.Unit, func() error { return callWrite(t.client, w) })
+	err := t.do(ctx, w.Unit, false, func() error { return callWrite(t.client, w, t.multiple) })
 	if err != nil {
 		return fmt.Errorf("write unit %d %s %d+%d: %w", w.Unit, w.Table, w.Address, w.Count(), err)
 	}
@@ -104,9 +111,9 @@ func (t *TCP) WriteRange(ctx context.Context, w adapters.WriteRequest) error {
 
 // do runs one request for unit. A connection that was idle since the last
 // request may have been closed by the device; if such a reused connection
-// fails before any byte came back, the request is tried once more on a fresh
-// connection.
-func (t *TCP) do(ctx context.Context, unit uint8, call func() error) error {
+// fails before any byte came back, a read (retry) is tried once more on a
+// fresh connection.
+func (t *TCP) do(ctx context.Context, unit uint8, retry bool, call func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -126,7 +133,7 @@ func (t *TCP) do(ctx context.Context, unit uint8, call func() error) error {
 		return err
 	}
 	err := translate(call())
-	if reused && errors.Is(err, adapters.ErrNotConnected) && ctx.Err() == nil {
+	if retry && reused && errors.Is(err, adapters.ErrNotConnected) && ctx.Err() == nil {
 		t.Close()
 		if err := t.connect(ctx); err != nil {
 			t.Close()

@@ -183,11 +183,47 @@ func readFunction(t adapters.Table) byte {
 	return 3
 }
 
-// WriteRange is not supported yet: commands that send text to the
-// instrument will come with templated strings. It returns an error wrapping
-// errors.ErrUnsupported.
+// WriteRange sends a command's text request (w.Text) to the instrument, as
+// is. It returns once the bytes were handed to the port; an answer is not
+// awaited (in query mode the next query drains it first, in push mode the
+// reader skips what does not parse as a frame). Cached query replies are
+// forgotten, so that a read after the command asks the instrument again.
+// Register and coil writes are refused with errors.ErrUnsupported: a text
+// instrument has no registers to write.
 func (b *Bus) WriteRange(ctx context.Context, w adapters.WriteRequest) error {
-	return fmt.Errorf("write unit %d to serial line %s: %w", w.Unit, b.name, errors.ErrUnsupported)
+	if w.Text == nil {
+		return fmt.Errorf("write unit %d %s to serial line %s: %w", w.Unit, w.Table, b.name, errors.ErrUnsupported)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(b.timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	if b.port == nil {
+		if err := b.connect(deadline); err != nil {
+			return fmt.Errorf("send to %s: %w", b.name, err)
+		}
+		if b.Push() {
+			// As a read would: the reader goroutine owns the receiving side.
+			b.pumpDone = make(chan struct{})
+			go b.pump(b.port, b.pumpDone)
+		}
+	}
+	clear(b.replies)
+	if wd, ok := b.port.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		wd.SetWriteDeadline(deadline)
+	}
+	if _, err := b.port.Write(w.Text); err != nil {
+		p := b.port
+		if !b.Push() {
+			b.port = nil
+			closePort(p)
+		}
+		return fmt.Errorf("%w: send to %s: %v", adapters.ErrNotConnected, b.name, err)
+	}
+	return nil
 }
 
 // Close closes the port and, in push mode, waits for the reader goroutine.

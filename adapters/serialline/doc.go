@@ -40,9 +40,9 @@
 // for a frame that parses; malformed frames in between are counted and
 // skipped.
 //
-// Writes are not supported yet (WriteRange returns an error wrapping
-// errors.ErrUnsupported); commands that send templated strings on the same
-// line will use the same port.
+// Commands send text: WriteRange writes a WriteRequest's Text to the same
+// port, between the loop's reads (register writes are refused with
+// errors.ErrUnsupported).
 //
 // # Imports
 //

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,9 +54,13 @@ type bridge struct {
 	loops   []*adapters.Loop
 	links   []*uplink.Client
 	uplinks *uplinkStates
-	gateway *gateway  // gateway mode only
-	dm      *dm.Agent // nil when device management is off
-	dmInfo  map[string][]infoPoint
+	gateway *gateway // gateway mode only
+
+	loopOf   map[string]*adapters.Loop // the loop that owns each device's bus
+	commands *commands                 // nil in quickstart mode
+	requests dm.RequestHandler         // device-management requests; nil ignores them (set before Run)
+	dm       *dm.Agent                 // nil when device management is off
+	dmInfo   map[string][]infoPoint    // device → points read into its deviceInfo
 }
 
 // fieldDevice is one configured device at run time.
@@ -83,7 +86,8 @@ const (
 // offline device or broker at start-up must not keep the bridge from
 // starting. Opening the buffer is the only disk I/O.
 func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*bridge, error) {
-	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, uplinks: newUplinkStates(logger.With("component", "uplink"))}
+	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, uplinks: newUplinkStates(logger.With("component", "uplink")),
+		loopOf: map[string]*adapters.Loop{}}
 	if b.opts.UplinkSummaryEvery <= 0 {
 		b.opts.UplinkSummaryEvery = defaultUplinkSummaryEvery
 	}
@@ -121,6 +125,10 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		lc := linkBase
 		lc.ClientID, lc.Username, lc.Password = uplink.GatewayClientID(id), uplink.TokenAuthUsername, gw.Token
 		lc.MaxInflight = min(cfg.Buffer.InFlight*(len(cfg.Devices)+1), platformGatewayInflight)
+		// Every queue's forwarder (readings and command results per device,
+		// the gateway's own two) may have a full window waiting; a publish
+		// refused as busy would make a forwarder back off.
+		lc.MaxPending = max(uplink.DefaultMaxPending, cfg.Buffer.InFlight*(2*len(cfg.Devices)+2))
 		// Commands for the gateway and every device behind it, and the
 		// platform's notify messages about rejected requests.
 		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}, {Filter: b.gateway.notify, QoS: 0}}
@@ -166,9 +174,6 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		}
 		b.devices[d.Name] = fd
 	}
-	if err := b.newAgent(); err != nil {
-		return nil, err
-	}
 
 	for _, bus := range cfg.Buses {
 		loop, err := b.newLoop(bus)
@@ -178,6 +183,12 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		if loop != nil {
 			b.loops = append(b.loops, loop)
 		}
+	}
+	if err := b.wireCommands(b.loopOf); err != nil {
+		return nil, err
+	}
+	if err := b.newAgent(); err != nil { // after the Executor, which runs its commands
+		return nil, err
 	}
 
 	store, err := buffer.Open(bufferConfig(cfg, opts), logger.With("component", "buffer"))
@@ -224,13 +235,20 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus %s: %w", bus.Name, err)
 	}
+	if bus.WriteMultiple {
+		conn.(interface{ SetWriteMultiple(bool) }).SetWriteMultiple(true)
+	}
 	logger := b.logger.With("component", "bus") // the loop adds "bus"
-	return adapters.NewLoop(conn, adapters.LoopConfig{
+	loop := adapters.NewLoop(conn, adapters.LoopConfig{
 		Bus:     bus.Name,
 		Devices: devs,
 		Handler: adapters.ReadingHandlerFunc(b.handleReading),
 		Pause:   bus.Pause,
-	}, logger), nil
+	}, logger)
+	for _, d := range devs {
+		b.loopOf[d.Name] = loop
+	}
+	return loop, nil
 }
 
 // handleReading runs on a bus loop's goroutine: decode, decide which events
@@ -288,37 +306,6 @@ func (b *bridge) gatewayHandler() uplink.Handler {
 	})
 }
 
-// errNoCommands is what a command gets until commands are built.
-const errNoCommands = "commands are not supported by this version of the bridge"
-
-// commandHandler receives commands: iot-2/cmd/<c>/fmt/<f> for device (the
-// device its connection belongs to), iot-2/type/<t>/id/<d>/cmd/<c>/fmt/<f>
-// in gateway mode. Writing commands to devices comes in a later issue; until
-// then each command is answered with a command event saying so, so that the
-// sender is not left guessing.
-func (b *bridge) commandHandler(device *fieldDevice) uplink.Handler {
-	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
-		d, command := device, ""
-		parts := strings.Split(topic, "/")
-		switch {
-		case len(parts) == 5 && parts[1] == "cmd":
-			command = parts[2]
-		case len(parts) == 9 && parts[5] == "cmd":
-			d, command = b.devices[parts[4]], parts[6]
-			if d != nil && d.typ != parts[2] {
-				d = nil
-			}
-		}
-		if d == nil || command == "" {
-			b.logger.Warn("command for no configured device ignored", "topic", topic)
-			return nil
-		}
-		b.logger.Warn("command refused: not supported yet", "device", d.name, "command", command, "bytes", len(payload))
-		b.appendEvent(d, mapping.CommandOutput(time.Now(), mapping.CommandResult{Command: command, Error: errNoCommands}))
-		return nil
-	})
-}
-
 // Run runs until ctx is done, then stops in order: pollers first (no new
 // events), then the forwarders get the drain window to send what is
 // buffered, then the uplinks disconnect, and the buffer closes last.
@@ -329,7 +316,7 @@ func (b *bridge) Run(ctx context.Context) error {
 	defer stopForward()
 
 	var links, forwarders, pollers sync.WaitGroup
-	errs := make(chan error, len(b.links)+len(b.devices)+len(b.loops)+2)
+	errs := make(chan error, len(b.links)+3*len(b.devices)+len(b.loops)+4)
 	goRun := func(wg *sync.WaitGroup, what string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -357,6 +344,9 @@ func (b *bridge) Run(ctx context.Context) error {
 	for _, l := range b.loops {
 		goRun(&pollers, "bus", func() error { return l.Run(ctx) })
 	}
+	b.runCommands(ctx, fwdCtx, func(forwarder bool, what string, f func() error) {
+		goRun(map[bool]*sync.WaitGroup{true: &forwarders, false: &pollers}[forwarder], what, f)
+	})
 	if b.dm != nil { // stops with the pollers, while the uplinks still carry its Unmanage
 		goRun(&pollers, "device management", func() error { return b.dm.Run(ctx) })
 	}

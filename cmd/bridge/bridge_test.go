@@ -68,8 +68,29 @@ device_type "meter" {
       value = 1
     }
   }
+  point "limit" {
+    table    = "holding"
+    address  = 10
+    type     = "uint16"
+    writable = true
+    max      = 500
+  }
+  point "alarm_ack" {
+    table    = "holding"
+    address  = 11
+    type     = "bool"
+    bit      = 3
+    writable = true
+  }
   event "reading" {
     points = ["voltage", "energy", "closed"]
+  }
+  command "set_limit" {
+    write "limit" { value = "$.d.value" }
+    readback = true
+  }
+  command "ack" {
+    write "alarm_ack" { value = true }
   }
 }
 device_type "boiler" {
@@ -470,6 +491,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
 	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp",
+		"-> command set_setpoint", `"ok":true,"written":{"setpoint":65.5},"readback":{"setpoint":65.5}`, "<- simulator saw FC6 holding 2 = [655]", `"setpoint":65.5}`,
 		"power-meter/meter-1    managed    deviceInfo={\"fwVersion\":\"1.0\",\"manufacturer\":\"Demo Meters\",\"model\":\"DM-3P\"} metadata={\"line\":1,\"site\":\"demo\"}",
 		"boiler/boiler-1        managed"} {
 		if !strings.Contains(out.String(), want) {

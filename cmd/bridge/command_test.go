@@ -68,7 +68,7 @@ func testCommandWhileOffline(t *testing.T, mode string) {
 	}
 	runFor(got("reading")) // connected once: the platform knows the durable session
 
-	if err := r.plat.SendCommand("meter", "m1", "setSpeed", "json", []byte(`{"rpm":1450}`)); err != nil {
+	if err := r.plat.SendCommand("meter", "m1", "set_limit", "json", []byte(`{"d":{"value":123},"reqId":"offline-1"}`)); err != nil {
 		t.Fatal(err)
 	}
 	var result payload
@@ -85,7 +85,7 @@ func testCommandWhileOffline(t *testing.T, mode string) {
 			}
 		}
 	})
-	if result.D["command"] != "setSpeed" || result.D["ok"] != false || result.D["error"] != errNoCommands {
+	if result.D["command"] != "set_limit" || result.D["ok"] != true || result.D["reqId"] != "offline-1" {
 		t.Errorf("command result = %v", result.D)
 	}
 }

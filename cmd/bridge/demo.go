@@ -98,7 +98,7 @@ func cmdDemo(ctx context.Context, proc process, args []string, stdout, stderr io
 	defer stopHangups()
 	go handleHangups(hupCtx, proc.hangups, func() { logger.Warn("SIGHUP ignored: the demo has nothing to reload") })
 
-	printDemo(ctx, stdout, events.C, managedWatcher(plat, cfg.Devices))
+	demoEvents(ctx, stdout, events.C, plat, sims, managedWatcher(plat, cfg.Devices))
 	err = <-bridgeDone
 	events.Close()
 	plat.Close()
@@ -107,14 +107,20 @@ func cmdDemo(ctx context.Context, proc process, args []string, stdout, stderr io
 	return err
 }
 
-// printEvents prints each event as the platform received it until ctx ends.
-func printEvents(ctx context.Context, w io.Writer, events <-chan platform.Message) {
-	printDemo(ctx, w, events, func() []string { return nil })
-}
+// The demo's command: sent once, after the boiler's first telemetry event.
+const (
+	demoCommandType   = "boiler"
+	demoCommandDevice = "boiler-1"
+	demoCommand       = "set_setpoint"
+	demoCommandBody   = `{"d":{"value":65.5},"reqId":"demo-1"}`
+)
 
-// printDemo is printEvents that also prints the lines managed returns (it
-// is asked five times a second).
-func printDemo(ctx context.Context, w io.Writer, events <-chan platform.Message, managed func() []string) {
+// demoEvents prints events like printEvents, and sends the demo command
+// once the boiler has reported; when its result arrives it also prints the
+// write as the simulated device recorded it. Five times a second it prints
+// the lines managed returns (devices managed or unmanaged since).
+func demoEvents(ctx context.Context, w io.Writer, events <-chan platform.Message, plat *platform.Platform, sims *simulation, managed func() []string) {
+	sent := false
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -125,6 +131,35 @@ func printDemo(ctx context.Context, w io.Writer, events <-chan platform.Message,
 			for _, line := range managed() {
 				fmt.Fprintln(w, line)
 			}
+		case m, ok := <-events:
+			if !ok {
+				return
+			}
+			fmt.Fprintln(w, formatEvent(m))
+			prefix := "iot-2/type/" + demoCommandType + "/id/" + demoCommandDevice + "/evt/"
+			switch {
+			case !sent && strings.HasPrefix(m.Topic, prefix+"telemetry/"):
+				sent = true
+				if err := plat.SendCommand(demoCommandType, demoCommandDevice, demoCommand, "json", []byte(demoCommandBody)); err != nil {
+					fmt.Fprintf(w, "%s  command %s not sent: %v\n", time.Now().Format("15:04:05.000"), demoCommand, err)
+					continue
+				}
+				fmt.Fprintf(w, "%s  %-22s -> command %s %s\n", time.Now().Format("15:04:05.000"), demoCommandType+"/"+demoCommandDevice, demoCommand, demoCommandBody)
+			case strings.HasPrefix(m.Topic, prefix+"command/"):
+				for _, wr := range sims.writes(demoCommandDevice) {
+					fmt.Fprintf(w, "%s  %-22s <- simulator saw FC%d %s %d = %v\n", time.Now().Format("15:04:05.000"), demoCommandType+"/"+demoCommandDevice, wr.Function, wr.Table, wr.Address, wr.Registers)
+				}
+			}
+		}
+	}
+}
+
+// printEvents prints each event as the platform received it until ctx ends.
+func printEvents(ctx context.Context, w io.Writer, events <-chan platform.Message) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case m, ok := <-events:
 			if !ok {
 				return

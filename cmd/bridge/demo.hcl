@@ -119,8 +119,29 @@ device_type "boiler" {
       value = 1
     }
   }
+  point "setpoint" {
+    table    = "holding"
+    address  = 2
+    type     = "int16"
+    scale    = 0.1
+    unit     = "C"
+    writable = true
+    min      = 30
+    max      = 80
+    simulate {
+      mode  = "fixed"
+      value = 60
+    }
+  }
   event "telemetry" {
-    points = ["flow_temp", "pressure_bar", "burner_on"]
+    points = ["flow_temp", "pressure_bar", "burner_on", "setpoint"]
+  }
+  # The demo sends this command once: the write shows on the simulator,
+  # the result event carries what was written and read back, and the next
+  # telemetry events carry the new setpoint.
+  command "set_setpoint" {
+    write "setpoint" { value = "$.d.value" }
+    readback = true
   }
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 
 	"fieldbridge/adapters"
 	"fieldbridge/config"
@@ -25,10 +24,10 @@ func managementOn(cfg *config.Config) bool {
 	return m != nil && m.Enabled && cfg.Platform.Mode != config.ModeQuickstart
 }
 
-// manageLink subscribes a connection to its DM requests and routes them
-// to the agent: for a device, iotdm-1/<rest> (typ and id are the device's);
-// for the gateway, iotdm-1/type/<t>/id/<i>/<rest> for itself and every
-// device behind it. Every other message goes to the connection's handler.
+// manageLink subscribes a connection to its device-management requests
+// (the connection's Mux routes them to the agent): iotdm-1/# for a device,
+// iotdm-1/type/+/id/+/# for the gateway, itself and every device behind it.
+// On every connect the devices of the connection send Manage again.
 func (b *bridge) manageLink(lc *uplink.Config, typ, id string) {
 	if !managementOn(b.cfg) {
 		return
@@ -38,23 +37,6 @@ func (b *bridge) manageLink(lc *uplink.Config, typ, id string) {
 		filter = "iotdm-1/type/+/id/+/#"
 	}
 	lc.Subscriptions = append(lc.Subscriptions, uplink.Subscription{Filter: filter, QoS: 1})
-	next := lc.Handler
-	lc.Handler = uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
-		rest, ok := strings.CutPrefix(topic, "iotdm-1/")
-		if !ok {
-			return next.HandleMessage(ctx, topic, payload)
-		}
-		t, i := typ, id
-		if b.gateway != nil {
-			var qualified bool
-			if t, i, rest, qualified = splitQualified(rest); !qualified {
-				b.logger.Warn("dm message on an unexpected topic ignored", "topic", topic)
-				return nil
-			}
-		}
-		b.dm.HandleRequest(ctx, t, i, rest, payload)
-		return nil
-	})
 	lc.OnStateChange = func(connected bool, err error) {
 		if !connected || b.dm == nil {
 			return
@@ -70,15 +52,6 @@ func (b *bridge) manageLink(lc *uplink.Config, typ, id string) {
 	}
 }
 
-// splitQualified splits type/<t>/id/<i>/<rest>.
-func splitQualified(s string) (typ, id, rest string, ok bool) {
-	parts := strings.SplitN(s, "/", 5)
-	if len(parts) != 5 || parts[0] != "type" || parts[2] != "id" || parts[1] == "" || parts[3] == "" {
-		return "", "", "", false
-	}
-	return parts[1], parts[3], parts[4], true
-}
-
 // newAgent builds the device-management agent once every connection exists.
 func (b *bridge) newAgent() error {
 	if !managementOn(b.cfg) {
@@ -91,7 +64,7 @@ func (b *bridge) newAgent() error {
 		MaxFirmwareBytes: m.MaxFirmwareBytes,
 		DownloadTimeout:  m.DownloadTimeout,
 		AllowHTTP:        m.AllowHTTP,
-		Commands:         noCommands{},
+		Commands:         commandRunner{b},
 	}
 	if g := b.gateway; g != nil {
 		cfg.Devices = append(cfg.Devices, dm.Device{Type: g.id.Type, ID: g.id.ID, Gateway: true, Link: g.link,
@@ -111,7 +84,7 @@ func (b *bridge) newAgent() error {
 	if err != nil {
 		return fmt.Errorf("device management: %w", err)
 	}
-	b.dm = agent
+	b.dm, b.requests = agent, agent
 	return nil
 }
 
@@ -201,10 +174,20 @@ func pointText(p mapping.Point, r adapters.Reading) (string, bool) {
 	return "", false
 }
 
-// noCommands is the command runner until commands reach the field: an
-// action mapped to a command fails with rc 500 and says why.
-type noCommands struct{}
+// commandRunner runs the agent's commands (reboot, factory reset, custom
+// actions) through the command Executor.
+type commandRunner struct{ b *bridge }
 
-func (noCommands) RunCommand(context.Context, string, string, []byte) error {
-	return errors.New(errNoCommands)
+func (r commandRunner) RunCommand(ctx context.Context, device, command string, payload []byte) error {
+	if r.b.commands == nil {
+		return errors.New("commands are not available in this mode")
+	}
+	return r.b.commands.exec.RunCommand(ctx, device, command, payload)
 }
+
+// Interface guards.
+var (
+	_ dm.Publisher      = (*uplink.Client)(nil)
+	_ dm.CommandRunner  = (*dm.Executor)(nil)
+	_ dm.RequestHandler = (*dm.Agent)(nil)
+)

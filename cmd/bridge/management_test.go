@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -37,15 +38,18 @@ bus "b1" {`, 1)
       exec = ["touch", "`+dir+`/{id}.rebooted"]
     }
     factory_reset {
-      command = "remote_reset"
+      command = "ack"
     }
     firmware {
       exec = ["cp", "{file}", "`+dir+`/{id}-{version}.bin"]
     }
+    custom_action "acme-meter-v1" "setLimit" {
+      command = "set_limit"
+    }
   }
   point "fw_code" {
     table   = "holding"
-    address = 10
+    address = 20
     type    = "uint16"
     simulate {
       mode  = "fixed"
@@ -96,7 +100,15 @@ func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() e
 	for _, d := range r.cfg.Devices {
 		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 	}
-	r.startPlatformWith(t, devices)
+	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices, ExtensionBundles: []string{"acme-meter-v1"}}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r.plat = p
 	b, err := newBridge(r.cfg, bridgeOptions{Broker: "tcp://" + r.plat.Addr(), InMemoryBuffer: true, Drain: 100 * time.Millisecond}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +125,7 @@ func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() e
 // TestManagedDevices: with a management block every device is managed on
 // connect (with its type's and its own deviceInfo, metadata, location), a
 // reboot runs the type's hook and is answered 202, a factory reset mapped
-// to a command fails with 500 while commands cannot reach the field, a
+// to a command of the type writes to the device and is answered 202, a
 // firmware download and install run the type's hook on the image, and a
 // clean stop unmanages every device.
 func TestManagedDevices(t *testing.T) {
@@ -153,8 +165,23 @@ func TestManagedDevices(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "m2.rebooted")); err != nil {
 				t.Errorf("the reboot hook did not run for m2: %v", err)
 			}
-			if rc, err := p.DeviceAction(ctx, "meter", "m1", "device/factoryReset", nil); err != nil || rc != 500 {
-				t.Errorf("factory reset m1: rc %d %v, want 500", rc, err)
+			if rc, err := p.DeviceAction(ctx, "meter", "m1", "device/factoryReset", nil); err != nil || rc != 202 {
+				t.Errorf("factory reset m1: rc %d %v, want 202", rc, err)
+			}
+			// The factory reset is the type's command "ack": a write the device saw.
+			if w := r.sims.writes("m1"); len(w) != 1 || w[0].Address != 11 {
+				t.Errorf("the simulator saw %+v, want the ack command's write of holding 11", w)
+			}
+			// A custom action runs the command of the same name's mapping, its
+			// parameters as the command's d.
+			if rc, err := p.DeviceAction(ctx, "meter", "m2", "acme-meter-v1/setLimit", map[string]string{"value": "120"}); err != nil || rc != 200 {
+				t.Errorf("custom action setLimit on m2: rc %d %v, want 200", rc, err)
+			}
+			if w := r.sims.writes("m2"); len(w) != 1 || w[0].Address != 10 || fmt.Sprint(w[0].Registers) != "[120]" {
+				t.Errorf("the simulator saw %+v, want 120 written to holding 10", w)
+			}
+			if rc, err := p.DeviceAction(ctx, "meter", "m2", "acme-meter-v1/setLimit", map[string]string{"value": "900"}); err != nil || rc != 500 {
+				t.Errorf("custom action setLimit over the point's max: rc %d %v, want 500", rc, err)
 			}
 			if _, err := p.DeviceAction(ctx, "boiler", "boiler-9", "device/reboot", nil); err == nil {
 				t.Error("the platform sent a reboot to a device that does not support it")

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"fieldbridge/mapping"
 	"fieldbridge/platform"
 	"fieldbridge/uplink"
 )
@@ -196,6 +197,7 @@ func cmdPlatformSend(ctx context.Context, args []string, stdout, stderr io.Write
 	format := fs.String("format", "json", "format segment of the topic")
 	payload := fs.String("payload", "{}", "the command's payload")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	wait := fs.Bool("wait", false, "wait for the device's command result event and print it (adds a reqId to a JSON payload without one)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -203,8 +205,9 @@ func cmdPlatformSend(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil || *org == "" || *key == "" {
 		return fmt.Errorf("give -org, -key, -token, -type, -id and -command (%v): %w", err, errConfig)
 	}
+	body := []byte(*payload)
 	up := make(chan error, 1)
-	link, err := uplink.New(uplink.Config{
+	lc := uplink.Config{
 		Broker: *broker, ClientID: "a:" + *org + ":" + *app, Username: *key, Password: *token, QoS: 1, CleanSession: true,
 		OnStateChange: func(connected bool, err error) {
 			select {
@@ -212,7 +215,22 @@ func cmdPlatformSend(ctx context.Context, args []string, stdout, stderr io.Write
 			default:
 			}
 		},
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	var results chan []byte
+	reqID := ""
+	if *wait {
+		body, reqID = withReqID(body)
+		results = make(chan []byte, 16)
+		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/" + *typ + "/id/" + *id + "/evt/" + mapping.CommandEvent + "/fmt/json", QoS: 1}}
+		lc.Handler = uplink.HandlerFunc(func(_ context.Context, _ string, p []byte) error {
+			select {
+			case results <- append([]byte(nil), p...):
+			default:
+			}
+			return nil
+		})
+	}
+	link, err := uplink.New(lc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, errConfig)
 	}
@@ -229,11 +247,62 @@ func cmdPlatformSend(ctx context.Context, args []string, stdout, stderr io.Write
 	case <-ctx.Done():
 		return fmt.Errorf("connect to %s: %w", *broker, ctx.Err())
 	}
-	if err := <-link.Publish(ctx, topic, []byte(*payload)); err != nil {
+	if err := <-link.Publish(ctx, topic, body); err != nil {
 		return fmt.Errorf("send %s: %w", topic, err)
 	}
-	fmt.Fprintf(stdout, "sent %s\n", topic)
-	return nil
+	fmt.Fprintf(stdout, "sent %s %s\n", topic, body)
+	if !*wait {
+		return nil
+	}
+	for {
+		select {
+		case p := <-results:
+			if !isResultFor(p, *command, reqID) {
+				continue
+			}
+			fmt.Fprintf(stdout, "result %s\n", p)
+			var ev struct{ D struct{ OK bool } }
+			if json.Unmarshal(p, &ev) == nil && !ev.D.OK {
+				return fmt.Errorf("the device refused the command")
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("no result for %s within %v: %w", topic, *timeout, ctx.Err())
+		}
+	}
+}
+
+// withReqID adds a reqId to a JSON object payload that has none, so that
+// its result can be told from others; other payloads are left alone.
+func withReqID(payload []byte) ([]byte, string) {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(payload, &obj) != nil || obj == nil {
+		return payload, ""
+	}
+	if raw, ok := obj["reqId"]; ok {
+		var id string
+		json.Unmarshal(raw, &id)
+		return payload, id
+	}
+	id := fmt.Sprintf("cli-%d", time.Now().UnixNano())
+	obj["reqId"], _ = json.Marshal(id)
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return payload, ""
+	}
+	return out, id
+}
+
+// isResultFor reports whether a command event answers command (and reqID,
+// when there is one).
+func isResultFor(p []byte, command, reqID string) bool {
+	var ev struct {
+		D struct {
+			Command string `json:"command"`
+			ReqID   string `json:"reqId"`
+		} `json:"d"`
+	}
+	return json.Unmarshal(p, &ev) == nil && ev.D.Command == command && (reqID == "" || ev.D.ReqID == reqID)
 }
 
 // platformActions maps the action words of `bridge platform action` to the

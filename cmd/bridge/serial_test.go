@@ -11,6 +11,8 @@ import (
 	"fieldbridge/adapters/serialline"
 	"fieldbridge/config"
 	"fieldbridge/internal/serialtest"
+	"fieldbridge/internal/testwait"
+	"fieldbridge/simulator"
 )
 
 // serialConfig has a Modbus RTU line with two meters and a scale that
@@ -64,6 +66,9 @@ device_type "scale" {
       mode  = "fixed"
       value = 12.25
     }
+  }
+  command "tare" {
+    send = "T{$.d.channel}\r\n"
   }
 }
 device "m1" {
@@ -127,6 +132,25 @@ func TestSerialBusesEndToEnd(t *testing.T) {
 			t.Errorf("%s: d (-want +got):\n%s", topic, diff)
 		}
 	}
+
+	// A command sends its text request to the instrument.
+	if err := r.plat.SendCommand("scale", "scale-1", "tare", "json", []byte(`{"d":{"channel":2},"reqId":"t1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	res := collect(t, sub.C, byTopic, map[string]int{"iot-2/type/scale/id/scale-1/evt/command/fmt/json": 1})
+	d := decode(t, res["iot-2/type/scale/id/scale-1/evt/command/fmt/json"][0].Payload).D
+	if d["ok"] != true || d["reqId"] != "t1" || !sameJSON(d["written"], `{"send":"T2\r\n"}`) {
+		t.Errorf("tare result = %v", d)
+	}
+	var in *simulator.Instrument
+	for _, l := range sims.lines {
+		if l.bus == "scale" {
+			in = l.instrument
+		}
+	}
+	testwait.For(t, waitTimeout, "the scale to receive the tare request", func() bool {
+		return strings.Contains(string(in.Received()), "T2\r\n")
+	})
 }
 
 // TestFieldLayoutMatchesAdapter pins the register image that config lays

@@ -82,16 +82,28 @@ type simulation struct {
 
 // simLine serves one serial bus until ctx ends.
 type simLine struct {
-	bus   string
-	where string
-	serve func(ctx context.Context) error
-	close func()
+	bus        string
+	where      string
+	serve      func(ctx context.Context) error
+	close      func()
+	instrument *simulator.Instrument // text instruments only
 }
 
 type simBus struct {
-	bus    string
-	server *simulator.Server
-	units  []int
+	bus     string
+	server  *simulator.Server
+	units   []int
+	devices map[string]byte // unit of each device
+}
+
+// writes returns the writes the simulated device received (Modbus TCP buses).
+func (s *simulation) writes(device string) []simulator.Write {
+	for _, sb := range s.servers {
+		if unit, ok := sb.devices[device]; ok {
+			return sb.server.Unit(unit).Writes()
+		}
+	}
+	return nil
 }
 
 // simPoint animates one point of one device.
@@ -130,9 +142,10 @@ func startSimulators(cfg *config.Config, addr func(*config.Bus) string, logger *
 			sim.Close()
 			return nil, err
 		}
-		sb := simBus{bus: bus.Name, server: srv}
+		sb := simBus{bus: bus.Name, server: srv, devices: map[string]byte{}}
 		for _, d := range devs {
 			bank := srv.AddUnit(d.Unit)
+			sb.devices[d.Name] = d.Unit
 			sb.units = append(sb.units, int(d.Unit))
 			for i, p := range d.Type.Points {
 				spec, ok := d.Type.Simulate[p.Name]
@@ -142,7 +155,14 @@ func startSimulators(cfg *config.Config, addr func(*config.Bus) string, logger *
 				if !ok {
 					spec = defaultSimulation(p)
 				}
-				sim.points = append(sim.points, newSimPoint(bank, p, spec, uint64(len(sim.points)+i)))
+				sp := newSimPoint(bank, p, spec, uint64(len(sim.points)+i))
+				if p.Writable && spec.Mode == config.SimFixed {
+					// A writable point's fixed value is where it starts;
+					// then it holds what commands write.
+					sp.write(time.Now())
+					continue
+				}
+				sim.points = append(sim.points, sp)
 			}
 		}
 		if bus.Kind != config.BusModbusTCP {
@@ -357,6 +377,7 @@ func (s *simulation) instrument(bus *config.Bus, devs []*config.Device, where st
 	}
 	line.close = func() { port.Close() }
 	line.serve = func(ctx context.Context) error { return in.Serve(ctx, port) }
+	line.instrument = in
 	return line, nil
 }
 

@@ -14,28 +14,40 @@ device_type "meter" {
   management {
     device_info = { serial = "x" }
     device_info_points = { model = "modl" }
-    reboot {}
+    reboot {
+      command = "restrat"
+    }
     factory_reset {
       exec = []
     }
     firmware {
       command = "flash"
     }
+    custom_action "empty" "x" {}
     custom_action "acme modbus" "rescan" {
-      command = "rescan"
+      command = "restart"
       timeout = "soon"
     }
     custom_action "acme" "rescan" {
-      command = "rescan"
+      command = "restart"
     }
     custom_action "acme" "rescan" {
-      command = "rescan"
+      command = "restart"
     }
   }
   point "v" {
     table   = "input"
     address = 0
     type    = "uint16"
+  }
+  point "run" {
+    table    = "coil"
+    address  = 0
+    type     = "bool"
+    writable = true
+  }
+  command "restart" {
+    write "run" { value = false }
   }
 }
 device "m1" {

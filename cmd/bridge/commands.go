@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"fieldbridge/adapters"
+	"fieldbridge/buffer"
+	"fieldbridge/config"
+	"fieldbridge/dm"
+	"fieldbridge/mapping"
+	"fieldbridge/uplink"
+)
+
+// Commands: the wiring between the uplinks (inbound messages), dm (routing,
+// queues, results), mapping (planning writes) and the bus loops (writing).
+//
+//	uplink ──▶ dm.Mux ──▶ dm.Executor ──▶ commandPlanner (mapping) ──▶ fieldRouter ──▶ adapters.Loop
+//	                                  └─▶ resultSink ──▶ buffer queue "cmd:<device>" ──▶ forwarder ──▶ uplink
+//
+// Results have a buffer queue of their own per device (and one for the
+// gateway), so a command's answer never waits behind a backlog of readings
+// and a flood of results never delays readings. They are numbered by that
+// queue: the seq of a command event counts command events.
+
+// resultQueue is the buffer queue of a device's (or the gateway's) command
+// results. ':' never appears in a device id, so it cannot collide.
+func resultQueue(device string) string { return "cmd:" + device }
+
+// commands is the command machinery of a bridge; nil in quickstart mode,
+// where devices receive no commands.
+type commands struct {
+	exec    *dm.Executor
+	muxes   map[string]*dm.Mux // device mode: per device; gateway mode: "" for the gateway connection
+	targets map[string]commandTarget
+	loops   map[string]*adapters.Loop // by device
+}
+
+// commandTarget is what commands need to know about a device.
+type commandTarget struct {
+	typ   *mapping.DeviceType
+	unit  uint8
+	topic string // its command event's topic
+	pub   buffer.Publisher
+}
+
+// wireCommands builds the Executor and the Muxes. It runs after the
+// devices, links and loops exist.
+func (b *bridge) wireCommands(loopOf map[string]*adapters.Loop) error {
+	if b.cfg.Platform.Mode == config.ModeQuickstart {
+		return nil
+	}
+	c := &commands{muxes: map[string]*dm.Mux{}, targets: map[string]commandTarget{}, loops: loopOf}
+	devices := map[string]string{}
+	for _, d := range b.cfg.Devices {
+		fd := b.devices[d.Name]
+		devices[d.Name] = d.Type.Name
+		c.targets[d.Name] = commandTarget{typ: d.Type.DeviceType, unit: d.Unit, topic: fd.topic(mapping.CommandEvent), pub: fd.pub}
+	}
+	ec := dm.ExecutorConfig{Devices: devices, Planner: c, Field: c, Results: resultSink{b}}
+	if g := b.gateway; g != nil {
+		if _, clash := devices[g.id.ID]; clash {
+			return fmt.Errorf("gateway id %q is also a device name; commands could not tell them apart", g.id.ID)
+		}
+		devices[g.id.ID], ec.Gateway = g.id.Type, g.id.ID
+		c.targets[g.id.ID] = commandTarget{topic: uplink.GatewayEventTopic(g.id, mapping.CommandEvent, "json"), pub: g.link}
+	}
+	exec, err := dm.NewExecutor(ec, b.logger.With("component", "commands"))
+	if err != nil {
+		return err
+	}
+	c.exec = exec
+	newMux := func(typ, id string) (*dm.Mux, error) {
+		return dm.NewMux(dm.MuxConfig{SelfType: typ, SelfID: id, Commands: exec, Requests: requestRouter{b}}, b.logger.With("component", "dm"))
+	}
+	if g := b.gateway; g != nil {
+		if c.muxes[""], err = newMux(g.id.Type, g.id.ID); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range b.cfg.Devices {
+			if c.muxes[d.Name], err = newMux(d.Type.Name, d.Name); err != nil {
+				return err
+			}
+		}
+	}
+	b.commands = c
+	return nil
+}
+
+// commandHandler is the inbound handler of a device's connection (device
+// mode) or, with device nil, of the gateway connection.
+func (b *bridge) commandHandler(device *fieldDevice) uplink.Handler {
+	key := ""
+	if device != nil {
+		key = device.name
+	}
+	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
+		if b.commands == nil {
+			return fmt.Errorf("commands are not wired")
+		}
+		return b.commands.muxes[key].HandleMessage(ctx, topic, payload)
+	})
+}
+
+// PlanCommand plans with the device type's mapping.
+func (c *commands) PlanCommand(device, command string, payload []byte) (dm.Plan, error) {
+	t, ok := c.targets[device]
+	if !ok || t.typ == nil {
+		return dm.Plan{}, fmt.Errorf("%w: %s", dm.ErrUnknownDevice, device)
+	}
+	mp, err := t.typ.PlanCommand(device, t.unit, command, payload)
+	if err != nil {
+		return dm.Plan{}, err
+	}
+	plan := dm.Plan{Writes: mp.Writes, Readback: mp.Readback, Timeout: mp.Timeout, Written: namedValues(mp.Written)}
+	plan.DecodeReadback = func(blocks []adapters.Block) ([]dm.NamedValue, error) {
+		fields, err := mp.DecodeReadback(blocks)
+		return namedValues(fields), err
+	}
+	return plan, nil
+}
+
+func namedValues(fields []mapping.Field) []dm.NamedValue {
+	out := make([]dm.NamedValue, len(fields))
+	for i, f := range fields {
+		out[i] = dm.NamedValue{Name: f.Name, Value: f.Value.Interface()}
+	}
+	return out
+}
+
+// Write hands a write to the loop that owns the device's bus.
+func (c *commands) Write(ctx context.Context, w adapters.WriteRequest) error {
+	loop := c.loops[w.Device]
+	if loop == nil {
+		return fmt.Errorf("%w: %s is on no running bus", adapters.ErrClosed, w.Device)
+	}
+	return loop.Write(ctx, w)
+}
+
+// Read reads on the loop that owns the device's bus.
+func (c *commands) Read(ctx context.Context, device string, r adapters.Range) (adapters.Block, error) {
+	loop := c.loops[device]
+	if loop == nil {
+		return adapters.Block{}, fmt.Errorf("%w: %s is on no running bus", adapters.ErrClosed, device)
+	}
+	return loop.Read(ctx, device, r)
+}
+
+// requestRouter hands device-management requests to b.requests, which may
+// be set after wireCommands (the handler needs the Executor for
+// RunCommand); until then requests are ignored.
+type requestRouter struct{ b *bridge }
+
+func (r requestRouter) HandleRequest(ctx context.Context, deviceType, deviceID, rest string, payload []byte) {
+	if r.b.requests == nil {
+		r.b.logger.Debug("device-management request ignored: no handler", "type", deviceType, "device", deviceID, "request", rest)
+		return
+	}
+	r.b.requests.HandleRequest(ctx, deviceType, deviceID, rest, payload)
+}
+
+// resultSink appends results to the buffer, which assigns their seq.
+type resultSink struct{ b *bridge }
+
+func (s resultSink) PublishResult(device string, r dm.Result) error {
+	t := s.b.commands.targets[device]
+	_, err := s.b.store.Append(resultQueue(device), t.topic, r.Payload)
+	if err == nil {
+		s.b.logger.Debug("command result buffered", "device", device, "command", r.Command, "ok", r.OK)
+	}
+	return err
+}
+
+// runCommands starts the Executor and one forwarder per result queue.
+func (b *bridge) runCommands(ctx, fwdCtx context.Context, goRun func(forwarder bool, what string, f func() error)) {
+	c := b.commands
+	if c == nil {
+		return
+	}
+	goRun(false, "commands", func() error { return c.exec.Run(ctx) })
+	for device, t := range c.targets {
+		goRun(true, "forward results "+device, func() error { return b.store.Forward(fwdCtx, resultQueue(device), t.pub) })
+	}
+}
+
+// Interface guards: the implementers do not import the packages that
+// declare these interfaces.
+var (
+	_ uplink.Handler     = (*dm.Mux)(nil)
+	_ dm.CommandHandler  = (*dm.Executor)(nil)
+	_ dm.FieldIO         = (*adapters.Loop)(nil)
+	_ dm.FieldIO         = (*commands)(nil)
+	_ dm.Planner         = (*commands)(nil)
+	_ dm.ResultPublisher = resultSink{}
+	_ dm.RequestHandler  = requestRouter{}
+)
