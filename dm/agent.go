@@ -24,6 +24,7 @@ const (
 	DefaultActionTimeout    = 30 * time.Second
 	DefaultMaxFirmwareBytes = 64 << 20
 	DefaultDownloadTimeout  = 10 * time.Minute
+	DefaultFaultHold        = time.Minute
 	// MinLifetime is the platform's smallest non-zero Manage lifetime (protocol.md §7.5.1).
 	MinLifetime = time.Hour
 	// maxPendingLogs bounds the log entries waiting to be posted per device;
@@ -76,6 +77,11 @@ type Config struct {
 	// QueueSize is how many platform requests may wait per device; a
 	// request beyond it is answered with rc 409 (retry later).
 	QueueSize int
+
+	// FaultHold is how long an error code stays posted after the poll that
+	// last showed its fault, so that an intermittent fault (a CRC error now
+	// and then) does not clear and post the code on every poll.
+	FaultHold time.Duration
 
 	// Commands runs the commands reboot, factory reset and custom actions
 	// are mapped to. Required when any Action has a Command.
@@ -210,6 +216,7 @@ func withDefaults(cfg Config) Config {
 	def(&cfg.RetryMin, DefaultRetryMin)
 	def(&cfg.RetryMax, DefaultRetryMax)
 	def(&cfg.DownloadTimeout, DefaultDownloadTimeout)
+	def(&cfg.FaultHold, DefaultFaultHold)
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
@@ -401,9 +408,28 @@ func (a *Agent) NoteReading(r adapters.Reading) {
 		return
 	}
 	codes, down, reason := faultCodes(r.Blocks)
+	now := time.Now()
 	d.mu.Lock()
-	changed := !slices.Equal(codes, d.faults)
-	d.faults = codes
+	if d.faultSeen == nil {
+		d.faultSeen = map[int]time.Time{}
+	}
+	for _, c := range codes {
+		d.faultSeen[c] = now
+	}
+	var active []int
+	for c, seen := range d.faultSeen {
+		if now.Sub(seen) < a.cfg.FaultHold {
+			active = append(active, c)
+		} else {
+			delete(d.faultSeen, c)
+		}
+	}
+	slices.Sort(active)
+	changed := !slices.Equal(active, d.faults)
+	if changed {
+		logFaultChange(d, d.faults, active, reason)
+	}
+	d.faults = active
 	wasDown := d.down
 	d.down, d.downReason = down, reason
 	if down != wasDown {
@@ -417,6 +443,33 @@ func (a *Agent) NoteReading(r adapters.Reading) {
 	if changed || down != wasDown {
 		d.signal(d.changed)
 	}
+}
+
+// logFaultChange adds a log entry for each error code other than
+// unreachable (which has its own entries) that appears or goes; d.mu is held.
+func logFaultChange(d *device, before, after []int, reason string) {
+	for _, c := range after {
+		if c != ErrorCodeUnreachable && !slices.Contains(before, c) {
+			d.addLog(logWarning, fmt.Sprintf("fault %d (%s): %s", c, faultName(c), reason))
+		}
+	}
+	for _, c := range before {
+		if c != ErrorCodeUnreachable && !slices.Contains(after, c) {
+			d.addLog(logInfo, fmt.Sprintf("fault %d (%s) gone", c, faultName(c)))
+		}
+	}
+}
+
+func faultName(code int) string {
+	switch {
+	case code == ErrorCodeUnreachable:
+		return "unreachable"
+	case code == ErrorCodeBadFrame:
+		return "corrupt replies"
+	case code > ErrorCodeException:
+		return fmt.Sprintf("Modbus exception %d", code-ErrorCodeException)
+	}
+	return "fault"
 }
 
 // SetDeviceInfo sets deviceInfo attributes of a field device from what it

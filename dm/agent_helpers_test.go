@@ -157,7 +157,8 @@ func startRig(t *testing.T, gateway bool, devs []dm.Device, edit func(*dm.Config
 		return l
 	}
 
-	cfg := dm.Config{RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, ResponseTimeout: 5 * time.Second, StagingDir: t.TempDir(), AllowHTTP: true}
+	cfg := dm.Config{RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, ResponseTimeout: 5 * time.Second, StagingDir: t.TempDir(), AllowHTTP: true,
+		FaultHold: time.Nanosecond} // faults clear with the next good poll
 	if gateway {
 		var ids []string
 		gw := &tee{}

@@ -48,9 +48,10 @@ type device struct {
 	needManage bool
 	renewAt    time.Time // when Manage is due again (lifetime > 0)
 	needLoc    bool
-	faults     []int // current error codes, sorted
-	posted     []int // error codes the platform has
-	postedOK   bool  // posted is known (a clear went through since start)
+	faults     []int             // current error codes, sorted
+	faultSeen  map[int]time.Time // when each fault was last seen
+	posted     []int             // error codes the platform has
+	postedOK   bool              // posted is known (a clear went through since start)
 	down       bool
 	downReason string
 	logs       []logEntry // waiting to be posted

@@ -378,3 +378,28 @@ func TestDeviceInfoFromTheDevice(t *testing.T) {
 		}
 	})
 }
+
+// TestIntermittentFaultStaysPosted: a fault seen now and then keeps its
+// error code posted for FaultHold instead of clearing and posting it on
+// every poll; it gets one log entry.
+func TestIntermittentFaultStaysPosted(t *testing.T) {
+	r := startRig(t, false, []dm.Device{{Type: meterType, ID: "m1", Name: "m1"}}, func(c *dm.Config) { c.FaultHold = time.Hour })
+	r.waitManaged(t, meterType, "m1")
+	bad := adapters.Reading{Device: "m1", Blocks: []adapters.Block{{}, {Err: fmt.Errorf("crc: %w", adapters.ErrBadFrame)}}}
+	good := adapters.Reading{Device: "m1", Blocks: []adapters.Block{{}, {}}}
+	for range 3 {
+		r.agent.NoteReading(bad)
+		r.agent.NoteReading(good)
+	}
+	testwait.For(t, waitLong, "error code 2 and its log entry", func() bool {
+		st, _ := r.p.Managed(meterType, "m1")
+		return slices.Equal(st.ErrorCodes, []int{dm.ErrorCodeBadFrame}) && len(st.Logs) == 1
+	})
+	r.agent.NoteReading(good)
+	if st, _ := r.p.Managed(meterType, "m1"); !strings.Contains(st.Logs[0].Message, "corrupt replies") || st.Logs[0].Severity != 1 {
+		t.Errorf("log entry %+v", st.Logs[0])
+	}
+	if n := len(r.pubs["m1"].find("add/diag/errorCodes")); n != 1 {
+		t.Errorf("error code added %d times for one intermittent fault, want once", n)
+	}
+}

@@ -44,8 +44,9 @@
 //   - Location, and diagnostics that follow the field faults NoteReading
 //     reports: error codes (ErrorCodeUnreachable, ErrorCodeBadFrame,
 //     ErrorCodeException + the Modbus exception code) posted when they
-//     appear and cleared when they go, and log entries for transitions and
-//     action results.
+//     appear and cleared once they have not been seen for Config.FaultHold
+//     (so an intermittent fault does not flap), and log entries for faults
+//     that appear and go, reachability transitions and action results.
 //   - Platform requests (HandleRequest) answered per §7.8: observe/cancel
 //     (notify on every change of an observed value), device/update (204;
 //     404 listing unknown attributes; 400 for bad values), reboot and
