@@ -6,7 +6,7 @@ import "testing"
 // metrics block and takes the address as written when one is given.
 func TestMetricsListen(t *testing.T) {
 	for src, want := range map[string]string{
-		``: "",
+		``:                                      "",
 		`metrics { listen = "127.0.0.1:9273" }`: "127.0.0.1:9273",
 		`metrics { listen = ":9273" }`:          ":9273",
 		`metrics { listen = "[::1]:0" }`:        "[::1]:0",
