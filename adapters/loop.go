@@ -67,6 +67,7 @@ type Loop struct {
 	logger *slog.Logger
 	writes chan writeJob
 	done   chan struct{}
+	stats  *loopCounters
 }
 
 type writeJob struct {
@@ -98,7 +99,7 @@ func NewLoop(bus Bus, cfg LoopConfig, logger *slog.Logger) *Loop {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{})}
+	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{}), stats: newLoopCounters(cfg.Devices)}
 }
 
 // Run polls until ctx is done and returns nil then. Each device starts at an
@@ -185,7 +186,9 @@ func (l *Loop) poll(ctx context.Context, st *deviceState) {
 			reading.Blocks[i] = Block{Range: r, Err: transportErr}
 			continue
 		}
+		sent := time.Now()
 		b, err := l.bus.ReadRange(cycleCtx, r)
+		l.stats.request(time.Since(sent), err)
 		b.Range, b.Err = r, err
 		reading.Blocks[i] = b
 		if errors.Is(err, ErrTimeout) || errors.Is(err, ErrNotConnected) {
@@ -233,6 +236,7 @@ func (l *Loop) schedule(st *deviceState, due, start time.Time, r Reading) {
 		}
 		return
 	}
+	l.stats.lastRead[st.dev.Name].Store(now.UnixNano())
 	if st.failures > 0 {
 		l.logger.Info("device up", "device", st.dev.Name, "failed_cycles", st.failures)
 		st.failures = 0
@@ -304,7 +308,10 @@ func (l *Loop) runWrite(job writeJob) {
 		job.result <- err
 		return
 	}
-	job.result <- l.bus.WriteRange(job.ctx, job.req)
+	sent := time.Now()
+	err := l.bus.WriteRange(job.ctx, job.req)
+	l.stats.request(time.Since(sent), err)
+	job.result <- err
 }
 
 // Write hands a write to the loop and waits for its result. It is safe for
