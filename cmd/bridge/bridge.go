@@ -41,6 +41,9 @@ type bridgeOptions struct {
 	// UplinkSummaryEvery is how often, while uplinks are down, one log line
 	// sums them up; default one minute.
 	UplinkSummaryEvery time.Duration
+	// DrainProgressEvery is how often backlog drain progress is measured
+	// and logged; default 10 s.
+	DrainProgressEvery time.Duration
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -55,6 +58,7 @@ type bridge struct {
 	links   []*uplink.Client
 	uplinks *uplinkStates
 	gateway *gateway // gateway mode only
+	metrics *bridgeMetrics
 }
 
 // fieldDevice is one configured device at run time.
@@ -83,6 +87,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, uplinks: newUplinkStates(logger.With("component", "uplink"))}
 	if b.opts.UplinkSummaryEvery <= 0 {
 		b.opts.UplinkSummaryEvery = defaultUplinkSummaryEvery
+	}
+	if b.opts.DrainProgressEvery <= 0 {
+		b.opts.DrainProgressEvery = defaultDrainProgressEvery
 	}
 	broker := opts.Broker
 	if broker == "" {
@@ -177,6 +184,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
 	b.store = store
+	b.metrics = newBridgeMetrics(b, logger)
 	return b, nil
 }
 
@@ -310,8 +318,12 @@ func (b *bridge) Run(ctx context.Context) error {
 	defer stopLinks()
 	defer stopForward()
 
+	if err := b.metrics.listen(b.cfg.Metrics.Listen); err != nil {
+		b.store.Close()
+		return err
+	}
 	var links, forwarders, pollers sync.WaitGroup
-	errs := make(chan error, len(b.links)+len(b.devices)+len(b.loops)+2)
+	errs := make(chan error, len(b.links)+len(b.devices)+len(b.loops)+4)
 	goRun := func(wg *sync.WaitGroup, what string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -325,6 +337,8 @@ func (b *bridge) Run(ctx context.Context) error {
 		goRun(&links, "uplink", func() error { return l.Run(linkCtx) })
 	}
 	goRun(&links, "uplink summary", func() error { b.uplinks.summarize(linkCtx, b.opts.UplinkSummaryEvery); return nil })
+	goRun(&links, "metrics", func() error { return b.metrics.serve(linkCtx) })
+	goRun(&links, "drain progress", func() error { b.metrics.drain.run(linkCtx, b.opts.DrainProgressEvery, b.drainStats); return nil })
 	for _, d := range b.devices {
 		if d.mailbox != nil {
 			goRun(&forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) })
