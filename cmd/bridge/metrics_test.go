@@ -8,22 +8,26 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"fieldbridge/config"
 	"fieldbridge/internal/testwait"
 	"fieldbridge/platform"
 )
 
+// sample is one line of the text format.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
 // scrape is one parsed /metrics answer.
-type scrape map[string]*dto.MetricFamily
+type scrape []sample
 
 // scrapeMetrics fetches /metrics from addr and parses the text format.
 func scrapeMetrics(t *testing.T, addr string) scrape {
@@ -39,40 +43,125 @@ func scrapeMetrics(t *testing.T, addr string) scrape {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("GET /metrics Content-Type = %q, want the text format", ct)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := parseText(string(body))
 	if err != nil {
 		t.Fatalf("/metrics is not the Prometheus text format: %v", err)
 	}
-	return fams
+	return s
+}
+
+// parseText parses the Prometheus text format, checking what scrapers
+// insist on: one TYPE line per family, before its samples, and every
+// family's samples in one piece.
+func parseText(text string) (scrape, error) {
+	var out scrape
+	typed := map[string]bool{}
+	done := map[string]bool{} // families whose samples ended
+	current := ""
+	familyOf := func(name string) string {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && typed[base] {
+				return base
+			}
+		}
+		return name
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name := strings.Fields(rest)[0]
+			if typed[name] {
+				return nil, fmt.Errorf("line %d: second TYPE line for %s", i+1, name)
+			}
+			typed[name] = true
+			continue
+		}
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		sm, err := parseSample(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d %q: %v", i+1, line, err)
+		}
+		if fam := familyOf(sm.name); fam != current {
+			if done[fam] {
+				return nil, fmt.Errorf("line %d: samples of %s are not in one piece", i+1, fam)
+			}
+			done[current], current = true, fam
+		}
+		out = append(out, sm)
+	}
+	return out, nil
+}
+
+// parseSample parses name{k="v",...} value.
+func parseSample(line string) (sample, error) {
+	sm := sample{labels: map[string]string{}}
+	i := strings.IndexAny(line, "{ ")
+	if i <= 0 {
+		return sm, fmt.Errorf("no metric name")
+	}
+	sm.name, line = line[:i], line[i:]
+	if line[0] == '{' {
+		line = line[1:]
+		for line[0] != '}' {
+			eq := strings.Index(line, `="`)
+			if eq <= 0 {
+				return sm, fmt.Errorf("bad label")
+			}
+			key := line[:eq]
+			line = line[eq+2:]
+			var val strings.Builder
+			for {
+				if line == "" {
+					return sm, fmt.Errorf("unterminated label value")
+				}
+				c := line[0]
+				line = line[1:]
+				if c == '"' {
+					break
+				}
+				if c == '\\' {
+					switch line[0] {
+					case 'n':
+						c = '\n'
+					default:
+						c = line[0]
+					}
+					line = line[1:]
+				}
+				val.WriteByte(c)
+			}
+			sm.labels[key] = val.String()
+			line = strings.TrimPrefix(line, ",")
+		}
+		line = line[1:]
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+	if err != nil {
+		return sm, err
+	}
+	sm.value = v
+	return sm, nil
 }
 
 // value returns the value of the series of name whose labels include
 // labels ("k", "v" pairs); ok is false when there is none.
 func (s scrape) value(name string, labels ...string) (v float64, ok bool) {
-	f := s[name]
-	if f == nil {
-		return 0, false
-	}
 next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			have[lp.GetName()] = lp.GetValue()
+	for _, sm := range s {
+		if sm.name != name {
+			continue
 		}
 		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
+			if sm.labels[labels[i]] != labels[i+1] {
 				continue next
 			}
 		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
+		return sm.value, true
 	}
 	return 0, false
 }
@@ -241,8 +330,9 @@ func TestMetricsScrape(t *testing.T) {
 	if e := s.must(t, "bridge_bus_errors_total", "bus", "b1"); e == 0 {
 		t.Errorf("bus b1 (paused simulator): no errors counted")
 	}
-	if n, req := s.must(t, "bridge_bus_request_duration_seconds", "bus", "b2"), s.must(t, "bridge_bus_requests_total", "bus", "b2"); n != req {
-		t.Errorf("bus b2: histogram counts %v requests, requests_total %v", n, req)
+	if n, inf, req := s.must(t, "bridge_bus_request_duration_seconds_count", "bus", "b2"), s.must(t, "bridge_bus_request_duration_seconds_bucket", "bus", "b2", "le", "+Inf"),
+		s.must(t, "bridge_bus_requests_total", "bus", "b2"); n != req || inf != req {
+		t.Errorf("bus b2: histogram counts %v requests (+Inf bucket %v), requests_total %v", n, inf, req)
 	}
 	_ = s.must(t, "bridge_bus_timeouts_total", "bus", "b1")
 
@@ -410,5 +500,32 @@ func TestDrainProgressLogged(t *testing.T) {
 	s := scrapeMetrics(t, b.metrics.addr())
 	if v := s.must(t, "bridge_buffer_draining"); v != 0 {
 		t.Errorf("bridge_buffer_draining = %v after the drain, want 0", v)
+	}
+}
+
+// TestSeriesEscapesLabels checks that label values from outside (command
+// names, device ids) cannot break the text format.
+func TestSeriesEscapesLabels(t *testing.T) {
+	text := "# TYPE x counter\n" + series("x", "command", "a\"b\\c\nd", "result", "ok") + " 1\n"
+	s, err := parseText(text)
+	if err != nil {
+		t.Fatalf("parseText(%q) = %v", text, err)
+	}
+	if v, ok := s.value("x", "command", "a\"b\\c\nd", "result", "ok"); !ok || v != 1 {
+		t.Errorf("series with escaped labels: parsed %+v from %q", s, text)
+	}
+}
+
+// TestParseTextRejects makes sure the test parser catches the format
+// errors a Prometheus scrape would refuse.
+func TestParseTextRejects(t *testing.T) {
+	for name, text := range map[string]string{
+		"second TYPE":  "# TYPE a gauge\na 1\n# TYPE a gauge\na 2\n",
+		"split family": "# TYPE a gauge\na{x=\"1\"} 1\n# TYPE b gauge\nb 1\na{x=\"2\"} 2\n",
+		"bad value":    "a one\n",
+	} {
+		if _, err := parseText(text); err == nil {
+			t.Errorf("%s: parseText(%q) = nil error", name, text)
+		}
 	}
 }
