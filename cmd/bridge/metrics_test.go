@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -526,6 +528,58 @@ func TestParseTextRejects(t *testing.T) {
 	} {
 		if _, err := parseText(text); err == nil {
 			t.Errorf("%s: parseText(%q) = nil error", name, text)
+		}
+	}
+}
+
+// TestReadmeListsEveryMetric compares the metric names in the README's
+// "Metrics and health" section with the families /metrics writes, both
+// ways, and loads the section's configuration block.
+func TestReadmeListsEveryMetric(t *testing.T) {
+	block := readmeBlock(t, "hcl", "metrics {")
+	cfg, diags := config.Parse("readme.hcl", []byte(`platform { org = "quickstart" }`+"\n"+block), noEnv)
+	if diags.HasErrors() || cfg.Metrics.Listen == "" {
+		t.Fatalf("README metrics block: listen %q, diagnostics %v", cfg.Metrics.Listen, diags)
+	}
+
+	r := startSimulation(t)
+	b := startMetricsBridge(t, r.cfg, bridgeOptions{Broker: "tcp://" + closedAddr(t)}, quietLogger())
+	resp, err := http.Get("http://" + b.metrics.addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	served := map[string]bool{}
+	for _, line := range strings.Split(string(text), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE bridge_"); ok {
+			served["bridge_"+strings.Fields(rest)[0]] = true
+		}
+	}
+
+	src, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(src)
+	start := strings.Index(section, "## Metrics and health")
+	if start < 0 {
+		t.Fatal(`README.md has no "## Metrics and health" section`)
+	}
+	section = section[start:]
+	section = section[:strings.Index(section, "\n## ")]
+	listed := map[string]bool{}
+	for _, name := range regexp.MustCompile("`(bridge_[a-z_]+)").FindAllStringSubmatch(section, -1) {
+		listed[name[1]] = true
+	}
+	for name := range served {
+		if !listed[name] {
+			t.Errorf("/metrics writes %s; the README does not list it", name)
+		}
+	}
+	for name := range listed {
+		if !served[name] {
+			t.Errorf("the README lists %s; /metrics does not write it", name)
 		}
 	}
 }
