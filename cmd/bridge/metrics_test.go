@@ -583,3 +583,26 @@ func TestReadmeListsEveryMetric(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsListenTaken: when the metrics address is taken, Run stops at
+// once with an error that names the listener, and closes the buffer.
+func TestMetricsListenTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	r := startSimulation(t)
+	r.cfg.Metrics.Listen = taken.Addr().String()
+	b, err := newBridge(r.cfg, bridgeOptions{Broker: "tcp://" + closedAddr(t), InMemoryBuffer: true}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "metrics listener") {
+		t.Errorf("Run with the metrics address taken = %v, want a metrics listener error", err)
+	}
+	if !b.store.Stats().Closed {
+		t.Errorf("buffer still open after Run returned")
+	}
+}
