@@ -14,4 +14,6 @@
 // Concurrency: a Bus is used by exactly one goroutine, its Loop. Nothing else
 // touches the handle, so Bus implementations need no locks. Loop.Write is safe
 // for concurrent use; it hands the write to the loop goroutine and waits.
+// Loop.Stats is safe for concurrent use too: the loop counts requests,
+// errors, timeouts and latencies with atomics, for the bridge's metrics.
 package adapters
