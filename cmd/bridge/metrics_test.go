@@ -379,10 +379,22 @@ func TestMetricsScrape(t *testing.T) {
 // uses: what it counts appears with its labels.
 func TestMetricsCommandCounters(t *testing.T) {
 	r := startSimulation(t)
-	b := startMetricsBridge(t, r.cfg, bridgeOptions{Broker: "tcp://" + closedAddr(t)}, quietLogger())
-	b.metrics.CountCommand("setpoint", "ok")
-	b.metrics.CountCommand("setpoint", "ok")
-	b.metrics.CountCommand("unknown", "refused")
+	r.cfg.Devices = r.cfg.Devices[:1] // m1
+	msgs := platformMessages(r.startPlatform(t))
+	b := startMetricsBridge(t, r.cfg, bridgeOptions{Broker: "tcp://" + r.plat.Addr()}, quietLogger())
+	testwaitReading(t, msgs)
+	results := resultWaiter{t, "iot-2/type/meter/id/m1/evt/command/fmt/json", msgs}
+	for _, c := range []struct{ command, body string }{
+		{"set_limit", `{"d":{"value":77}}`},
+		{"set_limit", `{"d":{"value":501}}`}, // out of range
+		{"fly", `{}`},                        // not a command of the type
+		{"fly2", `{}`},
+	} {
+		if err := r.plat.SendCommand("meter", "m1", c.command, "json", []byte(c.body)); err != nil {
+			t.Fatal(err)
+		}
+		results.next()
+	}
 	b.metrics.CountDMRequest("reboot", "ok")
 	s := scrapeMetrics(t, b.metrics.addr())
 	for _, c := range []struct {
@@ -390,8 +402,9 @@ func TestMetricsCommandCounters(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"bridge_commands_total", []string{"command", "setpoint", "result", "ok"}, 2},
-		{"bridge_commands_total", []string{"command", "unknown", "result", "refused"}, 1},
+		{"bridge_commands_total", []string{"command", "set_limit", "result", "ok"}, 1},
+		{"bridge_commands_total", []string{"command", "set_limit", "result", "rejected"}, 1},
+		{"bridge_commands_total", []string{"command", "unknown", "result", "rejected"}, 2},
 		{"bridge_dm_requests_total", []string{"request", "reboot", "result", "ok"}, 1},
 	} {
 		if got := s.must(t, c.name, c.labels...); got != c.want {
