@@ -88,6 +88,16 @@ management {
   # allow_http        = false    # plain-http firmware URIs: for tests only
 }
 
+## Metrics and health over HTTP, off unless this block is present:
+## /metrics (Prometheus text format), /healthz (the process is alive) and
+## /readyz (the buffer is open and an uplink is connected, or the buffer is
+## within its limits; 503 otherwise), both with a JSON body. The metric names
+## are listed in the README ("Metrics and health"). Nothing on it needs a
+## password: listen on loopback or a management network only.
+# metrics {
+#   listen = "127.0.0.1:9273"   # host:port; ":9273" listens on every interface
+# }
+
 ## A bus is one physical line or TCP endpoint. One goroutine owns it: every
 ## read and write for every device on it goes through that one owner.
 bus "line1" {

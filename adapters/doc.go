@@ -19,4 +19,6 @@
 // is a read-modify-write done as one job so that nothing interleaves, a
 // write is never retried (a timeout is ErrUnknownOutcome), and a device the
 // last poll found unreachable fails at once with ErrDeviceDown.
+// Loop.Stats is safe for concurrent use too: the loop counts requests,
+// errors, timeouts and latencies with atomics, for the bridge's metrics.
 package adapters

@@ -71,7 +71,8 @@ type Loop struct {
 	// down says, per device name, whether its last poll cycle found it
 	// unreachable. The map is fixed at NewLoop; the flags are set by the
 	// loop goroutine and read by callers of Write and Read.
-	down map[string]*atomic.Bool
+	down  map[string]*atomic.Bool
+	stats *loopCounters
 }
 
 // writeJob is a write (or, with read set, a read) that the loop runs on
@@ -115,7 +116,7 @@ func NewLoop(bus Bus, cfg LoopConfig, logger *slog.Logger) *Loop {
 	for _, d := range cfg.Devices {
 		down[d.Name] = new(atomic.Bool)
 	}
-	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{}), down: down}
+	return &Loop{bus: bus, cfg: cfg, logger: logger, writes: make(chan writeJob), done: make(chan struct{}), down: down, stats: newLoopCounters(cfg.Devices)}
 }
 
 // Run polls until ctx is done and returns nil then. Each device starts at an
@@ -202,7 +203,9 @@ func (l *Loop) poll(ctx context.Context, st *deviceState) {
 			reading.Blocks[i] = Block{Range: r, Err: transportErr}
 			continue
 		}
+		sent := time.Now()
 		b, err := l.bus.ReadRange(cycleCtx, r)
+		l.stats.request(time.Since(sent), err)
 		b.Range, b.Err = r, err
 		reading.Blocks[i] = b
 		if errors.Is(err, ErrTimeout) || errors.Is(err, ErrNotConnected) {
@@ -252,6 +255,7 @@ func (l *Loop) schedule(st *deviceState, due, start time.Time, r Reading) {
 		return
 	}
 	l.down[st.dev.Name].Store(false)
+	l.stats.lastRead[st.dev.Name].Store(now.UnixNano())
 	if st.failures > 0 {
 		l.logger.Info("device up", "device", st.dev.Name, "failed_cycles", st.failures)
 		st.failures = 0
@@ -333,7 +337,9 @@ func (l *Loop) runWrite(job writeJob) {
 		return
 	}
 	if job.read != nil {
+		sent := time.Now()
 		b, err := l.bus.ReadRange(job.ctx, *job.read)
+		l.stats.request(time.Since(sent), err)
 		b.Range, b.Err = *job.read, err
 		job.result <- jobResult{block: b, err: err}
 		return
@@ -347,7 +353,9 @@ func (l *Loop) runWrite(job writeJob) {
 			return
 		}
 		r := Range{Unit: w.Unit, Table: HoldingRegister, Address: w.Address, Count: 1}
+		sent := time.Now()
 		b, err := l.bus.ReadRange(job.ctx, r)
+		l.stats.request(time.Since(sent), err)
 		if err == nil && len(b.Registers) != 1 {
 			err = fmt.Errorf("read %s: %d registers: %w", r, len(b.Registers), ErrBadFrame)
 		}
@@ -358,7 +366,9 @@ func (l *Loop) runWrite(job writeJob) {
 		w.Registers = []uint16{b.Registers[0]&^w.Mask | w.Registers[0]&w.Mask}
 		w.Mask = 0
 	}
+	sent := time.Now()
 	err := l.bus.WriteRange(job.ctx, w)
+	l.stats.request(time.Since(sent), err)
 	if err != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, ErrBadFrame) || errors.Is(err, context.DeadlineExceeded)) {
 		err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 	}

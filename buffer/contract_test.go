@@ -430,6 +430,9 @@ func testCloseIdempotent(t *testing.T, k storeKind) {
 		t.Fatal(err)
 	}
 	mustAppend(t, s, "d", 3, 0)
+	if s.Stats().Closed {
+		t.Errorf("Stats().Closed = true before Close")
+	}
 	for i := range 3 {
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close #%d = %v", i+1, err)
@@ -441,7 +444,9 @@ func testCloseIdempotent(t *testing.T, k storeKind) {
 	if err := s.Forward(context.Background(), "d", &fakePublisher{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Forward after Close = %v, want ErrClosed", err)
 	}
-	_ = s.Stats() // must not panic
+	if !s.Stats().Closed { // must not panic either
+		t.Errorf("Stats().Closed = false after Close")
+	}
 }
 
 func testCloseStopsForward(t *testing.T, k storeKind) {

@@ -63,8 +63,9 @@ type flight struct {
 // most one window. When the queue is empty, Forward waits for Append's
 // notification and publishes a new record at once. Corrupt records and, if
 // MaxAge is set, expired ones are skipped and counted. While a backlog
-// drains, progress (events left, rate, estimated time) is logged at Info
-// every 10 s.
+// drains, progress (events left, rate, estimated time) is logged at Debug
+// every 10 s, and the end of the drain at Info: with hundreds of queues the
+// bridge logs one progress line for all of them.
 //
 // At most one Forward may run per queue; a second one returns an error.
 func (s *Store) Forward(ctx context.Context, queue string, pub Publisher) error {
@@ -456,7 +457,7 @@ func (f *forwarder) progress(now time.Time, first bool) {
 		f.draining = true
 		f.drainStart, f.drainAcked0 = now, f.ackedTotal
 		f.ackedMark, f.markTime = f.ackedTotal, now
-		f.log.Info("buffer backlog draining", "events_left", n, "bytes_left", f.q.size())
+		f.log.Debug("buffer backlog draining", "events_left", n, "bytes_left", f.q.size())
 	case f.draining && n == 0:
 		f.draining = false
 		d := now.Sub(f.drainStart)
@@ -470,7 +471,7 @@ func (f *forwarder) progress(now time.Time, first bool) {
 		if rate > 0 {
 			eta = roundTo(float64(n)/rate, 1)
 		}
-		f.log.Info("buffer backlog draining", "events_left", n, "rate_per_second", roundTo(rate, 1),
+		f.log.Debug("buffer backlog draining", "events_left", n, "rate_per_second", roundTo(rate, 1),
 			"eta_seconds", eta)
 	}
 }

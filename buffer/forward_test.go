@@ -30,7 +30,7 @@ func (p slowPublisher) Publish(ctx context.Context, _ string, _ []byte) <-chan e
 func TestForwardLogsDrainProgress(t *testing.T) {
 	var logs captureLogger
 	cfg := Config{InMemory: true, InFlight: 4, progressEvery: 20 * time.Millisecond}
-	s, err := Open(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := Open(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestForwardLogsDrainProgress(t *testing.T) {
 		func() bool { return strings.Contains(logs.String(), "buffer backlog drained") })
 	out := logs.String()
 	for _, want := range []string{
-		`msg="buffer backlog draining" queue=d events_left=600`,
+		`level=DEBUG msg="buffer backlog draining" queue=d events_left=600`,
 		`rate_per_second=`,
 		`eta_seconds=`,
 		`msg="buffer backlog drained" queue=d events_sent=600`,

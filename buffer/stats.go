@@ -54,6 +54,9 @@ type Stats struct {
 	// InMemory is true for an in-memory store, including the fallback when
 	// the directory was unusable.
 	InMemory bool
+	// Closed is true once Close was called: nothing is appended or
+	// forwarded any more.
+	Closed bool
 	// Fault is empty when healthy; otherwise the current storage problem
 	// (disk full, a failing write, a database moved aside, running in
 	// memory after the directory failed).
@@ -104,7 +107,7 @@ func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
 // Stats returns the statistics of the Store and of every queue.
 func (s *Store) Stats() Stats {
 	now := s.cfg.now()
-	st := Stats{MaxBytes: s.cfg.MaxBytes, InMemory: !s.persistent}
+	st := Stats{MaxBytes: s.cfg.MaxBytes, InMemory: !s.persistent, Closed: s.isClosed()}
 	for _, q := range s.snapshotQueues() {
 		qs := s.queueStats(q, now)
 		st.Len += qs.Len

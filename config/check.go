@@ -92,6 +92,7 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 	}
 	cfg.Buffer = c.buffer(raw.Buffer)
 	cfg.Management = c.management(raw.Management, &cfg.Platform)
+	cfg.Metrics = c.metrics(raw.Metrics)
 	buses := map[string]*Bus{}
 	for i := range raw.Buses {
 		b := &raw.Buses[i]
@@ -329,6 +330,23 @@ func (c *checker) buffer(b *bufferBlock) Buffer {
 		out.MinFree = n
 	}
 	return out
+}
+
+func (c *checker) metrics(m *metricsBlock) Metrics {
+	if m == nil {
+		return Metrics{}
+	}
+	host, port, err := net.SplitHostPort(m.Listen)
+	n, perr := strconv.Atoi(port)
+	switch {
+	case err != nil || perr != nil || n < 0 || n > 65535:
+		c.errorf(m.ListenRange, "Invalid metrics listen address",
+			"listen is host:port with a port from 0 to 65535, for example \"127.0.0.1:9273\" (\":9273\" listens on every interface).")
+	case host != "" && host != "localhost" && net.ParseIP(host) == nil:
+		c.errorf(m.ListenRange, "Invalid metrics listen address",
+			"The host must be an IP address of this box or \"localhost\" (or empty for every interface), for example \"127.0.0.1:9273\".")
+	}
+	return Metrics{Listen: m.Listen}
 }
 
 func (c *checker) bus(b *busBlock) *Bus {

@@ -12,6 +12,7 @@ import (
 type Config struct {
 	Platform    Platform
 	Buffer      Buffer
+	Metrics     Metrics
 	Buses       []*Bus
 	DeviceTypes []*DeviceType
 	Devices     []*Device
@@ -53,6 +54,13 @@ type Platform struct {
 type Gateway struct {
 	Type, ID, Token string
 	Rate            float64 // events per second over the gateway connection; 0 unlimited
+}
+
+// Metrics is the optional HTTP listener for /metrics (Prometheus text
+// format), /healthz and /readyz. An empty Listen (no metrics block) turns
+// it off.
+type Metrics struct {
+	Listen string // host:port
 }
 
 // Buffer is the store-and-forward buffer's settings.

@@ -14,6 +14,7 @@ type fileBlock struct {
 
 	Platform    *platformBlock    `hcl:"platform,block"`
 	Buffer      *bufferBlock      `hcl:"buffer,block"`
+	Metrics     *metricsBlock     `hcl:"metrics,block"`
 	Buses       []busBlock        `hcl:"bus,block"`
 	DeviceTypes []deviceTypeBlock `hcl:"device_type,block"`
 	Devices     []deviceBlock     `hcl:"device,block"`
@@ -63,6 +64,13 @@ type gatewayBlock struct {
 	TokenRange     hcl.Range `hcl:"token,attr_value_range"`
 	TokenFile      *string   `hcl:"token_file,optional"`
 	TokenFileRange hcl.Range `hcl:"token_file,attr_value_range"`
+}
+
+// metricsBlock turns on the metrics and health listener.
+type metricsBlock struct {
+	DefRange    hcl.Range `hcl:",def_range"`
+	Listen      string    `hcl:"listen"`
+	ListenRange hcl.Range `hcl:"listen,attr_value_range"`
 }
 
 type bufferBlock struct {

@@ -200,7 +200,7 @@ func (e *Executor) HandleCommand(ctx context.Context, c Command) {
 		// Refused unread: not even the reqId is looked for in it.
 		err := fmt.Errorf("%w: %d bytes", ErrTooLarge, len(c.Payload))
 		e.refuse(err, "device", q.name, "command", c.Name)
-		e.publish(q.name, Result{Command: c.Name, Error: err.Error(), Time: e.cfg.Now()})
+		e.publish(q.name, Result{Command: c.Name, Error: err.Error(), Time: e.cfg.Now(), Class: ClassTooLarge})
 		return
 	}
 	reqID := ReqID(c.Payload)
@@ -228,7 +228,7 @@ func (e *Executor) HandleCommand(ctx context.Context, c Command) {
 func (e *Executor) busy(q *deviceQueue, command, reqID string, err error) {
 	q.forget(reqID) // not acted on: a redelivery may run
 	e.refuse(err, "device", q.name, "command", command)
-	e.publish(q.name, Result{Command: command, ReqID: reqID, Error: err.Error(), Time: e.cfg.Now()})
+	e.publish(q.name, Result{Command: command, ReqID: reqID, Error: err.Error(), Time: e.cfg.Now(), Class: ClassBusy})
 }
 
 // refuse counts a refusal and logs one line per LogEvery of them.
@@ -272,7 +272,7 @@ func (e *Executor) answerLeftovers(q *deviceQueue) {
 		case j := <-q.jobs:
 			e.queuedBytes.Add(-int64(len(j.payload)))
 			n++
-			e.publish(q.name, Result{Command: j.command, ReqID: j.reqID, Error: "not executed: the bridge stopped; nothing was written", Time: e.cfg.Now()})
+			e.publish(q.name, Result{Command: j.command, ReqID: j.reqID, Error: "not executed: the bridge stopped; nothing was written", Time: e.cfg.Now(), Class: ClassNotExecuted})
 		default:
 			if n > 0 {
 				e.logger.Warn("commands not executed at shutdown", "device", q.name, "count", n)
@@ -309,11 +309,13 @@ type outcome struct {
 
 // execute runs one command and says what happened.
 func (e *Executor) execute(ctx context.Context, device, command string, payload []byte) outcome {
+	planned := false
 	fail := func(r outcome, err error) outcome {
 		r.OK, r.Error, r.err, r.Time = false, err.Error(), err, e.cfg.Now()
+		r.Class = classify(err, planned)
 		return r
 	}
-	r := outcome{Result: Result{Command: command}}
+	r := outcome{Result: Result{Command: command, Class: ClassOK}}
 	if device == e.cfg.Gateway {
 		if command != "ping" {
 			return fail(r, fmt.Errorf("%w %q for the gateway (it answers \"ping\")", ErrUnknownCommand, command))
@@ -325,6 +327,7 @@ func (e *Executor) execute(ctx context.Context, device, command string, payload 
 	if err != nil {
 		return fail(r, err)
 	}
+	planned = true
 	timeout := plan.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

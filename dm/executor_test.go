@@ -21,7 +21,7 @@ func TestCommandWritesAndReadsBack(t *testing.T) {
 	r := newRig(t, dm.ExecutorConfig{})
 	r.send("set_speed", `{"d":{"value":1450},"reqId":"a-1"}`)
 	res := r.results.next(t)
-	want := dm.Result{Command: "set_speed", ReqID: "a-1", OK: true,
+	want := dm.Result{Command: "set_speed", ReqID: "a-1", OK: true, Class: dm.ClassOK,
 		Written: []dm.NamedValue{{Name: "speed", Value: uint64(1450)}}, Readback: []dm.NamedValue{{Name: "speed", Value: uint64(1450)}}}
 	if diff := cmp.Diff(want, res, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Time" }, cmp.Ignore())); diff != "" {
 		t.Errorf("result (-want +got):\n%s", diff)
@@ -44,6 +44,7 @@ func TestBadCommands(t *testing.T) {
 		name, command, payload string
 		setup                  func(r *rig)
 		wantErr                string
+		wantClass              string // dm.ClassRejected when empty
 	}{
 		{name: "unknown command", command: "fly", payload: `{}`, wantErr: `unknown command "fly"`},
 		{name: "bad JSON", command: "set_speed", payload: `{"d":{"value":`, wantErr: "bad command payload: not a JSON object"},
@@ -54,7 +55,7 @@ func TestBadCommands(t *testing.T) {
 		{name: "not writable", command: "set_temp", payload: `{"d":{"value":5}}`, wantErr: `point "temp": point is not writable`},
 		{name: "modbus exception", command: "clear_alarm", payload: `{}`,
 			setup:   func(r *rig) { r.bank.SetException(adapters.HoldingRegister, 30, 1, adapters.ExIllegalAddress) },
-			wantErr: "modbus exception 2 (illegal data address)"},
+			wantErr: "modbus exception 2 (illegal data address)", wantClass: dm.ClassException},
 		{name: "device down", command: "set_speed", payload: `{"d":{"value":5}}`,
 			setup: func(r *rig) {
 				r.srv.SetFaults(1, simulator.Faults{Silent: true})
@@ -64,7 +65,7 @@ func TestBadCommands(t *testing.T) {
 					}
 				}
 			},
-			wantErr: "device is down"},
+			wantErr: "device is down", wantClass: dm.ClassDeviceDown},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +80,13 @@ func TestBadCommands(t *testing.T) {
 			}
 			if len(res.Written) != 0 || len(r.bank.Writes()) != 0 {
 				t.Errorf("written %v; simulator saw %v; want nothing", res.Written, r.bank.Writes())
+			}
+			want := c.wantClass
+			if want == "" {
+				want = dm.ClassRejected
+			}
+			if res.Class != want {
+				t.Errorf("class = %q, want %q", res.Class, want)
 			}
 		})
 	}

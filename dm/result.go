@@ -2,8 +2,11 @@ package dm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"fieldbridge/adapters"
 )
 
 // maxPayload is the platform's message limit (protocol.md §2.8): a result
@@ -23,6 +26,42 @@ type Result struct {
 	Written  []NamedValue // what was written, in order
 	Readback []NamedValue // what was read back after writing
 	Time     time.Time    // when the command was finished
+	// Class names the outcome in a word, for counting: "ok" or one of the
+	// Class* values. It is not part of the event.
+	Class string
+}
+
+// Outcome classes of a Result, a small fixed set so that counting by class
+// keeps the number of metric series bounded.
+const (
+	ClassOK             = "ok"
+	ClassRejected       = "rejected"        // refused before anything was written (unknown command, bad payload or value)
+	ClassTooLarge       = "too_large"       // payload over MaxInbound
+	ClassBusy           = "busy"            // no room in the device's queue
+	ClassDeviceDown     = "device_down"     // the device's last poll found it unreachable; nothing sent
+	ClassException      = "exception"       // the device answered with a Modbus exception
+	ClassUnknownOutcome = "unknown_outcome" // a write timed out or got a bad reply: it may have been applied
+	ClassNotExecuted    = "not_executed"    // the bridge stopped before the command ran
+	ClassFailed         = "failed"          // any other failure
+)
+
+// classify names the outcome of err for a command that got as far as
+// planning (planned is false when the planner refused it).
+func classify(err error, planned bool) string {
+	var ex *adapters.ExceptionError
+	switch {
+	case err == nil:
+		return ClassOK
+	case errors.Is(err, ErrUnknownCommand) || !planned:
+		return ClassRejected
+	case errors.Is(err, adapters.ErrDeviceDown):
+		return ClassDeviceDown
+	case errors.As(err, &ex):
+		return ClassException
+	case errors.Is(err, adapters.ErrUnknownOutcome):
+		return ClassUnknownOutcome
+	}
+	return ClassFailed
 }
 
 // NamedValue is a point (or "send") and its value: bool, int64, uint64,

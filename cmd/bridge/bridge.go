@@ -41,6 +41,9 @@ type bridgeOptions struct {
 	// UplinkSummaryEvery is how often, while uplinks are down, one log line
 	// sums them up; default one minute.
 	UplinkSummaryEvery time.Duration
+	// DrainProgressEvery is how often backlog drain progress is measured
+	// and logged; default 10 s.
+	DrainProgressEvery time.Duration
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -61,6 +64,7 @@ type bridge struct {
 	requests dm.RequestHandler         // device-management requests; nil ignores them (set before Run)
 	dm       *dm.Agent                 // nil when device management is off
 	dmInfo   map[string][]infoPoint    // device → points read into its deviceInfo
+	metrics  *bridgeMetrics
 }
 
 // fieldDevice is one configured device at run time.
@@ -90,6 +94,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		loopOf: map[string]*adapters.Loop{}}
 	if b.opts.UplinkSummaryEvery <= 0 {
 		b.opts.UplinkSummaryEvery = defaultUplinkSummaryEvery
+	}
+	if b.opts.DrainProgressEvery <= 0 {
+		b.opts.DrainProgressEvery = defaultDrainProgressEvery
 	}
 	broker := opts.Broker
 	if broker == "" {
@@ -196,6 +203,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
 	b.store = store
+	b.metrics = newBridgeMetrics(b, logger)
 	return b, nil
 }
 
@@ -315,6 +323,10 @@ func (b *bridge) Run(ctx context.Context) error {
 	defer stopLinks()
 	defer stopForward()
 
+	if err := b.metrics.listen(b.cfg.Metrics.Listen); err != nil {
+		b.store.Close()
+		return err
+	}
 	var links, forwarders, pollers sync.WaitGroup
 	errs := make(chan error, len(b.links)+3*len(b.devices)+len(b.loops)+4)
 	goRun := func(wg *sync.WaitGroup, what string, f func() error) {
@@ -330,6 +342,8 @@ func (b *bridge) Run(ctx context.Context) error {
 		goRun(&links, "uplink", func() error { return l.Run(linkCtx) })
 	}
 	goRun(&links, "uplink summary", func() error { b.uplinks.summarize(linkCtx, b.opts.UplinkSummaryEvery); return nil })
+	goRun(&links, "metrics", func() error { return b.metrics.serve(linkCtx) })
+	goRun(&links, "drain progress", func() error { b.metrics.drain.run(linkCtx, b.opts.DrainProgressEvery, b.drainStats); return nil })
 	for _, d := range b.devices {
 		if d.mailbox != nil {
 			goRun(&forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) })

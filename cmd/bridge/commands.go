@@ -160,11 +160,25 @@ func (r requestRouter) HandleRequest(ctx context.Context, deviceType, deviceID, 
 	r.b.requests.HandleRequest(ctx, deviceType, deviceID, rest, payload)
 }
 
+// commandLabel is the command's name as a metric label: "unknown" for a
+// name the device does not define, so that a sender of made-up names
+// cannot grow the number of series.
+func (t commandTarget) commandLabel(name string) string {
+	switch {
+	case t.typ == nil && name == "ping": // the gateway's one command
+		return name
+	case t.typ != nil && t.typ.Command(name) != nil:
+		return name
+	}
+	return "unknown"
+}
+
 // resultSink appends results to the buffer, which assigns their seq.
 type resultSink struct{ b *bridge }
 
 func (s resultSink) PublishResult(device string, r dm.Result) error {
 	t := s.b.commands.targets[device]
+	s.b.metrics.CountCommand(t.commandLabel(r.Command), r.Class)
 	_, err := s.b.store.Append(resultQueue(device), t.topic, r.Payload)
 	if err == nil {
 		s.b.logger.Debug("command result buffered", "device", device, "command", r.Command, "ok", r.OK)

@@ -1,0 +1,6 @@
+platform {
+  org = "ab12cd"
+}
+metrics {
+  listen = "9273"
+}
