@@ -62,6 +62,8 @@ type bridge struct {
 	loopOf   map[string]*adapters.Loop // the loop that owns each device's bus
 	commands *commands                 // nil in quickstart mode
 	requests dm.RequestHandler         // device-management requests; nil ignores them (set before Run)
+	dm       *dm.Agent                 // nil when device management is off
+	dmInfo   map[string][]infoPoint    // device → points read into its deviceInfo
 	metrics  *bridgeMetrics
 }
 
@@ -138,6 +140,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// platform's notify messages about rejected requests.
 		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}, {Filter: b.gateway.notify, QoS: 0}}
 		lc.Handler = b.gatewayHandler()
+		b.manageLink(&lc, gw.Type, gw.ID)
 		link, err := b.newLink(lc, "gateway", gw.ID)
 		if err != nil {
 			return nil, err
@@ -164,6 +167,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 				lc.Username, lc.Password = uplink.TokenAuthUsername, d.Token
 				lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/cmd/+/fmt/+", QoS: 1}}
 				lc.Handler = b.commandHandler(fd)
+				b.manageLink(&lc, d.Type.Name, d.Name)
 			} else {
 				fd.mailbox = &mailbox{}
 				logger.Info("quickstart: see the device's events on the dashboard", "device", d.Name, "url", quickstartDashboard+d.Name)
@@ -190,6 +194,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 	if err := b.wireCommands(b.loopOf); err != nil {
 		return nil, err
 	}
+	if err := b.newAgent(); err != nil { // after the Executor, which runs its commands
+		return nil, err
+	}
 
 	store, err := buffer.Open(bufferConfig(cfg, opts), logger.With("component", "buffer"))
 	if err != nil {
@@ -204,7 +211,14 @@ func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, 
 	logger := b.logger.With("component", "uplink", class, name)
 	// The client logs each connection and each new kind of failure itself;
 	// the bridge logs state changes and sums up the links that are down.
-	lc.OnStateChange = b.uplinks.track(class+" "+name, logger)
+	track := b.uplinks.track(class+" "+name, logger)
+	then := lc.OnStateChange // device management's, if any
+	lc.OnStateChange = func(connected bool, err error) {
+		track(connected, err)
+		if then != nil {
+			then(connected, err)
+		}
+	}
 	link, err := uplink.New(lc, logger)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", class, name, err)
@@ -253,6 +267,9 @@ func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	// not keep: dropped by policy or refused for lack of disk space.
 	qs := b.store.QueueStats(d.name)
 	d.rules.NoteDropped(qs.Dropped + qs.Failed)
+	if b.dm != nil {
+		b.noteManagement(r)
+	}
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
 			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
@@ -344,6 +361,9 @@ func (b *bridge) Run(ctx context.Context) error {
 	b.runCommands(ctx, fwdCtx, func(forwarder bool, what string, f func() error) {
 		goRun(map[bool]*sync.WaitGroup{true: &forwarders, false: &pollers}[forwarder], what, f)
 	})
+	if b.dm != nil { // stops with the pollers, while the uplinks still carry its Unmanage
+		goRun(&pollers, "device management", func() error { return b.dm.Run(ctx) })
+	}
 
 	var runErr error
 	select {

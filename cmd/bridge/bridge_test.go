@@ -491,7 +491,9 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
 	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp",
-		"-> command set_setpoint", `"ok":true,"written":{"setpoint":65.5},"readback":{"setpoint":65.5}`, "<- simulator saw FC6 holding 2 = [655]", `"setpoint":65.5}`} {
+		"-> command set_setpoint", `"ok":true,"written":{"setpoint":65.5},"readback":{"setpoint":65.5}`, "<- simulator saw FC6 holding 2 = [655]", `"setpoint":65.5}`,
+		"power-meter/meter-1    managed    deviceInfo={\"fwVersion\":\"1.0\",\"manufacturer\":\"Demo Meters\",\"model\":\"DM-3P\"} metadata={\"line\":1,\"site\":\"demo\"}",
+		"boiler/boiler-1        managed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
