@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,11 @@ type Config struct {
 	AllowHTTP bool
 	// HTTPClient downloads firmware; nil means a client with system roots.
 	HTTPClient *http.Client
+
+	// Answered, when set, learns of every answer to a platform request:
+	// its kind (RequestKind) and rc. It is called on the agent's
+	// goroutines and must not block (the bridge counts them for metrics).
+	Answered func(kind string, rc int)
 }
 
 // Device is one managed device.
@@ -338,6 +344,7 @@ func (a *Agent) HandleRequest(ctx context.Context, typ, id, rest string, payload
 	req, rc, msg := decodeRequest(rest, payload)
 	if rc != 0 {
 		a.log.Warn("dm request refused", "device", d.cfg.ID, "request", short(rest), "rc", rc, "reason", msg)
+		a.noteAnswer(rest, rc)
 		a.answerNow(ctx, d, req.reqID, response{RC: rc, Message: msg})
 		return
 	}
@@ -345,8 +352,42 @@ func (a *Agent) HandleRequest(ctx context.Context, typ, id, rest string, payload
 	case d.queue <- req:
 	default:
 		a.log.Warn("dm request refused: queue full", "device", d.cfg.ID, "request", rest)
+		a.noteAnswer(rest, RCConflict)
 		a.answerNow(ctx, d, req.reqID, response{RC: RCConflict, Message: "busy with earlier requests; retry later"})
 	}
+}
+
+// noteAnswer tells Config.Answered of an answer to a request on rest. It
+// runs before the answer is sent, so that the count is there when the
+// platform has the answer.
+func (a *Agent) noteAnswer(rest string, rc int) {
+	if a.cfg.Answered != nil {
+		a.cfg.Answered(RequestKind(rest), rc)
+	}
+}
+
+// RequestKind names a platform request by its topic rest in one word, from
+// a fixed set (so that counting by kind stays bounded): observe, cancel,
+// update, reboot, factory_reset, firmware_download, firmware_update, custom,
+// or unknown.
+func RequestKind(rest string) string {
+	switch {
+	case rest == restObserve, rest == restCancel:
+		return rest
+	case rest == restUpdate:
+		return "update"
+	case rest == restReboot:
+		return "reboot"
+	case rest == restFactoryReset:
+		return "factory_reset"
+	case rest == restFwDownload:
+		return "firmware_download"
+	case rest == restFwUpdate:
+		return "firmware_update"
+	case strings.HasPrefix(rest, restCustomPrefix):
+		return "custom"
+	}
+	return "unknown"
 }
 
 // resolve hands the platform's answer to the agent request waiting for it.

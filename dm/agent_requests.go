@@ -29,6 +29,7 @@ func (a *Agent) serve(ctx context.Context, d *device) {
 			if r.RC >= RCBadRequest {
 				a.log.Warn("dm request failed", "device", d.cfg.ID, "request", req.rest, "rc", r.RC, "reason", r.Message)
 			}
+			a.noteAnswer(req.rest, r.RC)
 			a.answer(ctx, d, req.reqID, r)
 			if r.then != nil {
 				a.jobs.Add(1)

@@ -136,6 +136,7 @@ type rig struct {
 	cfg  *config.Config
 	sims *simulation
 	plat *platform.Platform
+	b    *bridge // set by the helpers that start the bridge themselves
 }
 
 // startSimulation parses testConfig and starts the simulators on free ports.

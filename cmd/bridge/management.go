@@ -65,6 +65,7 @@ func (b *bridge) newAgent() error {
 		DownloadTimeout:  m.DownloadTimeout,
 		AllowHTTP:        m.AllowHTTP,
 		Commands:         commandRunner{b},
+		Answered:         func(kind string, rc int) { b.metrics.CountDMRequest(kind, strconv.Itoa(rc)) },
 	}
 	if g := b.gateway; g != nil {
 		cfg.Devices = append(cfg.Devices, dm.Device{Type: g.id.Type, ID: g.id.ID, Gateway: true, Link: g.link,

@@ -109,6 +109,7 @@ func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() e
 	}
 	t.Cleanup(func() { p.Close() })
 	r.plat = p
+	r.cfg.Metrics.Listen = "127.0.0.1:0"
 	b, err := newBridge(r.cfg, bridgeOptions{Broker: "tcp://" + r.plat.Addr(), InMemoryBuffer: true, Drain: 100 * time.Millisecond}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +118,7 @@ func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() e
 	done := make(chan struct{})
 	var runErr error
 	go func() { runErr = b.Run(ctx); close(done) }()
+	r.b = b
 	stop = func() error { cancel(); <-done; return runErr }
 	t.Cleanup(func() { stop() })
 	return r, dir, stop
@@ -242,6 +244,9 @@ func TestManagementWhileBusDown(t *testing.T) {
 	defer stop()
 	if rc, err := p.DeviceAction(ctx, "meter", "m1", "device/factoryReset", nil); err != nil || rc != 500 {
 		t.Errorf("factory reset of a device whose bus is down: rc %d %v, want 500", rc, err)
+	}
+	if n := scrapeMetrics(t, r.b.metrics.addr()).must(t, "bridge_dm_requests_total", "request", "factory_reset", "result", "500"); n != 1 {
+		t.Errorf("bridge_dm_requests_total{factory_reset,500} = %v, want 1", n)
 	}
 	if st, _ := p.Managed("boiler", "boiler-9"); len(st.ErrorCodes) != 0 {
 		t.Errorf("boiler-9 on the other bus got error codes %v", st.ErrorCodes)
