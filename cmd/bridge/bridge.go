@@ -359,7 +359,11 @@ func (b *bridge) Run(ctx context.Context) error {
 		goRun(&pollers, "bus", func() error { return l.Run(ctx) })
 	}
 	b.runCommands(ctx, fwdCtx, func(forwarder bool, what string, f func() error) {
-		goRun(map[bool]*sync.WaitGroup{true: &forwarders, false: &pollers}[forwarder], what, f)
+		if forwarder {
+			goRun(&forwarders, what, f)
+		} else {
+			goRun(&pollers, what, f)
+		}
 	})
 	if b.dm != nil { // stops with the pollers, while the uplinks still carry its Unmanage
 		goRun(&pollers, "device management", func() error { return b.dm.Run(ctx) })
