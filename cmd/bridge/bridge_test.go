@@ -166,10 +166,20 @@ func startSimulation(t *testing.T) *rig {
 func (r *rig) startPlatform(t *testing.T) *platform.Subscription {
 	t.Helper()
 	var devices []platform.Device
+	if g := r.cfg.Platform.Gateway; g != nil && r.cfg.Platform.Mode == config.ModeGateway {
+		devices = append(devices, platform.Device{Type: g.Type, ID: g.ID, Token: g.Token, Gateway: true})
+	}
 	for _, d := range r.cfg.Devices {
 		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 	}
 	return r.startPlatformWith(t, devices)
+}
+
+// useGateway switches the configuration to gateway mode, as gateway gw-1
+// of type edge-gw (startPlatform registers it).
+func (r *rig) useGateway() {
+	r.cfg.Platform.Mode = config.ModeGateway
+	r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
 }
 
 // startPlatformWith is startPlatform with the given registry.
