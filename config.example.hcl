@@ -198,8 +198,10 @@ device_type "power-meter" {
       timeout = "30s"
     }
     factory_reset { command = "remote_reset" }   # a command of this type (below)
-    ## Installs a downloaded, verified image; reports updateStatus 5 when
-    ## the hook fails.
+    ## Installs a downloaded, verified image: a hook that takes {file}, a
+    ## command of this type (a register sequence; its payload is
+    ## {"d":{"version","name","uri","verifier","file"}}), or the command and
+    ## then the hook. updateStatus 5 when either fails.
     firmware {
       exec    = ["/usr/local/bin/meterco-flash", "--unit", "{device}", "{file}"]
       timeout = "10m"

@@ -221,9 +221,9 @@ func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeMa
 			}
 		}
 	}
-	out.Reboot = c.action(b.Reboot, dt, DefaultActionTimeout, false)
-	out.FactoryReset = c.action(b.FactoryReset, dt, DefaultActionTimeout, false)
-	out.Firmware = c.action(b.Firmware, dt, DefaultFirmwareTimeout, true)
+	out.Reboot = c.action(b.Reboot, dt, DefaultActionTimeout)
+	out.FactoryReset = c.action(b.FactoryReset, dt, DefaultActionTimeout)
+	out.Firmware = c.action(b.Firmware, dt, DefaultFirmwareTimeout)
 	for i := range b.Custom {
 		cb := &b.Custom[i]
 		for _, id := range []struct {
@@ -239,7 +239,7 @@ func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeMa
 			continue
 		}
 		act := c.action(&actionBlock{DefRange: cb.DefRange, Command: cb.Command, CommandRange: cb.CommandRange,
-			Exec: cb.Exec, ExecRange: cb.ExecRange, Timeout: cb.Timeout, TimeoutRange: cb.TimeoutRange}, dt, DefaultActionTimeout, false)
+			Exec: cb.Exec, ExecRange: cb.ExecRange, Timeout: cb.Timeout, TimeoutRange: cb.TimeoutRange}, dt, DefaultActionTimeout)
 		if out.Custom == nil {
 			out.Custom = map[string]map[string]*ManagementAction{}
 		}
@@ -252,19 +252,17 @@ func (c *checker) typeManagement(b *typeManagementBlock, dt *DeviceType) *TypeMa
 }
 
 // action checks a reboot, factory_reset, firmware or custom_action block;
-// its command must be one of the type's. A firmware install needs a hook:
-// only a program can take the image file.
-func (c *checker) action(b *actionBlock, dt *DeviceType, timeout time.Duration, needExec bool) *ManagementAction {
+// its command must be one of the type's. A firmware install may be a
+// command alone (a register sequence: the device fetches or applies the
+// image itself), a hook (a program that takes the image file), or both.
+func (c *checker) action(b *actionBlock, dt *DeviceType, timeout time.Duration) *ManagementAction {
 	if b == nil {
 		return nil
 	}
 	out := &ManagementAction{Exec: b.Exec, Timeout: timeout}
 	if b.Command != nil {
 		out.Command = *b.Command
-		switch {
-		case needExec:
-			c.errorf(b.CommandRange, "Firmware needs a hook", "A command cannot carry the image; install it with exec = [\"/path/to/flash-tool\", \"{file}\"].")
-		case dt.Command(out.Command) == nil:
+		if dt.Command(out.Command) == nil {
 			c.errorf(b.CommandRange, "Unknown command", "Device type %q has no command %q; define it with command %q { write ... } in the device type.%s",
 				dt.Name, out.Command, out.Command, didYouMean(out.Command, dt.CommandNames()))
 		}
@@ -272,8 +270,6 @@ func (c *checker) action(b *actionBlock, dt *DeviceType, timeout time.Duration, 
 	switch {
 	case b.Exec != nil && (len(b.Exec) == 0 || b.Exec[0] == ""):
 		c.errorf(b.ExecRange, "Empty exec", "exec is the program and its arguments, like [\"/usr/local/bin/flash\", \"{device}\", \"{file}\"].")
-	case b.Exec == nil && b.Command == nil && needExec:
-		c.errorf(b.DefRange, "Firmware without a hook", "Say how an image is installed: exec = [\"/path/to/flash-tool\", \"{file}\"].")
 	case b.Exec == nil && b.Command == nil:
 		c.errorf(b.DefRange, "Action does nothing", "Give a command of the device type (command = \"name\"), a hook (exec = [...]), or both.")
 	}

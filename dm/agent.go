@@ -157,6 +157,9 @@ type Action struct {
 // downloaded by the agent, then Install runs (usually a vendor flashing
 // tool with {file}).
 type Firmware struct {
+	// Install installs a downloaded, verified image: its Command (a
+	// register sequence, given {"d":{"version","name","uri","verifier",
+	// "file"}}) and then its hook, which can take the image as {file}.
 	Install Action
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -46,6 +47,15 @@ type firmwareState struct {
 	UpdateStatus    int    `json:"updateStatus"`
 	UpdatedDateTime string `json:"updatedDateTime"`
 	file            string // the downloaded image, when State is fwDownloaded
+}
+
+// commandPayload is what an install command (a register sequence) gets:
+// {"d":{"version","name","uri","verifier","file"}}, so that its writes can
+// take e.g. the version with value = "$.d.version".
+func (f firmwareState) commandPayload() []byte {
+	b, _ := json.Marshal(map[string]any{"d": map[string]string{
+		"version": f.Version, "name": f.Name, "uri": f.URI, "verifier": f.Verifier, "file": f.file}})
+	return b // cannot fail
 }
 
 // value is the mgmt.firmware object as observe and notify report it.
@@ -261,7 +271,7 @@ func (a *Agent) startInstall(ctx context.Context, d *device) response {
 func (a *Agent) install(ctx context.Context, d *device, fw firmwareState) {
 	a.notify(ctx, d, "mgmt.firmware", "mgmt.firmware.updateStatus")
 	vars := map[string]string{"file": fw.file, "version": fw.Version, "name": fw.Name}
-	err := a.run(ctx, d, &d.cfg.Firmware.Install, nil, vars)
+	err := a.run(ctx, d, &d.cfg.Firmware.Install, fw.commandPayload(), vars)
 	d.mu.Lock()
 	d.fwBusy = false
 	if err != nil {

@@ -569,3 +569,33 @@ func TestNewAgentRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestFirmwareInstallByCommand: a type whose devices install firmware by a
+// register sequence (a command of the type, no hook) gets the staged
+// image's version and name in the command's payload.
+func TestFirmwareInstallByCommand(t *testing.T) {
+	image := []byte("firmware image 3.1")
+	dev := firmwareDevice(nil)
+	dev.Firmware.Install.Command = "enter_bootloader"
+	u := startUnit(t, dev, nil)
+	srv := firmwareServer(t, image, false)
+	stage(t, u, srv.URL+"/fw.bin", sha(image))
+	if a := u.request(t, "observe", `{"reqId":"obs","d":{"fields":[{"field":"mgmt.firmware"}]}}`); a.RC != 200 {
+		t.Fatalf("observe: %+v", a)
+	}
+	if a := u.request(t, "mgmt/initiate/firmware/download", `{"reqId":"dl"}`); a.RC != 202 {
+		t.Fatalf("download: %+v", a)
+	}
+	testwait.For(t, waitLong, "state 2", func() bool { return len(u.notifies("mgmt.firmware")) == 2 })
+	if a := u.request(t, "mgmt/initiate/firmware/update", `{"reqId":"up"}`); a.RC != 202 {
+		t.Fatalf("update: %+v", a)
+	}
+	testwait.For(t, waitLong, "the install to finish", func() bool { return len(u.notifies("mgmt.firmware")) == 4 })
+	if got := u.notifies("mgmt.firmware"); !strings.Contains(got[3], `"state":0,"updateStatus":0`) {
+		t.Errorf("after the install: %s, want state 0 updateStatus 0", got[3])
+	}
+	ran := u.cmds.list()
+	if len(ran) != 1 || !strings.HasPrefix(ran[0], "m1/enter_bootloader ") || !strings.Contains(ran[0], `"version":"2.0"`) {
+		t.Errorf("commands run: %q, want enter_bootloader with the staged version", ran)
+	}
+}
