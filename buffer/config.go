@@ -61,6 +61,11 @@ const (
 	MinFreeFloor = 16 << 20
 )
 
+// DefaultWriteQueue is how many events Enqueue can hand to the writer
+// before it refuses them (counted in Dropped): at 500 events/s it rides out
+// a 16 s stall of the disk, and holds at most ~3 MiB of typical events.
+const DefaultWriteQueue = 8192
+
 // Config configures a Store. The zero value of every field except Dir is
 // usable: see the field comments for what zero means.
 type Config struct {
@@ -112,6 +117,7 @@ type Config struct {
 	leaseBlock      uint64 // seq lease size; 0 means 1<<16
 	noBackground    bool   // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64  // 0 means 8
+	writeQueue      int    // events the writer's hand-over channel holds; 0 means DefaultWriteQueue
 	now             func() time.Time
 	loadFault       func(queue string) // called as each queue is loaded at Open (fault injection)
 }
@@ -169,6 +175,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.reclaimEvery == 0 {
 		c.reclaimEvery = time.Minute
+	}
+	if c.writeQueue == 0 {
+		c.writeQueue = DefaultWriteQueue
 	}
 	if c.reclaimBytes == 0 {
 		c.reclaimBytes = min(max(c.MaxBytes/8, 4<<20), 64<<20)

@@ -41,6 +41,10 @@ type bridgeOptions struct {
 	// UplinkSummaryEvery is how often, while uplinks are down, one log line
 	// sums them up; default one minute.
 	UplinkSummaryEvery time.Duration
+	// syncAppend makes the bus goroutines write each event to the buffer
+	// themselves (Store.Append, the behaviour before the writer) instead of
+	// handing it over (Store.Enqueue): the baseline of the benchmarks.
+	syncAppend bool
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -224,7 +228,7 @@ func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 	d := b.devices[r.Device]
 	// dropped_events counts every event of the device the buffer could
 	// not keep: dropped by policy or refused for lack of disk space.
-	qs := b.store.QueueStats(d.name)
+	qs := b.store.QueueCounters(d.name)
 	d.rules.NoteDropped(qs.Dropped + qs.Failed)
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
@@ -242,8 +246,17 @@ func (b *bridge) appendEvent(d *fieldDevice, out mapping.Output) {
 		d.mailbox.put(out)
 		return
 	}
-	seq, err := b.store.Append(d.name, d.topic(out.Event), func(seq uint64) ([]byte, error) {
-		p := out.AppendPayload(make([]byte, 0, 256), seq)
+	// The buffer copies the payload, so one scratch buffer serves many
+	// events; Enqueue returns without waiting for the disk.
+	scratch := payloadPool.Get().(*[]byte)
+	defer payloadPool.Put(scratch)
+	appendFn := b.store.Enqueue
+	if b.opts.syncAppend {
+		appendFn = b.store.Append
+	}
+	seq, err := appendFn(d.name, d.topic(out.Event), func(seq uint64) ([]byte, error) {
+		p := out.AppendPayload((*scratch)[:0], seq)
+		*scratch = p
 		if len(p) > mapping.MaxPayload {
 			return nil, fmt.Errorf("event %s is %d bytes, over the platform's limit of %d: %w", out.Event, len(p), mapping.MaxPayload, buffer.ErrTooLarge)
 		}
@@ -255,6 +268,10 @@ func (b *bridge) appendEvent(d *fieldDevice, out mapping.Output) {
 	}
 	b.logger.Debug("event buffered", "device", d.name, "event", out.Event, "seq", seq)
 }
+
+// payloadPool holds scratch buffers for encoding payloads (appendEvent runs
+// on every bus goroutine and on command handlers at once).
+var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // gatewayHandler routes what the gateway connection receives: notify
 // messages about rejected requests, and commands.
