@@ -22,9 +22,10 @@ import (
 // Mosquitto, fed by 8 "bus" goroutines that call handleReading (decode,
 // map, encode, buffer) for 500 devices × 20 points, as the bus loops do
 // (the loops themselves are left out, so that no Modbus time is counted).
-// append=sync is the behaviour before the writer (each bus goroutine
-// commits its events itself, Store.Append); append=writer hands them over
-// (Store.Enqueue). load=max calls as fast as it can (b.N readings); 1s reads
+// append=legacy is the hot path before issue #12 (QueueStats per reading,
+// each bus goroutine commits its events itself with Store.Append, a new
+// payload buffer per event); append=writer is the current one
+// (QueueCounters, Store.Enqueue, pooled payload buffers). load=max calls as fast as it can (b.N readings); 1s reads
 // each device once a second.
 //
 // Metrics: poll_delay = the time one handleReading call held its bus
@@ -37,12 +38,12 @@ import (
 func BenchmarkPollPath(b *testing.B) {
 	for _, load := range []string{"max", "1s"} {
 		for _, mode := range []string{"gateway", "device"} {
-			for _, appendMode := range []string{"sync", "writer"} {
+			for _, appendMode := range []string{"legacy", "writer"} {
 				if load == "max" && mode == "device" {
 					continue // the buffer path is the same; device mode is measured paced
 				}
 				b.Run(fmt.Sprintf("load=%s/mode=%s/append=%s", load, mode, appendMode), func(b *testing.B) {
-					benchPollPath(b, load == "1s", mode == "gateway", appendMode == "sync")
+					benchPollPath(b, load == "1s", mode == "gateway", appendMode == "legacy")
 				})
 			}
 		}
@@ -55,7 +56,7 @@ const (
 	pollPathBuses   = 8
 )
 
-func benchPollPath(b *testing.B, paced, gateway, syncAppend bool) {
+func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	var src strings.Builder
 	src.WriteString("platform {\n  org = \"bench1\"\n  tls = false\n}\nbuffer {\n  sync = \"1s\"\n}\ndevice_type \"meter\" {\n")
 	for p := range pollPathPoints {
@@ -77,7 +78,7 @@ func benchPollPath(b *testing.B, paced, gateway, syncAppend bool) {
 		cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
 	}
 	broker := mqtttest.NewMosquitto(b)
-	br, err := newBridge(cfg, bridgeOptions{Broker: broker.URL(), Drain: time.Second, syncAppend: syncAppend}, quietLogger())
+	br, err := newBridge(cfg, bridgeOptions{Broker: broker.URL(), Drain: time.Second, legacyAppend: legacy}, quietLogger())
 	if err != nil {
 		b.Fatal(err)
 	}
