@@ -73,8 +73,9 @@
 //     events); one goroutine per Store commits everything waiting, from all
 //     queues, in one Badger transaction (at most 1024 events or 512 KiB),
 //     after the disk guard and, under drop_oldest, making room. The caller
-//     never waits for the disk: when the channel is full the event is
-//     refused (ErrFull, seq not consumed, counted in Dropped, logged).
+//     does not wait for the disk: only when the channel is full does it
+//     wait, at most DefaultHandoffWait, and then the event is refused
+//     (ErrFull, seq not consumed, counted in Dropped, logged).
 //     Append waits for its own commit; while events of its queue wait for
 //     the writer it goes through the writer too, so each queue is
 //     committed in seq order. Forward only sees committed events.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -53,8 +54,9 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 // QueueStats.Failed, and one dropped there by drop_oldest making room is
 // counted in Dropped, but Enqueue has already returned nil. When the
 // hand-over channel is full (the disk is slower than the callers for longer
-// than the channel covers) the event is refused at once with ErrFull, its
-// seq not consumed, counted in QueueStats.Dropped: Enqueue never waits.
+// than the channel covers) Enqueue waits at most DefaultHandoffWait for
+// room, then refuses the event with ErrFull, its seq not consumed, counted
+// in QueueStats.Dropped: Enqueue never waits longer for the disk.
 //
 // What survives: an event Enqueue returned nil for is "accepted", not yet
 // "stored". It is stored (survives kill -9 as Append's events do) once
@@ -163,6 +165,15 @@ func (s *Store) send(ev pendingEvent, block bool) (sent, closed bool) {
 	case s.wch <- ev:
 		return true, false
 	default:
+	}
+	// Full: the writer is behind (the disk stalls, or callers outrun it).
+	// Wait a little, so that a short burst is absorbed, but never longer.
+	t := time.NewTimer(s.cfg.handoffWait)
+	defer t.Stop()
+	select {
+	case s.wch <- ev:
+		return true, false
+	case <-t.C:
 		return false, false
 	}
 }
