@@ -242,3 +242,50 @@ func TestQueueCountersAcrossRestart(t *testing.T) {
 		t.Errorf("QueueCounters of an unknown queue = %+v, want zero counters and a NextSeq", got)
 	}
 }
+
+// TestPrepareLeasesInOneWrite: Prepare registers queues and leases their
+// seqs in one state.json write, so their first events do not rewrite it;
+// numbering is unchanged and continues after a restart.
+func TestPrepareLeasesInOneWrite(t *testing.T) {
+	cfg := Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, leaseBlock: 64}
+	s := openTest(t, cfg)
+	if err := s.Prepare("c", "a", "b", "a"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := readState(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"a", "b", "c"} {
+		if before.Leases[q] < 1+64 {
+			t.Errorf("lease of %s after Prepare = %d, want at least %d", q, before.Leases[q], 1+64)
+		}
+		for range 10 {
+			if _, err := s.Enqueue(q, testTopic, seqPayload(5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := readState(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Written.Equal(before.Written) {
+		t.Errorf("state.json rewritten by the first events (written %v, then %v): Prepare's leases were not used", before.Written, after.Written)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, cfg)
+	for _, q := range []string{"a", "b", "c"} {
+		if c := s.QueueCounters(q); c.Len != 10 || c.NextSeq != 11 {
+			t.Errorf("after reopen QueueCounters(%s) = %+v, want 10 waiting, NextSeq 11", q, c)
+		}
+	}
+	if err := s.Prepare(""); err == nil {
+		t.Error("Prepare(\"\") = nil, want an error")
+	}
+}

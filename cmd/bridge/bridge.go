@@ -182,6 +182,20 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
 	b.store = store
+	// Register every queue and lease its seqs in one write of the state
+	// file, rather than one fsynced write per device during the first poll.
+	var queues []string
+	for _, d := range b.devices {
+		if d.mailbox == nil {
+			queues = append(queues, d.name)
+		}
+	}
+	if b.gateway != nil {
+		queues = append(queues, b.gateway.queue)
+	}
+	if err := store.Prepare(queues...); err != nil {
+		logger.Warn("buffer queues not prepared; each is set up on its first event", "err", err)
+	}
 	return b, nil
 }
 
