@@ -205,11 +205,14 @@ func (s *Store) writeLoop() {
 	defer s.wg.Done()
 	batch := make([]pendingEvent, 0, 64)
 	keys := make([]byte, 0, 64*keyLen)
+	// A batch must fit under MaxBytes with room to spare, or drop_oldest
+	// could not make room for it.
+	limit := min(maxBatchBytes, s.cfg.MaxBytes/4)
 	for ev := range s.wch {
 		batch = append(batch[:0], ev)
 		bytes := ev.size
 	gather:
-		for len(batch) < maxBatch && bytes < maxBatchBytes {
+		for len(batch) < maxBatch && bytes < limit {
 			select {
 			case ev, ok := <-s.wch:
 				if !ok {
