@@ -71,7 +71,8 @@
 //   - The writer: Enqueue encodes the event, assigns its seq and hands it
 //     over on a bounded channel (Config.writeQueue, DefaultWriteQueue
 //     events); one goroutine per Store commits everything waiting, from all
-//     queues, in one Badger transaction (at most 1024 events or 512 KiB),
+//     queues, in one Badger transaction (at most 1024 events, and 512 KiB or
+//     MaxBytes/4),
 //     after the disk guard and, under drop_oldest, making room. The caller
 //     does not wait for the disk: only when the channel is full does it
 //     wait, at most DefaultHandoffWait, and then the event is refused
@@ -112,7 +113,8 @@
 //     TestContract/*/forward_uplink_down_then_up, TestContract/*/forward_fails_nth_publish.
 //   - Buffer full: drop_oldest/drop_newest/max_age drop what they must,
 //     counted. TestContract/*/drop_newest, TestContract/*/drop_oldest,
-//     TestContract/*/drop_oldest_takes_from_largest_queue, TestContract/*/max_age.
+//     TestContract/*/drop_oldest_takes_from_largest_queue, TestContract/*/max_age,
+//     TestEnqueueDropNewest, TestEnqueueDropOldestLargeBatch.
 //   - Disk full (our own writes or another process's): new events are
 //     refused with ErrDiskFull, their seqs consumed and counted (Failed, kept
 //     in state.json across restarts); delivery goes on while more than
