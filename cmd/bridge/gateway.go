@@ -211,12 +211,13 @@ func (b *bridge) runHealth(ctx context.Context) error {
 
 func (b *bridge) health(start time.Time) health {
 	st := b.store.Stats()
+	devices := b.view().devices
 	h := health{
-		Devices: len(b.devices), Buffered: st.Len, Dropped: st.Dropped + st.Failed, Failed: st.Failed, Corrupt: st.Corrupt,
+		Devices: len(devices), Buffered: st.Len, Dropped: st.Dropped + st.Failed, Failed: st.Failed, Corrupt: st.Corrupt,
 		BufferFault: st.Fault, BufferInMem: st.InMemory && !b.opts.InMemoryBuffer,
 		Rejected: b.gateway.rejectedDevices(), UptimeSeconds: int64(time.Since(start).Seconds()),
 	}
-	for _, d := range b.devices {
+	for _, d := range devices {
 		switch d.state.Load() {
 		case stateUp:
 			h.Up++
