@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"syscall"
 	"slices"
 	"strings"
 	"sync"
@@ -488,5 +490,57 @@ func TestReloadSameFileIsUnchanged(t *testing.T) {
 		if !reflect.DeepEqual(a.Buses[i], b.Buses[i]) {
 			t.Errorf("bus %s differs from itself", a.Buses[i].Name)
 		}
+	}
+}
+
+// TestSIGHUPReload runs the real command as a child process, removes a
+// device from its file and sends SIGHUP: the device is removed and the
+// others keep publishing; then an invalid file and SIGHUP: the error is
+// logged and the bridge keeps running what it had; SIGTERM still drains
+// everything and exits 0.
+func TestSIGHUPReload(t *testing.T) {
+	c := startChildBridge(t)
+	c.waitLog(t, "bridge started")
+	c.waitEvents(t, 10)
+	src, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := regexp.MustCompile(`(?s)device "m2" \{.*?\n\}\n`)
+	if !m2.Match(src) {
+		t.Fatal("no device m2 in the child's configuration")
+	}
+	writeFile(t, c.config, m2.ReplaceAll(src, nil))
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	line := c.waitLog(t, `"msg":"reloaded"`)
+	var rep struct {
+		Removed   []string
+		Unchanged int
+	}
+	if err := json.Unmarshal([]byte(line), &rep); err != nil {
+		t.Fatalf("log line %s: %v", line, err)
+	}
+	if !slices.Equal(rep.Removed, []string{"m2"}) || rep.Unchanged != 2 {
+		t.Errorf("reloaded: %s, want m2 removed and 2 devices unchanged", line)
+	}
+	c.waitLog(t, "removed device's events sent; disconnected")
+	c.waitEvents(t, 10)
+
+	writeFile(t, c.config, bytes.Replace(src, []byte(`bus   = "b2"`), []byte(`bus   = "b3"`), 1))
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLog(t, "Unknown bus")
+	c.waitLog(t, "reload refused")
+	c.waitEvents(t, 10)
+	c.stop(t)
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
