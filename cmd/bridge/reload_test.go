@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
 
 	"fieldbridge/config"
+	"fieldbridge/internal/mqtttest"
 	"fieldbridge/platform"
 
 	"fieldbridge/internal/testwait"
@@ -542,5 +544,91 @@ func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReloadDuringBrokerOutage reloads a gateway-mode bridge while the
+// broker (a real Mosquitto) is down and a backlog builds: m2 is removed,
+// boiler-9's poll changes. When the broker is back, a durable subscriber
+// receives every seq of every device, the removed one's included, in order
+// per device (duplicates allowed: an outage may cost a resend).
+func TestReloadDuringBrokerOutage(t *testing.T) {
+	broker := mqtttest.NewPersistentMosquitto(t)
+	r := startSimulation(t)
+	gatewayMode := func(cfg *config.Config) {
+		cfg.Platform.Mode = config.ModeGateway
+		cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token"}
+		for _, d := range cfg.Devices {
+			d.Poll = 10 * time.Millisecond
+		}
+	}
+	gatewayMode(r.cfg)
+	addrs := map[string]string{}
+	for _, b := range r.cfg.Buses {
+		addrs[b.Name] = b.Address
+	}
+
+	rec := &receiver{seqs: map[string][]uint64{}}
+	opts := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("checker").
+		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle) })
+	sub := mqtt.NewClient(opts)
+	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { sub.Disconnect(100) })
+	testwait.For(t, waitTimeout, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
+
+	b, err := newBridge(r.cfg, bridgeOptions{Broker: broker.URL(), InMemoryBuffer: true, Drain: 20 * time.Second}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+
+	testwait.For(t, waitTimeout, "events before the outage", func() bool { return len(rec.firsts("m2")) >= 20 })
+	broker.Stop()
+	testwait.For(t, waitTimeout, "a backlog", func() bool { return b.store.QueueStats("m2").Len >= 50 })
+	next := parseConfig(t, testConfig, addrs)
+	gatewayMode(next)
+	withoutDevice("m2")(next)
+	device(next, "boiler-9").Poll = 30 * time.Millisecond
+	rep, err := b.Reload(context.Background(), next)
+	if err != nil {
+		t.Fatalf("Reload during the outage: %v", err)
+	}
+	if diff := cmp.Diff(ReloadReport{Removed: []string{"m2"}, Changed: []string{"boiler-9"}, Restarted: []string{"b1", "b2"}, Unchanged: 1}, rep); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	m2Last := b.store.QueueStats("m2").NextSeq - 1
+	testwait.For(t, waitTimeout, "a backlog on m1", func() bool { return b.store.QueueStats("m1").Len >= 50 })
+	broker.Start()
+	testwait.For(t, waitTimeout, "m2's backlog sent", func() bool {
+		f := rec.firsts("m2")
+		return len(f) > 0 && f[len(f)-1] == m2Last
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("bridge.Run = %v", err)
+	}
+	if got := b.store.QueueStats("m2").NextSeq - 1; got != m2Last {
+		t.Errorf("m2 appended up to seq %d after it was removed at %d", got, m2Last)
+	}
+	for _, d := range []string{"m1", "m2", "boiler-9"} {
+		last := b.store.QueueStats(d).NextSeq - 1
+		testwait.For(t, waitTimeout, "every seq of "+d, func() bool {
+			f := rec.firsts(d)
+			return len(f) > 0 && f[len(f)-1] == last
+		})
+		got := rec.firsts(d)
+		for i, s := range got {
+			if s != uint64(i+1) {
+				rec.mu.Lock()
+				all := rec.seqs[d]
+				rec.mu.Unlock()
+				t.Fatalf("%s: seq %d arrived where %d was due (first arrivals %v...; all arrivals %v)", d, s, i+1, got[:min(len(got), i+5)], all)
+			}
+		}
 	}
 }
