@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"syscall"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
