@@ -66,6 +66,28 @@ buffer {
   # min_free  = "64MiB"
 }
 
+## Device management (the platform's Device Management Protocol). With this
+## block every device (and, in gateway mode, the gateway) is managed: on
+## connect it sends Manage with what its device type supports, its
+## deviceInfo, metadata and location; error codes follow its faults
+## (1 unreachable, 2 corrupt replies, 100 + the Modbus exception code) and
+## significant events go to its diagnostic log. Reboot, factory reset,
+## firmware and custom actions are mapped per device type (management
+## block in device_type); an action that is not mapped is answered 501.
+## Not available in quickstart mode.
+management {
+  # enabled  = true
+  ## Manage is sent again before the lifetime ends; "0s" means the platform
+  ## never marks the devices dormant. Else at least "1h".
+  # lifetime = "0s"
+  ## Firmware images are downloaded here (https only), checked against the
+  ## verifier (MD5 or SHA-256) and then installed by the type's firmware hook.
+  # staging_dir       = "/var/lib/bridge/firmware"
+  # max_firmware_size = "64MiB"
+  # download_timeout  = "10m"
+  # allow_http        = false    # plain-http firmware URIs: for tests only
+}
+
 ## Metrics and health over HTTP, off unless this block is present:
 ## /metrics (Prometheus text format), /healthz (the process is alive) and
 ## /readyz (the buffer is open and an uplink is connected, or the buffer is
@@ -159,6 +181,36 @@ bus "line1" {
 ## A device type is a reusable map; many devices share it. Its name is the
 ## platform device type.
 device_type "power-meter" {
+  ## What device-management actions do for devices of this type. Each
+  ## action runs a command of this type (command = "name", the writes of
+  ## a command block), a hook (exec = [...]: a program and its arguments,
+  ## run without a shell; {type} {id} {device} are replaced, and for
+  ## firmware also {file} {version} {name}), or the command and then the hook.
+  management {
+    ## deviceInfo sent with Manage: serial_number manufacturer model
+    ## device_class description fw_version hw_version descriptive_location.
+    device_info = { manufacturer = "MeterCo", fw_version = "3.2" }
+    ## deviceInfo attributes read from the device's own registers (the
+    ## point's value as text, read every poll); a change sends Manage again.
+    device_info_points = { model = "model" }
+    reboot {
+      exec    = ["/usr/local/bin/power-cycle", "{device}"]
+      timeout = "30s"
+    }
+    factory_reset { command = "remote_reset" }   # a command of this type (below)
+    ## Installs a downloaded, verified image: a hook that takes {file}, a
+    ## command of this type (a register sequence; its payload is
+    ## {"d":{"version","name","uri","verifier","file"}}), or the command and
+    ## then the hook. updateStatus 5 when either fails.
+    firmware {
+      exec    = ["/usr/local/bin/meterco-flash", "--unit", "{device}", "{file}"]
+      timeout = "10m"
+    }
+    ## A custom action of an extension bundle (iotdm-1/mgmt/custom/<bundle>/<action>):
+    ## its parameters reach the command as {"d": {"name": "value", ...}}.
+    # custom_action "acme-modbus-v1" "rescan" { command = "rescan" }
+  }
+
   ## A point is one value: table (coil | discrete | input | holding), the
   ## zero-based protocol address, and the data type.
   ## Types: bool int16 uint16 int32 uint32 int64 uint64 float32 float64 string bcd16 bcd32
@@ -299,6 +351,18 @@ device "meter-7" {
   token = env("METER7_TOKEN", "change-me-token")
   # token_file = "/etc/bridge/meter-7.token"
   # poll = "5s"
+  ## Device management data of this device: deviceInfo attributes (over
+  ## the type's), metadata (any object) and a fixed location.
+  management {
+    device_info = { serial_number = "M7-55321" }
+    metadata    = { site = "plant-2", line = 3 }
+    location {
+      latitude  = 52.3702
+      longitude = 4.8952
+      # elevation = 2      # metres
+      # accuracy  = 15     # metres
+    }
+  }
   ## The bus's planner limits, for this device only.
   # max_gap       = 0
   # max_registers = 125

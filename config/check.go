@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"sort"
@@ -90,6 +91,7 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 		cfg.Platform = c.platform(raw.Platform)
 	}
 	cfg.Buffer = c.buffer(raw.Buffer)
+	cfg.Management = c.management(raw.Management, &cfg.Platform)
 	cfg.Metrics = c.metrics(raw.Metrics)
 	buses := map[string]*Bus{}
 	for i := range raw.Buses {
@@ -133,6 +135,11 @@ func (c *checker) build(raw *fileBlock, file *hcl.File) *Config {
 		}
 		c.warnSharedUnit(onUnit, d, dev)
 		cfg.Devices = append(cfg.Devices, dev)
+	}
+	for i := range raw.Devices {
+		if d := &raw.Devices[i]; d.Management != nil && cfg.Management == nil {
+			c.warnf(d.Management.DefRange, "Management without a management block", "Device management is off: add a top-level management { } block to switch it on.")
+		}
 	}
 	if len(raw.Devices) == 0 {
 		c.warnf(start, "No devices", "The configuration defines no device block, so the bridge has nothing to poll.")
@@ -449,7 +456,7 @@ func (c *checker) overridePoints(t *DeviceType, d *deviceBlock) *DeviceType {
 	for _, o := range mt.Overlaps() {
 		c.errorf(d.NameRange, "Overlapping points disagree", "%s (after this device's overrides)", mt.OverlapError(o))
 	}
-	return &DeviceType{DeviceType: &mt, Simulate: t.Simulate}
+	return &DeviceType{DeviceType: &mt, Simulate: t.Simulate, Management: t.Management}
 }
 
 func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, types map[string]*DeviceType) *Device {
@@ -494,6 +501,12 @@ func (c *checker) device(d *deviceBlock, p *Platform, buses map[string]*Bus, typ
 		if out.Poll <= 0 {
 			c.errorf(d.PollRange, "Invalid poll", "poll must be longer than zero.")
 		}
+	}
+	out.Management = c.deviceManagement(d.Management)
+	if out.Type != nil && out.Type.Management != nil && out.Type.Management.DeviceInfo != nil {
+		info := maps.Clone(out.Type.Management.DeviceInfo)
+		maps.Copy(info, out.Management.DeviceInfo)
+		out.Management.DeviceInfo = info
 	}
 	needToken := p.Mode == ModeDevice
 	out.Token = c.token(d.Token, d.TokenRange, d.TokenFile, d.TokenFileRange, d.DefRange, needToken)

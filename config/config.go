@@ -16,6 +16,8 @@ type Config struct {
 	Buses       []*Bus
 	DeviceTypes []*DeviceType
 	Devices     []*Device
+	// Management is the global management block; nil when absent.
+	Management *Management
 
 	// Files holds the parsed sources, for rendering diagnostics.
 	Files map[string]*hcl.File
@@ -133,6 +135,8 @@ type DeviceType struct {
 	*mapping.DeviceType
 	Simulate map[string]Simulation // by point name
 	Fields   []Field               // serial-line fields, in register-image order
+	// Management maps device-management actions; nil when not given.
+	Management *TypeManagement
 }
 
 // Field is a value in a serial-line frame and the point that reads it.
@@ -175,4 +179,7 @@ type Device struct {
 	Token string
 	Poll  time.Duration
 	Plan  mapping.PlanOptions // the bus's, with the device's overrides
+	// Management is the device's own management data (deviceInfo merged
+	// over its type's).
+	Management DeviceManagement
 }

@@ -66,6 +66,7 @@ func (c *checker) deviceType(t *deviceTypeBlock) *DeviceType {
 		dt.Events = []mapping.Event{{Name: DefaultEventName, Points: names}}
 	}
 	c.commands(t, dt, pointBlocks, names)
+	dt.Management = c.typeManagement(t.Management, dt)
 	return dt
 }
 

@@ -10,6 +10,8 @@ import (
 // the exact place of a value.
 
 type fileBlock struct {
+	Management *managementBlock `hcl:"management,block"`
+
 	Platform    *platformBlock    `hcl:"platform,block"`
 	Buffer      *bufferBlock      `hcl:"buffer,block"`
 	Metrics     *metricsBlock     `hcl:"metrics,block"`
@@ -182,6 +184,8 @@ type serialLineBlock struct {
 }
 
 type deviceTypeBlock struct {
+	Management *typeManagementBlock `hcl:"management,block"`
+
 	Name       string            `hcl:"name,label"`
 	NameRange  hcl.Range         `hcl:"name,label_range"`
 	DefRange   hcl.Range         `hcl:",def_range"`
@@ -302,6 +306,8 @@ type eventBlock struct {
 }
 
 type deviceBlock struct {
+	Management *deviceManagementBlock `hcl:"management,block"`
+
 	Name      string    `hcl:"name,label"`
 	NameRange hcl.Range `hcl:"name,label_range"`
 	DefRange  hcl.Range `hcl:",def_range"`

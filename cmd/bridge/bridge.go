@@ -61,9 +61,10 @@ type bridge struct {
 	gateway  *gateway      // gateway mode only
 	linkBase uplink.Config // what every device link shares
 
-	field    atomic.Pointer[fieldView] // replaced whole by a reload
-	requests dm.RequestHandler         // device-management requests; nil ignores them (set before Run)
-	metrics  *bridgeMetrics
+	field   atomic.Pointer[fieldView] // replaced whole by a reload
+	dm      *dm.Agent                 // nil when device management is off
+	dmInfo  map[string][]infoPoint    // device → points read into its deviceInfo
+	metrics *bridgeMetrics
 
 	reloadMu sync.Mutex // serialises reloads, and a reload with shutdown
 	run      *runner    // set by Run under reloadMu; nil when not running
@@ -97,6 +98,11 @@ type fieldDevice struct {
 	state   atomic.Int32     // stateUnknown, stateUp or stateDown
 	mailbox *mailbox         // quickstart mode only
 	run     *deviceRun       // shared by the versions of a device that keep its link
+
+	agent     *dm.Agent   // its device management; nil when off
+	info      []infoPoint // points read into its deviceInfo
+	stopAgent func()      // set by startAgent
+	agentDone sync.WaitGroup
 }
 
 // deviceRun is what a reload stops of a device: its forwarders, then its link.
@@ -175,11 +181,15 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// platform's notify messages about rejected requests.
 		lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/type/+/id/+/cmd/+/fmt/+", QoS: 1}, {Filter: b.gateway.notify, QoS: 0}}
 		lc.Handler = b.gatewayHandler()
+		b.manageLink(&lc, gw.Type, gw.ID)
 		link, err := b.newLink(lc, "gateway", gw.ID)
 		if err != nil {
 			return nil, err
 		}
 		b.gateway.link = link
+		if err := b.newGatewayAgent(); err != nil {
+			return nil, err
+		}
 	}
 
 	v, err := b.buildField(cfg, nil)
@@ -260,7 +270,7 @@ func (b *bridge) buildDevice(cfg *config.Config, d *config.Device, prev *fieldDe
 		// forwarders keep running.
 		fd.link, fd.ownLink, fd.pub, fd.topic, fd.mailbox, fd.run = prev.link, prev.ownLink, prev.pub, prev.topic, prev.mailbox, prev.run
 		fd.state.Store(prev.state.Load())
-		return fd, nil
+		return fd, b.newDeviceAgent(d, fd)
 	}
 	fd.run = &deviceRun{}
 	id := uplink.Identity{Org: cfg.Platform.Org, Type: d.Type.Name, ID: d.Name}
@@ -276,6 +286,7 @@ func (b *bridge) buildDevice(cfg *config.Config, d *config.Device, prev *fieldDe
 			lc.Username, lc.Password = uplink.TokenAuthUsername, d.Token
 			lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/cmd/+/fmt/+", QoS: 1}}
 			lc.Handler = b.commandHandler(d.Name)
+			b.manageLink(&lc, d.Type.Name, d.Name)
 		} else {
 			fd.mailbox = &mailbox{}
 			b.logger.Info("quickstart: see the device's events on the dashboard", "device", d.Name, "url", quickstartDashboard+d.Name)
@@ -288,14 +299,21 @@ func (b *bridge) buildDevice(cfg *config.Config, d *config.Device, prev *fieldDe
 		fd.pub = fd.link
 		fd.topic = func(event string) string { return uplink.DeviceEventTopic(event, "json") }
 	}
-	return fd, nil
+	return fd, b.newDeviceAgent(d, fd)
 }
 
 func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, error) {
 	logger := b.logger.With("component", "uplink", class, name)
 	// The client logs each connection and each new kind of failure itself;
 	// the bridge logs state changes and sums up the links that are down.
-	lc.OnStateChange = b.uplinks.track(class+" "+name, logger)
+	track := b.uplinks.track(class+" "+name, logger)
+	then := lc.OnStateChange // device management's, if any
+	lc.OnStateChange = func(connected bool, err error) {
+		track(connected, err)
+		if then != nil {
+			then(connected, err)
+		}
+	}
 	link, err := uplink.New(lc, logger)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", class, name, err)
@@ -357,6 +375,9 @@ func (b *bridge) handleReading(d *fieldDevice, r adapters.Reading) {
 	// not keep: dropped by policy or refused for lack of disk space.
 	qs := b.store.QueueStats(d.name)
 	d.rules.NoteDropped(qs.Dropped + qs.Failed)
+	if d.agent != nil {
+		noteManagement(d, r)
+	}
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
 			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
@@ -459,12 +480,16 @@ func (b *bridge) Run(ctx context.Context) error {
 	if g := b.gateway; g != nil {
 		r.spawn(fwdCtx, &r.forwarders, "forward gateway", func() error { return b.store.Forward(fwdCtx, g.queue, g.link) })
 		r.spawn(pollCtx, &r.pollers, "gateway health", func() error { return b.runHealth(pollCtx) })
+		if a := g.agent; a != nil { // stops with the pollers, while the uplinks still carry its Unmanage
+			r.spawn(pollCtx, &r.pollers, "device management "+g.id.ID, func() error { return a.Run(pollCtx) })
+		}
 		r.spawn(fwdCtx, &r.forwarders, "forward results gateway", func() error { return b.store.Forward(fwdCtx, resultQueue(g.id.ID), g.link) })
 	}
 	b.reloadMu.Lock()
 	v := b.view()
 	for _, d := range v.devices {
 		b.startDevice(r, d)
+		b.startAgent(r, d)
 	}
 	for _, u := range v.buses {
 		b.startBus(r, u)

@@ -136,6 +136,7 @@ type rig struct {
 	cfg  *config.Config
 	sims *simulation
 	plat *platform.Platform
+	b    *bridge // set by the helpers that start the bridge themselves
 }
 
 // startSimulation parses testConfig and starts the simulators on free ports.
@@ -165,10 +166,20 @@ func startSimulation(t *testing.T) *rig {
 func (r *rig) startPlatform(t *testing.T) *platform.Subscription {
 	t.Helper()
 	var devices []platform.Device
+	if g := r.cfg.Platform.Gateway; g != nil && r.cfg.Platform.Mode == config.ModeGateway {
+		devices = append(devices, platform.Device{Type: g.Type, ID: g.ID, Token: g.Token, Gateway: true})
+	}
 	for _, d := range r.cfg.Devices {
 		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 	}
 	return r.startPlatformWith(t, devices)
+}
+
+// useGateway switches the configuration to gateway mode, as gateway gw-1
+// of type edge-gw (startPlatform registers it).
+func (r *rig) useGateway() {
+	r.cfg.Platform.Mode = config.ModeGateway
+	r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
 }
 
 // startPlatformWith is startPlatform with the given registry.
@@ -491,7 +502,9 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
 	for _, want := range []string{"power-meter/meter-1", "power-meter/meter-2", "boiler/boiler-1", `"status":"up"`, "voltage_l1", "flow_temp",
-		"-> command set_setpoint", `"ok":true,"written":{"setpoint":65.5},"readback":{"setpoint":65.5}`, "<- simulator saw FC6 holding 2 = [655]", `"setpoint":65.5}`} {
+		"-> command set_setpoint", `"ok":true,"written":{"setpoint":65.5},"readback":{"setpoint":65.5}`, "<- simulator saw FC6 holding 2 = [655]", `"setpoint":65.5}`,
+		"power-meter/meter-1    managed    deviceInfo={\"fwVersion\":\"1.0\",\"manufacturer\":\"Demo Meters\",\"model\":\"DM-3P\"} metadata={\"line\":1,\"site\":\"demo\"}",
+		"boiler/boiler-1        managed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -25,17 +25,10 @@ func TestCommandWhileOfflineArrivesAfterReconnect(t *testing.T) {
 func testCommandWhileOffline(t *testing.T, mode string) {
 	r := startSimulation(t)
 	r.cfg.Devices = r.cfg.Devices[:1] // m1
-	var sub *platform.Subscription
 	if mode == config.ModeGateway {
-		r.cfg.Platform.Mode = mode
-		r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
-		sub = r.startPlatformWith(t, []platform.Device{
-			{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1", Gateway: true},
-			{Type: "meter", ID: "m1", Token: "token-m1-secret"},
-		})
-	} else {
-		sub = r.startPlatform(t)
+		r.useGateway()
 	}
+	sub := r.startPlatform(t)
 
 	runFor := func(until func() bool) {
 		t.Helper()

@@ -191,17 +191,18 @@ func (c *commands) Read(ctx context.Context, device string, r adapters.Range) (a
 	return loop.Read(ctx, device, r)
 }
 
-// requestRouter hands device-management requests to b.requests, which may
-// be set after wireCommands (the handler needs the Executor for
-// RunCommand); until then requests are ignored.
+// requestRouter hands device-management requests to the agent of the
+// device they are for; with management off, or for a device no agent
+// manages, they are ignored.
 type requestRouter struct{ b *bridge }
 
 func (r requestRouter) HandleRequest(ctx context.Context, deviceType, deviceID, rest string, payload []byte) {
-	if r.b.requests == nil {
-		r.b.logger.Debug("device-management request ignored: no handler", "type", deviceType, "device", deviceID, "request", rest)
+	a := r.b.agentFor(deviceID)
+	if a == nil {
+		r.b.logger.Debug("device-management request ignored: no agent", "type", deviceType, "device", deviceID, "request", rest)
 		return
 	}
-	r.b.requests.HandleRequest(ctx, deviceType, deviceID, rest, payload)
+	a.HandleRequest(ctx, deviceType, deviceID, rest, payload)
 }
 
 // commandLabel is the command's name as a metric label: "unknown" for a

@@ -83,17 +83,10 @@ func TestCommandsAgainstPlatform(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			r := startSimulation(t)
 			r.cfg.Devices = r.cfg.Devices[:1] // m1
-			var sub *platform.Subscription
 			if mode == config.ModeGateway {
-				r.cfg.Platform.Mode = mode
-				r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
-				sub = r.startPlatformWith(t, []platform.Device{
-					{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1", Gateway: true},
-					{Type: "meter", ID: "m1", Token: "token-m1-secret"},
-				})
-			} else {
-				sub = r.startPlatform(t)
+				r.useGateway()
 			}
+			sub := r.startPlatform(t)
 			msgs := platformMessages(sub)
 			r.runBridge(t, "tcp://"+r.plat.Addr())
 			results := resultWaiter{t, "iot-2/type/meter/id/m1/evt/command/fmt/json", msgs}
@@ -196,8 +189,7 @@ func TestCommandsAgainstMosquitto(t *testing.T) {
 			cmdTopic := func(c string) string { return "iot-2/cmd/" + c + "/fmt/json" }
 			resultTopic := "iot-2/evt/command/fmt/json"
 			if mode == config.ModeGateway {
-				r.cfg.Platform.Mode = mode
-				r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
+				r.useGateway()
 				cmdTopic = func(c string) string { return "iot-2/type/meter/id/m1/cmd/" + c + "/fmt/json" }
 				resultTopic = "iot-2/type/meter/id/m1/evt/command/fmt/json"
 			}

@@ -98,7 +98,7 @@ func cmdDemo(ctx context.Context, proc process, args []string, stdout, stderr io
 	defer stopHangups()
 	go handleHangups(hupCtx, proc.hangups, func() { logger.Warn("SIGHUP ignored: the demo has nothing to reload") })
 
-	demoEvents(ctx, stdout, events.C, plat, sims)
+	demoEvents(ctx, stdout, events.C, plat, sims, managedWatcher(plat, cfg.Devices))
 	err = <-bridgeDone
 	events.Close()
 	plat.Close()
@@ -117,13 +117,20 @@ const (
 
 // demoEvents prints events like printEvents, and sends the demo command
 // once the boiler has reported; when its result arrives it also prints the
-// write as the simulated device recorded it.
-func demoEvents(ctx context.Context, w io.Writer, events <-chan platform.Message, plat *platform.Platform, sims *simulation) {
+// write as the simulated device recorded it. Five times a second it prints
+// the lines managed returns (devices managed or unmanaged since).
+func demoEvents(ctx context.Context, w io.Writer, events <-chan platform.Message, plat *platform.Platform, sims *simulation, managed func() []string) {
 	sent := false
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			for _, line := range managed() {
+				fmt.Fprintln(w, line)
+			}
 		case m, ok := <-events:
 			if !ok {
 				return
@@ -159,6 +166,35 @@ func printEvents(ctx context.Context, w io.Writer, events <-chan platform.Messag
 			}
 			fmt.Fprintln(w, formatEvent(m))
 		}
+	}
+}
+
+// managedWatcher returns a function that reports, as lines to print, the
+// devices whose device-management state on the platform changed since the
+// last call.
+func managedWatcher(plat *platform.Platform, devices []*config.Device) func() []string {
+	was := map[string]bool{}
+	return func() []string {
+		var out []string
+		for _, d := range devices {
+			st, managed := plat.Managed(d.Type.Name, d.Name)
+			if managed == was[d.Name] {
+				continue
+			}
+			was[d.Name] = managed
+			who := d.Type.Name + "/" + d.Name
+			if !managed {
+				out = append(out, fmt.Sprintf("%s  %-22s %-10s", time.Now().Format("15:04:05.000"), who, "unmanaged"))
+				continue
+			}
+			info, _ := json.Marshal(st.DeviceInfo)
+			line := fmt.Sprintf("%s  %-22s %-10s deviceInfo=%s", time.Now().Format("15:04:05.000"), who, "managed", info)
+			if len(st.Metadata) > 0 {
+				line += " metadata=" + string(st.Metadata)
+			}
+			out = append(out, line)
+		}
+		return out
 	}
 }
 

@@ -10,6 +10,11 @@ buffer {
   sync = "1s"
 }
 
+# Every device is managed by the platform's device management: it sends
+# Manage with its deviceInfo and metadata when it connects.
+management {
+}
+
 bus "line1" {
   modbus_tcp { address = "127.0.0.1:0" }
 }
@@ -19,6 +24,9 @@ bus "line2" {
 }
 
 device_type "power-meter" {
+  management {
+    device_info = { manufacturer = "Demo Meters", model = "DM-3P", fw_version = "1.0" }
+  }
   point "voltage_l1" {
     table      = "input"
     address    = 0
@@ -73,6 +81,9 @@ device_type "power-meter" {
 }
 
 device_type "boiler" {
+  management {
+    device_info = { manufacturer = "Demo Heat", model = "DH-70" }
+  }
   point "flow_temp" {
     table   = "holding"
     address = 0
@@ -140,6 +151,9 @@ device "meter-1" {
   unit  = 1
   poll  = "1s"
   token = "demo-token-meter-1"
+  management {
+    metadata = { site = "demo", line = 1 }
+  }
 }
 
 device "meter-2" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fieldbridge/buffer"
+	"fieldbridge/dm"
 	"fieldbridge/mapping"
 	"fieldbridge/uplink"
 )
@@ -35,6 +36,7 @@ type gateway struct {
 	topic   string // its health topic
 	notify  string // its notify topic
 	link    *uplink.Client
+	agent   *dm.Agent    // its own device management; nil when off
 	limiter *rateLimiter // nil when unlimited
 	logger  *slog.Logger
 

@@ -395,7 +395,6 @@ func TestMetricsCommandCounters(t *testing.T) {
 		}
 		results.next()
 	}
-	b.metrics.CountDMRequest("reboot", "ok")
 	s := scrapeMetrics(t, b.metrics.addr())
 	for _, c := range []struct {
 		name   string
@@ -405,7 +404,6 @@ func TestMetricsCommandCounters(t *testing.T) {
 		{"bridge_commands_total", []string{"command", "set_limit", "result", "ok"}, 1},
 		{"bridge_commands_total", []string{"command", "set_limit", "result", "rejected"}, 1},
 		{"bridge_commands_total", []string{"command", "unknown", "result", "rejected"}, 2},
-		{"bridge_dm_requests_total", []string{"request", "reboot", "result", "ok"}, 1},
 	} {
 		if got := s.must(t, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -57,6 +57,7 @@ func (b *bridge) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 		{"platform", reflect.DeepEqual(old.cfg.Platform, cfg.Platform), func() { applied.Platform = old.cfg.Platform }},
 		{"buffer", reflect.DeepEqual(old.cfg.Buffer, cfg.Buffer), func() { applied.Buffer = old.cfg.Buffer }},
 		{"metrics", reflect.DeepEqual(old.cfg.Metrics, cfg.Metrics), func() { applied.Metrics = old.cfg.Metrics }},
+		{"management", reflect.DeepEqual(old.cfg.Management, cfg.Management), func() { applied.Management = old.cfg.Management }},
 	} {
 		if !part.same {
 			rep.NeedRestart = append(rep.NeedRestart, part.name)
@@ -86,9 +87,11 @@ func (b *bridge) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 			rep.Unchanged++
 		case nd == nil:
 			rep.Removed = append(rep.Removed, name)
+			stopAgent(d)
 			b.retire(r, d)
 		default:
 			rep.Changed = append(rep.Changed, name)
+			stopAgent(d)
 			if nd.run != d.run {
 				stopDevice(d)
 			}
@@ -112,6 +115,9 @@ func (b *bridge) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 				delete(b.draining, name)
 			}
 			b.startDevice(r, d)
+		}
+		if o != d {
+			b.startAgent(r, d)
 		}
 	}
 	for name, u := range v.buses {
@@ -171,7 +177,7 @@ func (b *bridge) waitEmpty(ctx context.Context, device string) bool {
 // bus is compared by the bus unit).
 func sameDevice(a, b *config.Device) bool {
 	return sameIdentity(a, b) && a.Unit == b.Unit && a.Poll == b.Poll &&
-		reflect.DeepEqual(a.Plan, b.Plan) && reflect.DeepEqual(a.Type, b.Type)
+		reflect.DeepEqual(a.Plan, b.Plan) && reflect.DeepEqual(a.Type, b.Type) && reflect.DeepEqual(a.Management, b.Management)
 }
 
 // sameIdentity says whether a device connects and publishes as before.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -126,21 +127,13 @@ func (a *accountant) lastEnergy(device string) float64 {
 func (a *accountant) connections() map[string]int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return maps(a.connects)
+	return maps.Clone(a.connects)
 }
 
 func (a *accountant) disconnects(client string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.gone[client]
-}
-
-func maps(m map[string]int) map[string]int {
-	out := map[string]int{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // checkExactly checks that device's seqs arrived as 1..last, each once, in
