@@ -628,3 +628,68 @@ func TestReloadDuringBrokerOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadManagedDevices: device management stops and starts with the
+// device. A removed device is unmanaged (its agent sends Unmanage while its
+// connection is still up); devices the reload did not touch send no new
+// Manage; a device added back is managed again.
+func TestReloadManagedDevices(t *testing.T) {
+	for _, gateway := range []bool{false, true} {
+		t.Run(map[bool]string{false: "device", true: "gateway"}[gateway], func(t *testing.T) {
+			r, dir, stop := startManaged(t, gateway)
+			managed := func(id string) platform.DMState {
+				typ := "meter"
+				if id == "boiler-9" {
+					typ = "boiler"
+				}
+				st, _ := r.plat.Managed(typ, id)
+				return st
+			}
+			for _, id := range []string{"m1", "m2", "boiler-9"} {
+				testwait.For(t, waitTimeout, id+" managed", func() bool { return managed(id).Managed })
+			}
+			// A meter sends Manage again once its firmware version is read.
+			for _, id := range []string{"m1", "m2"} {
+				testwait.For(t, waitTimeout, id+"'s firmware version", func() bool { return managed(id).DeviceInfo["fwVersion"] == "302" })
+			}
+			manages := map[string]int{}
+			for _, id := range []string{"m1", "m2", "boiler-9"} {
+				manages[id] = managed(id).Manages
+			}
+			reparse := func(without string) *config.Config {
+				cfg, diags := config.Parse("test.hcl", []byte(managedConfig(t, dir)), noEnv)
+				if diags.HasErrors() {
+					t.Fatalf("config: %v", diags)
+				}
+				for i, b := range cfg.Buses {
+					b.Address = r.cfg.Buses[i].Address
+				}
+				cfg.Platform, cfg.Metrics = r.cfg.Platform, r.cfg.Metrics
+				if without != "" {
+					withoutDevice(without)(cfg)
+				}
+				return cfg
+			}
+			rep, err := r.b.Reload(context.Background(), reparse("m2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(ReloadReport{Removed: []string{"m2"}, Restarted: []string{"b1"}, Unchanged: 2}, rep); diff != "" {
+				t.Errorf("report (-want +got):\n%s", diff)
+			}
+			testwait.For(t, waitTimeout, "m2 unmanaged", func() bool { return !managed("m2").Managed })
+			if _, err := r.b.Reload(context.Background(), reparse("")); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, waitTimeout, "m2 managed again", func() bool { return managed("m2").Managed && managed("m2").Manages > manages["m2"] })
+			for _, id := range []string{"m1", "boiler-9"} {
+				if n := managed(id).Manages; n != manages[id] {
+					t.Errorf("%s sent Manage %d times, want %d: the reloads did not touch it", id, n, manages[id])
+				}
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("Run = %v", err)
+			}
+		})
+	}
+}
