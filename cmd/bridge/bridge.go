@@ -546,11 +546,14 @@ func (b *bridge) startDevice(r *runner, d *fieldDevice) {
 
 // stopDevice stops d's forwarders, then its link, and waits for them.
 // What they had not sent stays buffered.
-func stopDevice(d *fieldDevice) {
+func (b *bridge) stopDevice(d *fieldDevice) {
 	d.run.stopForward()
 	d.run.forwarders.Wait()
 	d.run.stopLink()
 	d.run.link.Wait()
+	if d.ownLink {
+		b.uplinks.untrack("device " + d.name)
+	}
 }
 
 // startBus starts u's loop.

@@ -93,7 +93,7 @@ func (b *bridge) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 			rep.Changed = append(rep.Changed, name)
 			stopAgent(d)
 			if nd.run != d.run {
-				stopDevice(d)
+				b.stopDevice(d)
 			}
 		}
 	}
@@ -111,7 +111,7 @@ func (b *bridge) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 			if dr := b.draining[name]; dr != nil {
 				// Removed earlier and still sending: its queue gets one
 				// forwarder again, the new one.
-				stopDevice(dr)
+				b.stopDevice(dr)
 				delete(b.draining, name)
 			}
 			b.startDevice(r, d)
@@ -149,7 +149,7 @@ func (b *bridge) retire(r *runner, d *fieldDevice) {
 			b.reloadMu.Lock()
 			if b.draining[d.name] == d {
 				delete(b.draining, d.name)
-				stopDevice(d)
+				b.stopDevice(d)
 				b.logger.Info("removed device's events sent; disconnected", "device", d.name)
 			}
 			b.reloadMu.Unlock()

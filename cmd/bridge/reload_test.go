@@ -398,6 +398,13 @@ func TestReloadByDifference(t *testing.T) {
 		testwait.For(t, waitTimeout, c+" disconnected after sending its events", func() bool { return r.acct.disconnects(c) == 1 })
 	}
 	testwait.For(t, waitTimeout, "m2 disconnected again", func() bool { return r.acct.disconnects(m2Client) == 2 })
+	// The connections of removed devices are no longer counted or reported down.
+	testwait.For(t, waitTimeout, "no uplink tracked", func() bool {
+		u := r.bridge.uplinks
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.total == 0 && len(u.down) == 0
+	})
 	for _, d := range []string{"m1", "m2", "m3", "boiler-9"} {
 		r.acct.checkExactly(t, d, r.bridge.store.QueueStats(d).NextSeq-1)
 	}
