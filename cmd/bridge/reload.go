@@ -145,17 +145,32 @@ func (b *bridge) retire(r *runner, d *fieldDevice) {
 	b.draining[d.name] = d
 	b.logger.Info("device removed; sending what it buffered before disconnecting", "device", d.name, "buffered", b.store.QueueStats(d.name).Len)
 	r.spawn(r.fwdCtx, &r.forwarders, "retire "+d.name, func() error {
-		if b.waitEmpty(r.fwdCtx, d.name) {
-			b.reloadMu.Lock()
-			if b.draining[d.name] == d {
-				delete(b.draining, d.name)
-				b.stopDevice(d)
-				b.logger.Info("removed device's events sent; disconnected", "device", d.name)
+		for b.waitEmpty(r.fwdCtx, d.name) {
+			if b.finishRetiring(d) {
+				return nil
 			}
-			b.reloadMu.Unlock()
 		}
 		return nil
 	})
+}
+
+// finishRetiring stops a retiring device whose queues are empty; false
+// when they are not empty any more (the reload that removed it may still
+// have been answering its queued commands) and it must wait again. A
+// device that was added back in the meantime is left alone.
+func (b *bridge) finishRetiring(d *fieldDevice) bool {
+	b.reloadMu.Lock()
+	defer b.reloadMu.Unlock()
+	if b.draining[d.name] != d {
+		return true
+	}
+	if b.store.QueueStats(d.name).Len+b.store.QueueStats(resultQueue(d.name)).Len > 0 {
+		return false
+	}
+	delete(b.draining, d.name)
+	b.stopDevice(d)
+	b.logger.Info("removed device's events sent; disconnected", "device", d.name)
+	return true
 }
 
 // waitEmpty waits until the device's queues (readings and command results)
