@@ -27,7 +27,7 @@ import (
 // ReloadReport says what a reload did.
 type ReloadReport struct {
 	Added, Removed, Changed []string // devices
-	Restarted               []string // buses whose loop restarted
+	Restarted               []string // buses whose loop restarted, started or stopped
 	Unchanged               int      // devices left running untouched
 	NeedRestart             []string // blocks whose change needs a restart; their running settings stay
 }
