@@ -44,8 +44,13 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 	}
 	q.appendMu.Lock()
 	defer q.appendMu.Unlock()
+	if q.pending.Load() > 0 {
+		// Events of this queue wait for the writer: go behind them, so
+		// that the queue is committed in seq order.
+		return s.handOver(q, topic, build, true)
+	}
 
-	seq := q.tail // only appenders change tail, and we hold appendMu
+	seq := q.next // only appenders change next, and we hold appendMu
 	payload, err := build(seq)
 	if err != nil {
 		return 0, err
@@ -97,6 +102,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		// (which holds the gate exclusively) sees the record counted.
 		q.mu.Lock()
 		q.tail = seq + 1
+		q.next = seq + 1
 		q.count++
 		q.bytes += size
 		q.appended++
@@ -118,10 +124,11 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 // refuse accounts for an event that was built with seq but could not be
 // kept (no disk space, a failed write): the seq is consumed, so receivers
 // see the gap, and the event is counted as failed. The caller holds
-// q.appendMu.
+// q.appendMu, and no event of q waits for the writer.
 func (s *Store) refuse(q *queue, seq uint64) {
 	q.mu.Lock()
 	q.tail = seq + 1
+	q.next = seq + 1
 	q.failed++
 	q.mu.Unlock()
 	s.failedDirty.Store(true)

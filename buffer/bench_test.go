@@ -5,6 +5,7 @@ package buffer
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -122,6 +123,54 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkEnqueue compares, in one run, Append (the caller commits each
+// event) with Enqueue (the writer commits batches), from 1 and from 8
+// goroutines on 8 queues, with group commit. For Enqueue the time includes
+// Flush, so it counts the commit too; allocs/op are per event.
+func BenchmarkEnqueue(b *testing.B) {
+	for _, how := range []string{"append", "enqueue"} {
+		for _, callers := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/callers=%d", how, callers), func(b *testing.B) {
+				s, err := Open(Config{Dir: b.TempDir(), Sync: time.Second, MaxBytes: 1 << 30}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				put := s.Append
+				if how == "enqueue" {
+					put = s.Enqueue
+				}
+				per := (b.N + callers - 1) / callers
+				var wg sync.WaitGroup
+				b.ReportAllocs()
+				b.ResetTimer()
+				start := time.Now()
+				for c := range callers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						q := fmt.Sprintf("q%d", c)
+						for range per {
+							if _, err := put(q, benchTopic, eventPayload); err != nil && !errors.Is(err, ErrFull) {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				if err := s.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(per*callers)/time.Since(start).Seconds(), "events/s")
+				if st := s.Stats(); st.Dropped+st.Failed > 0 {
+					b.ReportMetric(float64(st.Dropped+st.Failed), "lost_events")
+				}
+			})
+		}
+	}
 }
 
 // BenchmarkAppendDiskGuard measures what the free-space guard costs

@@ -61,6 +61,16 @@ const (
 	MinFreeFloor = 16 << 20
 )
 
+// DefaultWriteQueue is how many events Enqueue can hand to the writer
+// before it refuses them (counted in Dropped): at 500 events/s it rides out
+// a 16 s stall of the disk, and holds at most ~3 MiB of typical events.
+const DefaultWriteQueue = 8192
+
+// DefaultHandoffWait is the longest Enqueue waits for room when the writer's
+// channel is full before it refuses the event: a burst is absorbed, a stall
+// of the disk never holds a bus goroutine longer.
+const DefaultHandoffWait = 50 * time.Millisecond
+
 // Config configures a Store. The zero value of every field except Dir is
 // usable: see the field comments for what zero means.
 type Config struct {
@@ -108,10 +118,12 @@ type Config struct {
 	progressEvery   time.Duration // drain progress log period; 0 means 10 s
 	retryMax        time.Duration // forward back-off cap; 0 means 2 s
 	diskFree        func(dir string) (int64, error)
-	noDiskGuard     bool   // skip checkDisk (the guard's benchmark baseline only)
-	leaseBlock      uint64 // seq lease size; 0 means 1<<16
-	noBackground    bool   // do not start the maintenance goroutine (tests drive it)
-	memTableSizeMiB int64  // 0 means 8
+	noDiskGuard     bool          // skip checkDisk (the guard's benchmark baseline only)
+	leaseBlock      uint64        // seq lease size; 0 means 1<<16
+	noBackground    bool          // do not start the maintenance goroutine (tests drive it)
+	memTableSizeMiB int64         // 0 means 8
+	writeQueue      int           // events the writer's hand-over channel holds; 0 means DefaultWriteQueue
+	handoffWait     time.Duration // longest wait for room in that channel; 0 means DefaultHandoffWait
 	now             func() time.Time
 	loadFault       func(queue string) // called as each queue is loaded at Open (fault injection)
 }
@@ -169,6 +181,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.reclaimEvery == 0 {
 		c.reclaimEvery = time.Minute
+	}
+	if c.writeQueue == 0 {
+		c.writeQueue = DefaultWriteQueue
+	}
+	if c.handoffWait == 0 {
+		c.handoffWait = DefaultHandoffWait
 	}
 	if c.reclaimBytes == 0 {
 		c.reclaimBytes = min(max(c.MaxBytes/8, 4<<20), 64<<20)

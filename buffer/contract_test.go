@@ -601,6 +601,10 @@ func testReopenAfterClose(t *testing.T, k storeKind) {
 func abandon(t testing.TB, s *Store) {
 	t.Helper()
 	close(s.done)
+	s.handoffMu.Lock() // the writer commits what it holds and exits
+	s.handoffClosed = true
+	close(s.wch)
+	s.handoffMu.Unlock()
 	s.wg.Wait()
 	s.gate.Lock()
 	s.closed = true

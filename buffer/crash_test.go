@@ -18,6 +18,11 @@ import (
 // crashChildEnv names the buffer directory of TestCrashChild.
 const crashChildEnv = "BUFFER_CRASH_CHILD_DIR"
 
+// crashEnqueueEnv, set to 1, makes TestCrashChild hand its events to the
+// writer (Enqueue, five per queue at a time) and report them as appended
+// only after Flush returned: "stored" for the writer path.
+const crashEnqueueEnv = "BUFFER_CRASH_ENQUEUE"
+
 // TestCrashChild is not a test: TestCrashKill9 runs the test binary again
 // with it selected, and kills it. It appends to queue "a" (forwarded) and
 // "b" (never forwarded) at a steady rate and reports on stdout, one line per
@@ -56,6 +61,32 @@ func TestCrashChild(t *testing.T) {
 		}))
 	}()
 	tick := time.NewTicker(200 * time.Microsecond)
+	if os.Getenv(crashEnqueueEnv) == "1" {
+		for range tick.C {
+			var seqs []uint64
+			for range 5 {
+				for _, q := range []string{"a", "b"} {
+					seq, err := s.Enqueue(q, "iot-2/evt/x/fmt/json", seqPayload(40))
+					if err != nil {
+						fmt.Fprintln(os.Stderr, "enqueue:", err)
+						os.Exit(4)
+					}
+					seqs = append(seqs, seq)
+				}
+			}
+			if err := s.Flush(); err != nil {
+				fmt.Fprintln(os.Stderr, "flush:", err)
+				os.Exit(4)
+			}
+			if st := s.Stats(); st.Failed > 0 {
+				fmt.Fprintln(os.Stderr, "writer refused events:", st.Failed)
+				os.Exit(4)
+			}
+			for i, seq := range seqs {
+				report("A", []string{"a", "b"}[i%2], seq)
+			}
+		}
+	}
 	for range tick.C {
 		for _, q := range []string{"a", "b"} {
 			seq, err := s.Append(q, "iot-2/evt/x/fmt/json", seqPayload(40))
@@ -79,7 +110,13 @@ func (f publisherFunc) Publish(ctx context.Context, topic string, payload []byte
 // that each event the child saw appended is still stored or was delivered,
 // and that seq numbers were never reused. At the end everything left is
 // delivered.
-func TestCrashKill9(t *testing.T) {
+func TestCrashKill9(t *testing.T) { crashKill9(t, false) }
+
+// TestCrashKill9Enqueue is TestCrashKill9 for the writer path: every event
+// Enqueue accepted before a Flush that returned nil survives kill -9.
+func TestCrashKill9Enqueue(t *testing.T) { crashKill9(t, true) }
+
+func crashKill9(t *testing.T, enqueue bool) {
 	if testing.Short() {
 		t.Skip("crash test re-executes the test binary")
 	}
@@ -88,7 +125,7 @@ func TestCrashKill9(t *testing.T) {
 	appended := map[string][]uint64{}
 	delivered := map[string]map[uint64]bool{"a": {}, "b": {}}
 	for round := 1; round <= rounds; round++ {
-		lines, stderr := runAndKill(t, dir, round)
+		lines, stderr := runAndKill(t, dir, round, enqueue)
 		for q, seqs := range lines.appended {
 			if prev := appended[q]; len(prev) > 0 && len(seqs) > 0 && seqs[0] <= prev[len(prev)-1] {
 				t.Fatalf("round %d: queue %s reused seq: first %d after %d", round, q, seqs[0], prev[len(prev)-1])
@@ -159,10 +196,13 @@ type childLines struct {
 
 // runAndKill runs TestCrashChild on dir and SIGKILLs it at a random moment
 // after it has appended a little.
-func runAndKill(t *testing.T, dir string, round int) (childLines, string) {
+func runAndKill(t *testing.T, dir string, round int, enqueue bool) (childLines, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	if enqueue {
+		cmd.Env = append(cmd.Env, crashEnqueueEnv+"=1")
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -2,8 +2,9 @@
 // per-device FIFO that holds every event from the moment it is produced until
 // the broker has acknowledged it.
 //
-// Place in the pipeline: cmd/bridge appends each event built by mapping
-// (Store.Append) and runs one Store.Forward loop per queue, which hands the
+// Place in the pipeline: cmd/bridge hands each event built by mapping to
+// the buffer (Store.Enqueue; Store.Append where the caller must know the
+// event is stored) and runs one Store.Forward loop per queue, which hands the
 // queue's events in order to the uplink (a Publisher) and removes an event
 // only after the broker acknowledged it on the connection it was sent on.
 // The buffer is the only queue between the stages (style.md C11).
@@ -12,18 +13,19 @@
 //
 // # Guarantees
 //
-//   - Sequence numbers: Append assigns seq, strictly increasing per queue.
-//     A seq is consumed when its event is stored, and also when an event
+//   - Sequence numbers: Append (and Enqueue) assigns seq, strictly
+//     increasing per queue. A seq is consumed when its event is stored, and also when an event
 //     built with it could not be kept (ErrDiskFull, a failed write: counted
 //     in QueueStats.Failed), so that receivers see the gap. It is not
 //     consumed when build fails, the payload is too large, drop_newest
-//     refuses the event (counted in Dropped) or the Store is closed. Gaps
+//     refuses the event (counted in Dropped), the writer's channel is full
+//     (Enqueue; counted in Dropped) or the Store is closed. Gaps
 //     appear only where events were lost: by policy (drop_oldest, max_age:
 //     Dropped), for lack of space (Failed), to damage (Corrupt), or after a
 //     possible power loss or damaged storage (Skipped); each is logged.
 //   - Durability: with Config.Sync = 0 every Append is fsynced before it
-//     returns. With Sync > 0 (group commit) an appended event survives a crash
-//     or kill -9 of the process at once (Badger's write-ahead log is a shared
+//     returns (the writer fsyncs each batch it commits). With Sync > 0
+//     (group commit) an appended event survives a crash or kill -9 of the process at once (Badger's write-ahead log is a shared
 //     memory mapping), and a power cut loses about the last Sync interval
 //     (Badger syncs only its active memtable log; a memtable that filled up
 //     in between is durable once flushed to a table, normally within a
@@ -66,14 +68,41 @@
 //     and logged; it never blocks start-up or delivery. Open never panics and
 //     never refuses to start on damaged storage (see the list below); what it
 //     recovers from is reported in Stats.Fault and logged at Error.
+//   - The writer: Enqueue encodes the event, assigns its seq and hands it
+//     over on a bounded channel (Config.writeQueue, DefaultWriteQueue
+//     events); one goroutine per Store commits everything waiting, from all
+//     queues, in one Badger transaction (at most 1024 events, and 512 KiB or
+//     MaxBytes/4),
+//     after the disk guard and, under drop_oldest, making room. The caller
+//     does not wait for the disk: only when the channel is full does it
+//     wait, at most DefaultHandoffWait, and then the event is refused
+//     (ErrFull, seq not consumed, counted in Dropped, logged).
+//     Append waits for its own commit; while events of its queue wait for
+//     the writer it goes through the writer too, so each queue is
+//     committed in seq order. Forward only sees committed events.
+//   - Counters: QueueCounters reads every QueueStats counter from memory
+//     (no database access; OldestAge, which needs a read, is left 0).
 //
 // # What survives what
 //
-// Each statement names the tests that show it.
+// "Stored" means committed to Badger: Append returned nil, or, for
+// Enqueue, the writer committed the event (QueueStats.Appended counts it;
+// Flush returns after every event handed over before it is committed or
+// refused). An event Enqueue returned nil for is "accepted": until it is
+// committed (normally within a millisecond, longer while Badger stalls) a
+// kill -9 loses it; it cannot have been published, so its seq may be
+// handed out again. Each statement names the tests that show it.
 //
-//   - kill -9 at any moment: every event Append returned nil for is
-//     delivered afterwards (or was already), no seq is reused, at most one
-//     window is re-sent. TestCrashKill9, TestContract/*/reopen_after_unclean_stop.
+//   - kill -9 at any moment: every stored event is delivered afterwards
+//     (or was already), no seq of a stored event is reused, at most one
+//     window is re-sent. TestCrashKill9 (Append), TestCrashKill9Enqueue
+//     (Enqueue then Flush), TestContract/*/reopen_after_unclean_stop.
+//   - Close: the writer commits everything accepted before Close returns.
+//     TestCloseCommitsEnqueued.
+//   - The disk stalls (flush, compaction, reclamation holding the gate):
+//     Enqueue keeps returning; past the channel's capacity events are
+//     refused and counted, never dropped silently.
+//     TestEnqueueNeverWaitsForTheDisk.
 //   - Power loss: with sync = always nothing confirmed is lost; with group
 //     commit at most about the last Sync interval, and numbering resumes
 //     above the lease (Skipped). TestContract/*/reopen_after_power_loss.
@@ -84,12 +113,14 @@
 //     TestContract/*/forward_uplink_down_then_up, TestContract/*/forward_fails_nth_publish.
 //   - Buffer full: drop_oldest/drop_newest/max_age drop what they must,
 //     counted. TestContract/*/drop_newest, TestContract/*/drop_oldest,
-//     TestContract/*/drop_oldest_takes_from_largest_queue, TestContract/*/max_age.
+//     TestContract/*/drop_oldest_takes_from_largest_queue, TestContract/*/max_age,
+//     TestEnqueueDropNewest, TestEnqueueDropOldestLargeBatch.
 //   - Disk full (our own writes or another process's): new events are
 //     refused with ErrDiskFull, their seqs consumed and counted (Failed, kept
 //     in state.json across restarts); delivery goes on while more than
 //     MinFree/2 is free and pauses below it; nothing accepted is lost and all
-//     resumes when space returns. No SIGBUS. TestDiskFullInjected,
+//     resumes when space returns; the writer runs the guard before every
+//     batch (TestEnqueueDiskFull). No SIGBUS. TestDiskFullInjected,
 //     TestDiskFullTmpfs, TestDiskFullOtherProcess (a real tmpfs filled by dd
 //     while a child process holds a backlog and its broker returns).
 //   - A damaged record value (checksum or seq mismatch): skipped and counted
@@ -159,5 +190,6 @@
 //
 // All methods of Store are safe for concurrent use. At most one Forward may
 // run per queue at a time. Appends to different queues proceed in parallel;
-// appends to one queue are serialised.
+// appends to one queue are serialised. Enqueue's commits are serialised in
+// the one writer goroutine, which Close waits for.
 package buffer

@@ -78,13 +78,27 @@ func (s *Store) QueueStats(queue string) QueueStats {
 	return s.queueStats(q, s.cfg.now())
 }
 
-func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
+// QueueCounters is QueueStats without OldestAge (always 0): only the
+// counters the Store keeps in memory, read under one mutex, with no access
+// to the database. It is meant for the hot path (a drop count per reading).
+func (s *Store) QueueCounters(queue string) QueueStats {
+	s.mu.RLock()
+	q := s.queues[queue]
+	s.mu.RUnlock()
+	if q == nil {
+		return QueueStats{Queue: queue, NextSeq: max(s.startSeq[queue], s.seqFloor, 1)}
+	}
+	return q.counters()
+}
+
+func (q *queue) counters() QueueStats {
 	q.mu.Lock()
-	st := QueueStats{
+	defer q.mu.Unlock()
+	return QueueStats{
 		Queue:      q.name,
 		Len:        q.count,
 		Bytes:      q.bytes,
-		NextSeq:    q.tail,
+		NextSeq:    q.next,
 		Appended:   q.appended,
 		Acked:      q.acked,
 		Dropped:    q.dropped,
@@ -93,6 +107,11 @@ func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
 		Failed:     q.failed,
 		Skipped:    q.skipped,
 	}
+}
+
+func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
+	st := q.counters()
+	q.mu.Lock()
 	head, tail := q.head, q.tail
 	q.mu.Unlock()
 	if st.Len > 0 {

@@ -57,6 +57,14 @@ type Store struct {
 
 	disk diskGuard
 
+	// The writer (writer.go): Enqueue hands events over on wch; one
+	// goroutine commits them in batches. handoffMu orders hand-overs against
+	// Close, which closes wch under it exclusively.
+	wch           chan pendingEvent
+	handoffMu     sync.RWMutex
+	handoffClosed bool         // under handoffMu
+	pendingBytes  atomic.Int64 // bytes handed over, not yet committed or refused
+
 	faultMu    sync.Mutex
 	fault      string
 	faultSince time.Time
@@ -79,9 +87,19 @@ type queue struct {
 	appendMu sync.Mutex // serialises appends; guards lease
 	lease    uint64     // seqs below are covered by state.json
 
-	mu          sync.Mutex // guards everything below
-	head        uint64     // every seq <= head is removed; persisted
-	tail        uint64     // the seq the next Append gets
+	// pending counts events handed to the writer and not yet committed or
+	// refused; while it is above zero Append goes through the writer too,
+	// so that a queue's events are committed in seq order.
+	pending atomic.Int64
+
+	mu   sync.Mutex // guards everything below
+	head uint64     // every seq <= head is removed; persisted
+	// tail is one past the last seq committed (or refused): readers see
+	// records below it only. next is the seq the next Append or Enqueue
+	// gets (changed under appendMu too); next > tail while events wait for
+	// the writer.
+	tail        uint64
+	next        uint64
 	count       int64
 	bytes       int64
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
@@ -128,6 +146,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		reclaimNow: make(chan struct{}, 1),
 		dropChunk:  min(cfg.MaxBytes/256, 1<<20),
 		done:       make(chan struct{}),
+		wch:        make(chan pendingEvent, cfg.writeQueue),
 	}
 	if cfg.InMemory {
 		db, err := s.openBadger("")
@@ -171,6 +190,8 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 			s.log.Error("buffer state file not writable", "path", filepath.Join(s.dir, stateName), "err", err)
 		}
 	}
+	s.wg.Add(1)
+	go s.writeLoop()
 	if !cfg.noBackground {
 		s.wg.Add(1)
 		go s.maintain()
@@ -492,6 +513,7 @@ func newQueue(name string, qid uint32) *queue {
 		prefix: queuePrefix(qid),
 		notify: make(chan struct{}, 1),
 		tail:   1,
+		next:   1,
 	}
 }
 
@@ -540,6 +562,7 @@ func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
 	exact := max(last, q.head) + 1
 	q.tail = max(exact, s.startSeq[q.name], s.seqFloor, 1)
 	q.lease = s.state.Leases[q.name]
+	q.next = q.tail
 	q.skipped = q.tail - exact
 	q.corrupt = s.salvaged[q.name]
 	if q.tail > exact && exact > 1 {
@@ -564,6 +587,7 @@ func (s *Store) queue(name string) (*queue, error) {
 	}
 	q = newQueue(name, s.nextQID)
 	q.tail = max(s.startSeq[name], s.seqFloor, 1)
+	q.next = q.tail
 	s.leaseMu.Lock()
 	q.lease = s.state.Leases[name]
 	q.failed = s.state.Failed[name]
@@ -622,6 +646,11 @@ func (s *Store) Close() error {
 
 func (s *Store) close() error {
 	close(s.done)
+	// No hand-over after this; the writer commits what it has, then exits.
+	s.handoffMu.Lock()
+	s.handoffClosed = true
+	close(s.wch)
+	s.handoffMu.Unlock()
 	s.wg.Wait()
 	s.gate.Lock()
 	s.closed = true
@@ -648,7 +677,7 @@ func (s *Store) close() error {
 		}
 		for _, q := range qs {
 			q.mu.Lock()
-			st.Leases[q.name] = q.tail
+			st.Leases[q.name] = max(q.tail, q.next)
 			q.mu.Unlock()
 		}
 		st = withFailed(st, qs)

@@ -1,0 +1,386 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// The writer takes the disk off the callers' path: Enqueue encodes an event,
+// assigns its seq and hands it over on a bounded channel; one goroutine per
+// Store commits everything waiting in one Badger transaction (group
+// commit), so a flush or compaction that stalls Badger stalls the writer,
+// not the bus goroutines. An event becomes visible to Forward (and so can be
+// published) only once committed: "on disk before published" holds as
+// before.
+
+const (
+	// maxBatch and maxBatchBytes bound one commit; the bytes stay well below
+	// Badger's transaction limit (15% of an 8 MiB memtable).
+	maxBatch      = 1024
+	maxBatchBytes = 512 << 10
+)
+
+// pendingEvent is one event handed to the writer. A nil val with a non-nil
+// fail is an event refused at hand-over after its seq was consumed (it
+// goes through the writer so that tail advances in seq order). A nil q is
+// a Flush marker.
+type pendingEvent struct {
+	q    *queue
+	seq  uint64
+	val  *[]byte // encoded record, from recordPool
+	size int64
+	fail error
+	done chan error // Append and Flush wait on it; nil for Enqueue
+}
+
+// recordPool recycles encoded records: Badger copies keys and values into
+// its memtable and log before a commit returns.
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Enqueue is Append without waiting for the disk: it assigns seq, calls
+// build, encodes the event and hands it to the Store's writer, which
+// commits it shortly after (batched with other queues' events). It returns
+// the seq once the event is handed over; the payload build returned is
+// copied, so the caller may reuse its buffer.
+//
+// Errors and seq consumption are as for Append, except that the checks
+// that need the disk happen in the writer: an event refused there for lack
+// of space (or a failed write) has its seq consumed and is counted in
+// QueueStats.Failed, and one dropped there by drop_oldest making room is
+// counted in Dropped, but Enqueue has already returned nil. When the
+// hand-over channel is full (the disk is slower than the callers for longer
+// than the channel covers) Enqueue waits at most DefaultHandoffWait for
+// room, then refuses the event with ErrFull, its seq not consumed, counted
+// in QueueStats.Dropped: Enqueue never waits longer for the disk.
+//
+// What survives: an event Enqueue returned nil for is "accepted", not yet
+// "stored". It is stored (survives kill -9 as Append's events do) once
+// committed: QueueStats.Appended counts it, and Flush returns only after
+// every event accepted before it is committed or refused. A kill -9 loses
+// accepted events not yet committed; none of them can have been published,
+// so their seqs may be handed out again.
+func (s *Store) Enqueue(queue, topic string, build func(seq uint64) ([]byte, error)) (uint64, error) {
+	if queue == "" {
+		return 0, errors.New("buffer: empty queue name")
+	}
+	if topic == "" || len(topic) > maxTopic {
+		return 0, fmt.Errorf("buffer: topic length %d out of range 1..%d", len(topic), maxTopic)
+	}
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	q, err := s.queue(queue)
+	if err != nil {
+		return 0, err
+	}
+	q.appendMu.Lock()
+	defer q.appendMu.Unlock()
+	return s.handOver(q, topic, build, false)
+}
+
+// handOver builds and encodes the next event of q and gives it to the
+// writer; with wait it blocks until the event is committed or refused (the
+// Append path). The caller holds q.appendMu.
+func (s *Store) handOver(q *queue, topic string, build func(seq uint64) ([]byte, error), wait bool) (uint64, error) {
+	seq := q.next
+	payload, err := build(seq)
+	if err != nil {
+		return 0, err
+	}
+	if len(payload) > MaxPayload {
+		return 0, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(payload), MaxPayload)
+	}
+	buf := recordPool.Get().(*[]byte)
+	*buf = appendRecord((*buf)[:0], seq, s.cfg.now(), topic, payload)
+	ev := pendingEvent{q: q, seq: seq, val: buf, size: int64(keyLen + len(*buf))}
+	if s.cfg.OnFull == DropNewest && s.total.Load()+s.pendingBytes.Load()+ev.size > s.cfg.MaxBytes {
+		recordPool.Put(buf)
+		s.countRefused(q, "buffer full, refusing new events")
+		return 0, ErrFull
+	}
+	if s.persistent && seq >= q.lease {
+		if err := s.renewLease(q, seq); err != nil {
+			if errors.Is(err, ErrClosed) {
+				recordPool.Put(buf)
+				return 0, err
+			}
+			// The seq is consumed and counted as failed, in order.
+			recordPool.Put(buf)
+			ev.val, ev.fail = nil, err
+		}
+	}
+	if wait {
+		ev.done = make(chan error, 1)
+	}
+	q.pending.Add(1)
+	s.pendingBytes.Add(ev.size)
+	q.mu.Lock()
+	q.next = seq + 1
+	q.mu.Unlock()
+
+	sent, closed := s.send(ev, wait)
+	if !sent {
+		q.pending.Add(-1)
+		s.pendingBytes.Add(-ev.size)
+		q.mu.Lock()
+		q.next = seq
+		q.mu.Unlock()
+		if ev.val != nil {
+			recordPool.Put(ev.val)
+		}
+		if closed {
+			return 0, ErrClosed
+		}
+		s.countRefused(q, "buffer writer behind the disk, refusing new events")
+		return 0, fmt.Errorf("%w: the writer is behind", ErrFull)
+	}
+	if ev.fail != nil && !wait {
+		return 0, ev.fail
+	}
+	if wait {
+		if err := <-ev.done; err != nil {
+			return 0, err
+		}
+	}
+	return seq, nil
+}
+
+// send hands ev to the writer; with block it waits for room.
+func (s *Store) send(ev pendingEvent, block bool) (sent, closed bool) {
+	s.handoffMu.RLock()
+	defer s.handoffMu.RUnlock()
+	if s.handoffClosed {
+		return false, true
+	}
+	if block {
+		s.wch <- ev
+		return true, false
+	}
+	select {
+	case s.wch <- ev:
+		return true, false
+	default:
+	}
+	// Full: the writer is behind (the disk stalls, or callers outrun it).
+	// Wait a little, so that a short burst is absorbed, but never longer.
+	t := time.NewTimer(s.cfg.handoffWait)
+	defer t.Stop()
+	select {
+	case s.wch <- ev:
+		return true, false
+	case <-t.C:
+		return false, false
+	}
+}
+
+// countRefused counts an event refused by policy before its seq was
+// consumed.
+func (s *Store) countRefused(q *queue, why string) {
+	q.mu.Lock()
+	q.dropped++
+	s.logDrop(q, 1, why)
+	q.mu.Unlock()
+}
+
+// Flush waits until every event handed over before it (Enqueue) is
+// committed or refused. It returns ErrClosed after Close.
+func (s *Store) Flush() error {
+	done := make(chan error, 1)
+	if sent, _ := s.send(pendingEvent{done: done}, true); !sent {
+		return ErrClosed
+	}
+	return <-done
+}
+
+// writeLoop is the writer: it commits what was handed over, in batches,
+// until Close closes the channel, and then exits. Close waits for it.
+func (s *Store) writeLoop() {
+	defer s.wg.Done()
+	batch := make([]pendingEvent, 0, 64)
+	keys := make([]byte, 0, 64*keyLen)
+	// A batch must fit under MaxBytes with room to spare, or drop_oldest
+	// could not make room for it.
+	limit := min(maxBatchBytes, s.cfg.MaxBytes/4)
+	for ev := range s.wch {
+		batch = append(batch[:0], ev)
+		bytes := ev.size
+	gather:
+		for len(batch) < maxBatch && bytes < limit {
+			select {
+			case ev, ok := <-s.wch:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, ev)
+				bytes += ev.size
+			default:
+				break gather
+			}
+		}
+		keys = s.commitBatch(batch, bytes, keys[:0])
+		clear(batch) // let the records go
+	}
+}
+
+// commitBatch writes batch in one transaction after the disk guard (and,
+// under drop_oldest, making room), then updates the queues in seq order
+// and answers the waiters. keys is scratch space, returned for reuse.
+func (s *Store) commitBatch(batch []pendingEvent, bytes int64, keys []byte) []byte {
+	err := s.checkDisk(writeEvent, bytes)
+	if err == nil && s.cfg.OnFull == DropOldest && s.total.Load()+bytes > s.cfg.MaxBytes {
+		if err = s.makeRoom(bytes); err != nil && !errors.Is(err, ErrClosed) {
+			err = fmt.Errorf("buffer: make room: %w", err)
+		}
+	}
+	if err == nil {
+		s.gate.RLock()
+		if s.closed {
+			err = ErrClosed
+		} else {
+			err = s.db.Update(func(txn *badger.Txn) error {
+				for _, ev := range batch {
+					if ev.val == nil {
+						continue
+					}
+					off := len(keys)
+					keys = binary.BigEndian.AppendUint32(append(keys, pfxEvent), ev.q.qid)
+					keys = binary.BigEndian.AppendUint64(keys, ev.seq)
+					if err := txn.Set(keys[off:len(keys):len(keys)], *ev.val); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err == nil {
+				// Count before releasing the gate, so that reclamation
+				// (which holds it exclusively) sees the records.
+				for _, ev := range batch {
+					if ev.val != nil {
+						s.stored(ev)
+					}
+				}
+				s.dirty.Store(true)
+			} else {
+				err = fmt.Errorf("buffer: append: %v", err)
+			}
+		}
+		s.gate.RUnlock()
+	}
+	switch {
+	case err == nil:
+		s.noteWriteOK()
+	case errors.Is(err, ErrDiskFull), errors.Is(err, ErrClosed):
+	default:
+		s.noteWriteError(err)
+	}
+	for _, ev := range batch {
+		if ev.q == nil { // a Flush marker
+			ev.done <- nil
+			continue
+		}
+		res := ev.fail
+		if ev.val != nil && err != nil {
+			res = err
+		}
+		if res != nil {
+			s.refuseCommitted(ev.q, ev.seq)
+		}
+		ev.q.pending.Add(-1)
+		s.pendingBytes.Add(-ev.size)
+		if ev.val != nil {
+			recordPool.Put(ev.val)
+		}
+		if ev.done != nil {
+			ev.done <- res
+		}
+		if res == nil {
+			ev.q.wake()
+		}
+	}
+	return keys
+}
+
+// stored accounts for a committed event. The caller holds the gate.
+func (s *Store) stored(ev pendingEvent) {
+	q := ev.q
+	q.mu.Lock()
+	q.tail = max(q.tail, ev.seq+1)
+	q.count++
+	q.bytes += ev.size
+	q.appended++
+	q.mu.Unlock()
+	s.total.Add(ev.size)
+}
+
+// refuseCommitted is refuse for an event that went through the writer:
+// its seq stays consumed and tail moves past it in order.
+func (s *Store) refuseCommitted(q *queue, seq uint64) {
+	q.mu.Lock()
+	q.tail = max(q.tail, seq+1)
+	q.failed++
+	q.mu.Unlock()
+	s.failedDirty.Store(true)
+}
+
+// Prepare registers the named queues and leases a block of seqs for each in
+// one write of state.json, so that their first events do not each rewrite
+// (and fsync) the state file on the caller's path: with 500 devices that
+// was 500 rewrites of a 500-entry file while the first poll ran. Calling it
+// is optional; an unknown queue is still registered on first use.
+func (s *Store) Prepare(queues ...string) error {
+	names := slices.Clone(queues)
+	slices.Sort(names) // a fixed order of appendMu locks
+	names = slices.Compact(names)
+	qs := make([]*queue, 0, len(names))
+	for _, name := range names {
+		if name == "" {
+			return errors.New("buffer: empty queue name")
+		}
+		q, err := s.queue(name)
+		if err != nil {
+			return err
+		}
+		qs = append(qs, q)
+	}
+	if !s.persistent {
+		return nil
+	}
+	for _, q := range qs {
+		q.appendMu.Lock()
+		defer q.appendMu.Unlock()
+	}
+	all := s.snapshotQueues() // before leaseMu: lock order is mu -> leaseMu
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.stateClosed {
+		return ErrClosed
+	}
+	st := withFailed(s.state, all)
+	st.Leases = maps.Clone(s.state.Leases)
+	if st.Leases == nil {
+		st.Leases = map[string]uint64{}
+	}
+	bounds := make([]uint64, len(qs))
+	for i, q := range qs {
+		bounds[i] = q.lease
+		if q.next+s.cfg.leaseBlock/2 > q.lease {
+			bounds[i] = q.next + s.cfg.leaseBlock
+			st.Leases[q.name] = bounds[i]
+		}
+	}
+	if err := writeState(s.dir, st); err != nil {
+		return fmt.Errorf("buffer: record seq leases: %v", err)
+	}
+	s.state = st
+	for i, q := range qs {
+		q.lease = bounds[i]
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"fieldbridge/adapters"
+	"fieldbridge/config"
+	"fieldbridge/internal/mqtttest"
+)
+
+// BenchmarkPollPath measures what the buffer costs the bus goroutines: a
+// bridge with an on-disk buffer and forwarders publishing at QoS 1 to a real
+// Mosquitto, fed by 8 "bus" goroutines that call handleReading (decode,
+// map, encode, buffer) for 500 devices × 20 points, as the bus loops do
+// (the loops themselves are left out, so that no Modbus time is counted).
+// append=legacy is the hot path before issue #12 (QueueStats per reading,
+// each bus goroutine commits its events itself with Store.Append, a new
+// payload buffer per event); append=writer is the current one
+// (QueueCounters, Store.Enqueue, pooled payload buffers). load=max calls as fast as it can (b.N readings); 1s reads
+// each device once a second.
+//
+// Metrics: poll_delay = the time one handleReading call held its bus
+// goroutine (p99 and max over the run, and the worst per-second p99 — the
+// stalls of Badger's flushes and compactions show there); cpu_µs/point =
+// CPU time of the whole process (bridge, forwarders, paho; not Mosquitto)
+// per point, from the first reading until Mosquitto acknowledged the last
+// event; points/s = points handled per second; delivered_points/s
+// = points acknowledged by Mosquitto per second, measured until the backlog
+// is empty; rss_MiB = VmRSS of the process at the end.
+func BenchmarkPollPath(b *testing.B) {
+	for _, load := range []string{"max", "1s"} {
+		for _, mode := range []string{"gateway", "device"} {
+			for _, appendMode := range []string{"legacy", "writer"} {
+				if load == "max" && mode == "device" {
+					continue // the buffer path is the same; device mode is measured paced
+				}
+				b.Run(fmt.Sprintf("load=%s/mode=%s/append=%s", load, mode, appendMode), func(b *testing.B) {
+					benchPollPath(b, load == "1s", mode == "gateway", appendMode == "legacy")
+				})
+			}
+		}
+	}
+}
+
+const (
+	pollPathDevices = 500
+	pollPathPoints  = 20
+	pollPathBuses   = 8
+)
+
+func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
+	var src strings.Builder
+	src.WriteString("platform {\n  org = \"bench1\"\n  tls = false\n}\nbuffer {\n  sync = \"1s\"\n}\ndevice_type \"meter\" {\n")
+	for p := range pollPathPoints {
+		fmt.Fprintf(&src, "  point \"p%d\" {\n    table   = \"input\"\n    address = %d\n    type    = \"float32\"\n  }\n", p, 2*p)
+	}
+	src.WriteString("}\n")
+	for bus := range pollPathBuses {
+		fmt.Fprintf(&src, "bus \"b%d\" {\n  modbus_tcp { address = \"127.0.0.1:1\" }\n}\n", bus)
+	}
+	for d := range pollPathDevices {
+		fmt.Fprintf(&src, "device \"m%d\" {\n  type = \"meter\"\n  bus = \"b%d\"\n  unit = %d\n  poll = \"1h\"\n  token = \"bench-token\"\n}\n", d, d%pollPathBuses, d/pollPathBuses+1)
+	}
+	cfg, diags := config.Parse("bench.hcl", []byte(src.String()), noEnv)
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	cfg.Buffer.Dir = b.TempDir()
+	if gateway {
+		cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
+	}
+	broker := mqtttest.NewMosquitto(b)
+	br, err := newBridge(cfg, bridgeOptions{Broker: broker.URL(), Drain: time.Second, legacyAppend: legacy}, quietLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	br.loops = nil // the benchmark's goroutines are the buses
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, l := range br.links {
+		for !l.Connected() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	// One prepared reading per device; values change every cycle.
+	readings := make([]adapters.Reading, pollPathDevices)
+	for d := range readings {
+		name := "m" + strconv.Itoa(d)
+		r := adapters.Reading{Device: name}
+		for _, rg := range br.devices[name].rules.Plan() {
+			r.Blocks = append(r.Blocks, adapters.Block{Range: rg, Registers: make([]uint16, rg.Count)})
+		}
+		readings[d] = r
+	}
+	type sample struct {
+		at    time.Duration // since start
+		delay time.Duration
+	}
+	samples := make([][]sample, pollPathBuses)
+	per := (b.N + pollPathBuses - 1) / pollPathBuses
+	cpu0 := cpuTime()
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for bus := range pollPathBuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []int
+			for d := bus; d < pollPathDevices; d += pollPathBuses {
+				mine = append(mine, d)
+			}
+			s := make([]sample, 0, per)
+			next := time.Now()
+			for i := range per {
+				if paced {
+					next = next.Add(time.Second / time.Duration(len(mine)))
+					time.Sleep(time.Until(next))
+				}
+				r := readings[mine[i%len(mine)]]
+				for _, blk := range r.Blocks {
+					for k := range blk.Registers {
+						blk.Registers[k] = uint16(i + k)
+					}
+				}
+				r.Time = time.Now()
+				t0 := time.Now()
+				br.handleReading(ctx, r)
+				s = append(s, sample{t0.Sub(start), time.Since(t0)})
+			}
+			samples[bus] = s
+		}()
+	}
+	wg.Wait()
+	handled := time.Since(start)
+	b.StopTimer()
+	points := float64(per*pollPathBuses) * pollPathPoints
+
+	// Delivered: wait until Mosquitto acknowledged everything buffered.
+	if err := br.store.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	waiting := func() (n int64) { // from memory: Stats would read the database per queue
+		for _, r := range readings {
+			n += br.store.QueueCounters(r.Device).Len
+		}
+		return n
+	}
+	for waiting() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	delivered := time.Since(start)
+	cpu := cpuTime() - cpu0 // polling, buffering and delivery of every point
+	st := br.store.Stats()
+	var acked uint64
+	for _, q := range st.Queues {
+		if !strings.HasPrefix(q.Queue, "gateway:") {
+			acked += q.Acked
+		}
+	}
+
+	var all []time.Duration
+	bySecond := map[int][]time.Duration{}
+	for _, s := range samples {
+		for _, x := range s {
+			all = append(all, x.delay)
+			sec := int(x.at / time.Second)
+			bySecond[sec] = append(bySecond[sec], x.delay)
+		}
+	}
+	slices.Sort(all)
+	var worstP99 time.Duration
+	for _, ds := range bySecond {
+		slices.Sort(ds)
+		worstP99 = max(worstP99, ds[len(ds)*99/100])
+	}
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "poll_delay_p99_µs")
+	b.ReportMetric(float64(all[len(all)-1].Microseconds()), "poll_delay_max_µs")
+	b.ReportMetric(float64(worstP99.Microseconds()), "poll_delay_worst_second_p99_µs")
+	b.ReportMetric(float64(cpu.Microseconds())/points, "cpu_µs/point")
+	b.ReportMetric(points/handled.Seconds(), "points/s")
+	b.ReportMetric(float64(acked)*pollPathPoints/delivered.Seconds(), "delivered_points/s")
+	b.ReportMetric(float64(st.Dropped+st.Failed), "lost_events")
+	b.ReportMetric(rssMiB(), "rss_MiB")
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssMiB is VmRSS of this process in MiB (0 where /proc is missing).
+func rssMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
