@@ -212,7 +212,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 	// Register every queue and lease its seqs in one write of the state
 	// file, rather than one fsynced write per device during the first poll.
 	var queues []string
-	for _, d := range b.devices {
+	for _, d := range v.devices {
 		if d.mailbox == nil {
 			queues = append(queues, d.name)
 		}

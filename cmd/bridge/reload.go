@@ -145,6 +145,11 @@ func (b *bridge) retire(r *runner, d *fieldDevice) {
 	b.draining[d.name] = d
 	b.logger.Info("device removed; sending what it buffered before disconnecting", "device", d.name, "buffered", b.store.QueueStats(d.name).Len)
 	r.spawn(r.fwdCtx, &r.forwarders, "retire "+d.name, func() error {
+		// Its last readings may still be on their way to the disk: the
+		// queue counts them once they are committed.
+		if err := b.store.Flush(); err != nil {
+			return nil // the buffer closed: the bridge is stopping
+		}
 		for b.waitEmpty(r.fwdCtx, d.name) {
 			if b.finishRetiring(d) {
 				return nil
