@@ -53,35 +53,77 @@ type bridgeOptions struct {
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
 // into events, the buffer keeps them, forwarders publish them over uplinks.
+//
+// The parts a reload applies by difference (buses, devices, their links and
+// forwarders, the command wiring) are in the fieldView; the rest (platform,
+// buffer, metrics, the gateway connection) lives as long as the bridge.
 type bridge struct {
-	cfg     *config.Config
-	opts    bridgeOptions
-	logger  *slog.Logger
-	store   *buffer.Store
-	devices map[string]*fieldDevice
-	loops   []*adapters.Loop
-	links   []*uplink.Client
-	uplinks *uplinkStates
-	gateway *gateway // gateway mode only
+	cfg      *config.Config // as at start: platform, buffer and metrics never change
+	opts     bridgeOptions
+	logger   *slog.Logger
+	store    *buffer.Store
+	uplinks  *uplinkStates
+	gateway  *gateway      // gateway mode only
+	linkBase uplink.Config // what every device link shares
 
-	loopOf   map[string]*adapters.Loop // the loop that owns each device's bus
-	commands *commands                 // nil in quickstart mode
-	requests dm.RequestHandler         // device-management requests; nil ignores them (set before Run)
-	dm       *dm.Agent                 // nil when device management is off
-	dmInfo   map[string][]infoPoint    // device → points read into its deviceInfo
-	metrics  *bridgeMetrics
+	field   atomic.Pointer[fieldView] // replaced whole by a reload
+	dm      *dm.Agent                 // nil when device management is off
+	dmInfo  map[string][]infoPoint    // device → points read into its deviceInfo
+	metrics *bridgeMetrics
+
+	reloadMu sync.Mutex // serialises reloads, and a reload with shutdown
+	run      *runner    // set by Run under reloadMu; nil when not running
+	draining map[string]*fieldDevice
 }
+
+// fieldView is what a reload replaces: read it whole with view, never
+// change it in place.
+type fieldView struct {
+	cfg      *config.Config // the applied configuration (global parts as at start)
+	devices  map[string]*fieldDevice
+	buses    map[string]*busUnit
+	loops    []*adapters.Loop
+	links    []*uplink.Client          // the gateway's and every device's
+	loopOf   map[string]*adapters.Loop // by device
+	commands *commands                 // nil in quickstart mode
+}
+
+func (b *bridge) view() *fieldView { return b.field.Load() }
 
 // fieldDevice is one configured device at run time.
 type fieldDevice struct {
 	name    string
 	typ     string
+	cfg     *config.Device
 	rules   *mapping.Device // used only on its bus loop's goroutine
 	topic   func(event string) string
 	link    *uplink.Client
+	ownLink bool             // the link is the device's own (not the gateway's)
 	pub     buffer.Publisher // what its forwarder publishes through
 	state   atomic.Int32     // stateUnknown, stateUp or stateDown
 	mailbox *mailbox         // quickstart mode only
+	run     *deviceRun       // shared by the versions of a device that keep its link
+
+	agent     *dm.Agent   // its device management; nil when off
+	info      []infoPoint // points read into its deviceInfo
+	stopAgent func()      // set by startAgent
+	agentDone sync.WaitGroup
+}
+
+// deviceRun is what a reload stops of a device: its forwarders, then its link.
+type deviceRun struct {
+	stopForward, stopLink context.CancelFunc
+	forwarders, link      sync.WaitGroup
+}
+
+// busUnit is one bus at run time: its loop polls the devices on it.
+type busUnit struct {
+	cfg     *config.Bus
+	devices []*config.Device
+	fds     map[string]*fieldDevice // what the loop's handler uses, by device
+	loop    *adapters.Loop
+	stop    context.CancelFunc
+	done    sync.WaitGroup
 }
 
 // Device states as the last status event said.
@@ -95,8 +137,7 @@ const (
 // offline device or broker at start-up must not keep the bridge from
 // starting. Opening the buffer is the only disk I/O.
 func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*bridge, error) {
-	b := &bridge{cfg: cfg, opts: opts, logger: logger, devices: map[string]*fieldDevice{}, uplinks: newUplinkStates(logger.With("component", "uplink")),
-		loopOf: map[string]*adapters.Loop{}}
+	b := &bridge{cfg: cfg, opts: opts, logger: logger, uplinks: newUplinkStates(logger.With("component", "uplink")), draining: map[string]*fieldDevice{}}
 	if b.opts.UplinkSummaryEvery <= 0 {
 		b.opts.UplinkSummaryEvery = defaultUplinkSummaryEvery
 	}
@@ -107,7 +148,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 	if broker == "" {
 		broker = brokerURL(cfg.Platform)
 	}
-	linkBase := uplink.Config{
+	b.linkBase = uplink.Config{
 		Broker:       broker,
 		KeepAlive:    cfg.Platform.KeepAlive,
 		CleanSession: cfg.Platform.CleanSession,
@@ -127,14 +168,14 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		if cfg.Platform.InsecureSkipVerify {
 			logger.Warn("tls certificate verification is off (insecure_skip_verify); use only for testing")
 		}
-		linkBase.TLS = tc
+		b.linkBase.TLS = tc
 	}
 
 	if cfg.Platform.Mode == config.ModeGateway {
 		gw := cfg.Platform.Gateway
 		id := uplink.Identity{Org: cfg.Platform.Org, Type: gw.Type, ID: gw.ID}
 		b.gateway = newGateway(id, gw.Rate, logger.With("component", "gateway"))
-		lc := linkBase
+		lc := b.linkBase
 		lc.ClientID, lc.Username, lc.Password = uplink.GatewayClientID(id), uplink.TokenAuthUsername, gw.Token
 		lc.MaxInflight = min(cfg.Buffer.InFlight*(len(cfg.Devices)+1), platformGatewayInflight)
 		// Every queue's forwarder (readings and command results per device,
@@ -151,57 +192,16 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 			return nil, err
 		}
 		b.gateway.link = link
-	}
-
-	for _, d := range cfg.Devices {
-		rules, err := mapping.NewDevice(d.Name, d.Type.DeviceType, d.Unit, d.Plan)
-		if err != nil {
-			return nil, fmt.Errorf("device %s: %w", d.Name, err)
-		}
-		fd := &fieldDevice{name: d.Name, typ: d.Type.Name, rules: rules}
-		id := uplink.Identity{Org: cfg.Platform.Org, Type: d.Type.Name, ID: d.Name}
-		switch cfg.Platform.Mode {
-		case config.ModeGateway:
-			fd.link = b.gateway.link
-			fd.pub = gatewayPublisher{g: b.gateway, device: d.Name}
-			fd.topic = func(event string) string { return uplink.GatewayEventTopic(id, event, "json") }
-		default:
-			lc := linkBase
-			lc.ClientID = uplink.DeviceClientID(id)
-			if cfg.Platform.Mode == config.ModeDevice {
-				lc.Username, lc.Password = uplink.TokenAuthUsername, d.Token
-				lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/cmd/+/fmt/+", QoS: 1}}
-				lc.Handler = b.commandHandler(fd)
-				b.manageLink(&lc, d.Type.Name, d.Name)
-			} else {
-				fd.mailbox = &mailbox{}
-				logger.Info("quickstart: see the device's events on the dashboard", "device", d.Name, "url", quickstartDashboard+d.Name)
-			}
-			fd.link, err = b.newLink(lc, "device", d.Name)
-			if err != nil {
-				return nil, err
-			}
-			fd.pub = fd.link
-			fd.topic = func(event string) string { return uplink.DeviceEventTopic(event, "json") }
-		}
-		b.devices[d.Name] = fd
-	}
-
-	for _, bus := range cfg.Buses {
-		loop, err := b.newLoop(bus)
-		if err != nil {
+		if err := b.newGatewayAgent(); err != nil {
 			return nil, err
 		}
-		if loop != nil {
-			b.loops = append(b.loops, loop)
-		}
 	}
-	if err := b.wireCommands(b.loopOf); err != nil {
+
+	v, err := b.buildField(cfg, nil)
+	if err != nil {
 		return nil, err
 	}
-	if err := b.newAgent(); err != nil { // after the Executor, which runs its commands
-		return nil, err
-	}
+	b.field.Store(v)
 
 	store, err := buffer.Open(bufferConfig(cfg, opts), logger.With("component", "buffer"))
 	if err != nil {
@@ -212,7 +212,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 	// Register every queue and lease its seqs in one write of the state
 	// file, rather than one fsynced write per device during the first poll.
 	var queues []string
-	for _, d := range b.devices {
+	for _, d := range v.devices {
 		if d.mailbox == nil {
 			queues = append(queues, d.name)
 		}
@@ -224,6 +224,101 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		logger.Warn("buffer queues not prepared; each is set up on its first event", "err", err)
 	}
 	return b, nil
+}
+
+// buildField builds the devices, bus loops and command wiring of cfg,
+// reusing from old (the running view, nil at start) every device and bus
+// whose configuration is the same. It starts nothing, so a failure leaves
+// the running bridge as it was.
+func (b *bridge) buildField(cfg *config.Config, old *fieldView) (*fieldView, error) {
+	v := &fieldView{cfg: cfg, devices: map[string]*fieldDevice{}, buses: map[string]*busUnit{}, loopOf: map[string]*adapters.Loop{}}
+	if b.gateway != nil {
+		v.links = append(v.links, b.gateway.link)
+	}
+	for _, d := range cfg.Devices {
+		var prev *fieldDevice
+		if old != nil {
+			prev = old.devices[d.Name]
+		}
+		fd, err := b.buildDevice(cfg, d, prev)
+		if err != nil {
+			return nil, err
+		}
+		v.devices[d.Name] = fd
+		if fd.ownLink {
+			v.links = append(v.links, fd.link)
+		}
+	}
+	for _, bus := range cfg.Buses {
+		var prev *busUnit
+		if old != nil {
+			prev = old.buses[bus.Name]
+		}
+		u, err := b.buildBus(cfg, bus, v.devices, prev)
+		if err != nil {
+			return nil, err
+		}
+		if u != nil {
+			v.buses[bus.Name] = u
+			v.loops = append(v.loops, u.loop)
+			for _, d := range u.devices {
+				v.loopOf[d.Name] = u.loop
+			}
+		}
+	}
+	if err := b.wireCommands(v, old); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// buildDevice returns prev when d is configured exactly as before, prev's
+// link with new rules when only what the bus loop uses changed, and a new
+// device otherwise.
+func (b *bridge) buildDevice(cfg *config.Config, d *config.Device, prev *fieldDevice) (*fieldDevice, error) {
+	if prev != nil && sameDevice(prev.cfg, d) {
+		return prev, nil
+	}
+	rules, err := mapping.NewDevice(d.Name, d.Type.DeviceType, d.Unit, d.Plan)
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", d.Name, err)
+	}
+	fd := &fieldDevice{name: d.Name, typ: d.Type.Name, cfg: d, rules: rules}
+	if prev != nil && sameIdentity(prev.cfg, d) {
+		// Only what the bus loop uses changed: the connection and the
+		// forwarders keep running.
+		fd.link, fd.ownLink, fd.pub, fd.topic, fd.mailbox, fd.run = prev.link, prev.ownLink, prev.pub, prev.topic, prev.mailbox, prev.run
+		fd.state.Store(prev.state.Load())
+		return fd, b.newDeviceAgent(d, fd)
+	}
+	fd.run = &deviceRun{}
+	id := uplink.Identity{Org: cfg.Platform.Org, Type: d.Type.Name, ID: d.Name}
+	switch cfg.Platform.Mode {
+	case config.ModeGateway:
+		fd.link = b.gateway.link
+		fd.pub = gatewayPublisher{g: b.gateway, device: d.Name}
+		fd.topic = func(event string) string { return uplink.GatewayEventTopic(id, event, "json") }
+	default:
+		lc := b.linkBase
+		lc.ClientID = uplink.DeviceClientID(id)
+		if cfg.Platform.Mode == config.ModeDevice {
+			lc.Username, lc.Password = uplink.TokenAuthUsername, d.Token
+			lc.Subscriptions = []uplink.Subscription{{Filter: "iot-2/cmd/+/fmt/+", QoS: 1}}
+			lc.Handler = b.commandHandler(d.Name)
+			b.manageLink(&lc, d.Type.Name, d.Name)
+		} else {
+			fd.mailbox = &mailbox{}
+			b.logger.Info("quickstart: see the device's events on the dashboard", "device", d.Name, "url", quickstartDashboard+d.Name)
+		}
+		fd.ownLink = true
+		fd.link, err = b.newLink(lc, "device", d.Name)
+		if err != nil {
+			return nil, err
+		}
+		fd.pub = fd.link
+		fd.topic = func(event string) string { return uplink.DeviceEventTopic(event, "json") }
+	}
+	return fd, b.newDeviceAgent(d, fd)
 }
 
 func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, error) {
@@ -242,23 +337,32 @@ func (b *bridge) newLink(lc uplink.Config, class, name string) (*uplink.Client, 
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", class, name, err)
 	}
-	b.links = append(b.links, link)
 	return link, nil
 }
 
-// newLoop builds the bus and the loop that owns it; nil when no device uses the bus.
-func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
+// buildBus returns prev when the bus and its devices are configured
+// exactly as before, else a new bus and loop; nil when no device uses it.
+func (b *bridge) buildBus(cfg *config.Config, bus *config.Bus, devices map[string]*fieldDevice, prev *busUnit) (*busUnit, error) {
+	var ds []*config.Device
 	var devs []adapters.Device
-	for _, d := range b.cfg.Devices {
+	for _, d := range cfg.Devices {
 		if d.Bus == bus {
-			devs = append(devs, adapters.Device{Name: d.Name, Interval: d.Poll, Plan: b.devices[d.Name].rules.Plan()})
+			ds = append(ds, d)
+			devs = append(devs, adapters.Device{Name: d.Name, Interval: d.Poll, Plan: devices[d.Name].rules.Plan()})
 		}
 	}
 	if len(devs) == 0 {
 		b.logger.Warn("bus has no devices", "bus", bus.Name)
 		return nil, nil
 	}
-	conn, err := openBus(bus, b.cfg.Devices)
+	fds := map[string]*fieldDevice{}
+	for _, d := range ds {
+		fds[d.Name] = devices[d.Name]
+	}
+	if prev != nil && sameBus(prev, bus, ds, fds) {
+		return prev, nil
+	}
+	conn, err := openBus(bus, cfg.Devices)
 	if err != nil {
 		return nil, fmt.Errorf("bus %s: %w", bus.Name, err)
 	}
@@ -269,19 +373,23 @@ func (b *bridge) newLoop(bus *config.Bus) (*adapters.Loop, error) {
 	loop := adapters.NewLoop(conn, adapters.LoopConfig{
 		Bus:     bus.Name,
 		Devices: devs,
-		Handler: adapters.ReadingHandlerFunc(b.handleReading),
+		Handler: b.readingHandler(fds),
 		Pause:   bus.Pause,
 	}, logger)
-	for _, d := range devs {
-		b.loopOf[d.Name] = loop
-	}
-	return loop, nil
+	return &busUnit{cfg: bus, devices: ds, fds: fds, loop: loop}, nil
+}
+
+// readingHandler returns the handler of one bus loop; devices are the
+// devices on that bus, fixed for the loop's life.
+func (b *bridge) readingHandler(devices map[string]*fieldDevice) adapters.ReadingHandler {
+	return adapters.ReadingHandlerFunc(func(ctx context.Context, r adapters.Reading) {
+		b.handleReading(devices[r.Device], r)
+	})
 }
 
 // handleReading runs on a bus loop's goroutine: decode, decide which events
 // are due, and append them to the buffer, which assigns each its seq.
-func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
-	d := b.devices[r.Device]
+func (b *bridge) handleReading(d *fieldDevice, r adapters.Reading) {
 	// dropped_events counts every event of the device the buffer could
 	// not keep: dropped by policy or refused for lack of disk space.
 	qs := b.store.QueueCounters(d.name)
@@ -289,8 +397,8 @@ func (b *bridge) handleReading(ctx context.Context, r adapters.Reading) {
 		qs = b.store.QueueStats(d.name)
 	}
 	d.rules.NoteDropped(qs.Dropped + qs.Failed)
-	if b.dm != nil {
-		b.noteManagement(r)
+	if d.agent != nil {
+		noteManagement(d, r)
 	}
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
@@ -339,8 +447,8 @@ var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return 
 // gatewayHandler routes what the gateway connection receives: notify
 // messages about rejected requests, and commands.
 func (b *bridge) gatewayHandler() uplink.Handler {
-	commands := b.commandHandler(nil)
-	known := func(typ, id string) bool { d := b.devices[id]; return d != nil && d.typ == typ }
+	commands := b.commandHandler("")
+	known := func(typ, id string) bool { d := b.view().devices[id]; return d != nil && d.typ == typ }
 	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
 		if topic == b.gateway.notify {
 			b.gateway.handleNotify(payload, known)
@@ -350,82 +458,152 @@ func (b *bridge) gatewayHandler() uplink.Handler {
 	})
 }
 
+// runner is what Run started: the contexts and groups that every
+// goroutine, including those a reload starts later, belongs to.
+type runner struct {
+	pollCtx, fwdCtx, linkCtx   context.Context
+	pollers, forwarders, links sync.WaitGroup
+	errs                       chan error
+	logger                     *slog.Logger
+}
+
+// spawn runs f in a goroutine counted in wg and in each of also. Its error
+// stops the bridge unless its own ctx was cancelled (a reload stopping it).
+func (r *runner) spawn(ctx context.Context, wg *sync.WaitGroup, what string, f func() error, also ...*sync.WaitGroup) {
+	wg.Add(1)
+	for _, w := range also {
+		w.Add(1)
+	}
+	go func() {
+		defer wg.Done()
+		for _, w := range also {
+			defer w.Done()
+		}
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		select {
+		case r.errs <- fmt.Errorf("%s: %w", what, err):
+		default: // the bridge is stopping already
+			r.logger.Error("component failed", "what", what, "err", err)
+		}
+	}()
+}
+
 // Run runs until ctx is done, then stops in order: pollers first (no new
 // events), then the forwarders get the drain window to send what is
 // buffered, then the uplinks disconnect, and the buffer closes last.
 func (b *bridge) Run(ctx context.Context) error {
 	linkCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
 	fwdCtx, stopForward := context.WithCancel(context.WithoutCancel(ctx))
+	pollCtx, stopPolling := context.WithCancel(ctx)
 	defer stopLinks()
 	defer stopForward()
+	defer stopPolling()
 
 	if err := b.metrics.listen(b.cfg.Metrics.Listen); err != nil {
 		b.store.Close()
 		return err
 	}
-	var links, forwarders, pollers sync.WaitGroup
-	errs := make(chan error, len(b.links)+3*len(b.devices)+len(b.loops)+4)
-	goRun := func(wg *sync.WaitGroup, what string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil {
-				errs <- fmt.Errorf("%s: %w", what, err)
-			}
-		}()
-	}
-	for _, l := range b.links {
-		goRun(&links, "uplink", func() error { return l.Run(linkCtx) })
-	}
-	goRun(&links, "uplink summary", func() error { b.uplinks.summarize(linkCtx, b.opts.UplinkSummaryEvery); return nil })
-	goRun(&links, "metrics", func() error { return b.metrics.serve(linkCtx) })
-	goRun(&links, "drain progress", func() error { b.metrics.drain.run(linkCtx, b.opts.DrainProgressEvery, b.drainStats); return nil })
-	for _, d := range b.devices {
-		if d.mailbox != nil {
-			goRun(&forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) })
-			continue
-		}
-		goRun(&forwarders, "forward "+d.name, func() error { return b.store.Forward(fwdCtx, d.name, d.pub) })
-	}
+	r := &runner{pollCtx: pollCtx, fwdCtx: fwdCtx, linkCtx: linkCtx, errs: make(chan error, 1), logger: b.logger}
 	if g := b.gateway; g != nil {
-		goRun(&forwarders, "forward gateway", func() error { return b.store.Forward(fwdCtx, g.queue, g.link) })
-		goRun(&pollers, "gateway health", func() error { return b.runHealth(ctx) })
+		r.spawn(linkCtx, &r.links, "uplink", func() error { return g.link.Run(linkCtx) })
 	}
-	for _, l := range b.loops {
-		goRun(&pollers, "bus", func() error { return l.Run(ctx) })
-	}
-	b.runCommands(ctx, fwdCtx, func(forwarder bool, what string, f func() error) {
-		if forwarder {
-			goRun(&forwarders, what, f)
-		} else {
-			goRun(&pollers, what, f)
+	r.spawn(linkCtx, &r.links, "uplink summary", func() error { b.uplinks.summarize(linkCtx, b.opts.UplinkSummaryEvery); return nil })
+	r.spawn(linkCtx, &r.links, "metrics", func() error { return b.metrics.serve(linkCtx) })
+	r.spawn(linkCtx, &r.links, "drain progress", func() error { b.metrics.drain.run(linkCtx, b.opts.DrainProgressEvery, b.drainStats); return nil })
+	if g := b.gateway; g != nil {
+		r.spawn(fwdCtx, &r.forwarders, "forward gateway", func() error { return b.store.Forward(fwdCtx, g.queue, g.link) })
+		r.spawn(pollCtx, &r.pollers, "gateway health", func() error { return b.runHealth(pollCtx) })
+		if a := g.agent; a != nil { // stops with the pollers, while the uplinks still carry its Unmanage
+			r.spawn(pollCtx, &r.pollers, "device management "+g.id.ID, func() error { return a.Run(pollCtx) })
 		}
-	})
-	if b.dm != nil { // stops with the pollers, while the uplinks still carry its Unmanage
-		goRun(&pollers, "device management", func() error { return b.dm.Run(ctx) })
+		r.spawn(fwdCtx, &r.forwarders, "forward results gateway", func() error { return b.store.Forward(fwdCtx, resultQueue(g.id.ID), g.link) })
 	}
+	b.reloadMu.Lock()
+	v := b.view()
+	for _, d := range v.devices {
+		b.startDevice(r, d)
+		b.startAgent(r, d)
+	}
+	for _, u := range v.buses {
+		b.startBus(r, u)
+	}
+	b.startCommands(r, v.commands)
+	b.run = r
+	b.reloadMu.Unlock()
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errs:
+	case runErr = <-r.errs:
 		b.logger.Error("component failed; stopping", "err", runErr)
 	}
 	if b.opts.OnStop != nil {
 		b.opts.OnStop()
 	}
+	// A reload under way finishes first; none starts after this.
+	b.reloadMu.Lock()
+	b.run = nil
+	b.reloadMu.Unlock()
 	b.logger.Info("stopping", "drain", b.opts.Drain)
-	pollers.Wait()
+	stopPolling()
+	r.pollers.Wait()
 	b.drain()
 	stopForward()
-	forwarders.Wait()
+	r.forwarders.Wait()
 	stopLinks()
-	links.Wait()
+	r.links.Wait()
 	if err := b.store.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close buffer: %w", err)
 	}
 	b.logger.Info("stopped")
 	return runErr
+}
+
+// startDevice starts d's link (when it is its own) and forwarders.
+func (b *bridge) startDevice(r *runner, d *fieldDevice) {
+	fwdCtx, stopForward := context.WithCancel(r.fwdCtx)
+	linkCtx, stopLink := context.WithCancel(r.linkCtx)
+	d.run.stopForward, d.run.stopLink = stopForward, stopLink
+	if d.ownLink {
+		r.spawn(linkCtx, &r.links, "uplink "+d.name, func() error { return d.link.Run(linkCtx) }, &d.run.link)
+	}
+	if d.mailbox != nil {
+		r.spawn(fwdCtx, &r.forwarders, "quickstart "+d.name, func() error { return b.runQuickstart(fwdCtx, d) }, &d.run.forwarders)
+		return
+	}
+	r.spawn(fwdCtx, &r.forwarders, "forward "+d.name, func() error { return b.store.Forward(fwdCtx, d.name, d.pub) }, &d.run.forwarders)
+	if b.cfg.Platform.Mode != config.ModeQuickstart {
+		r.spawn(fwdCtx, &r.forwarders, "forward results "+d.name, func() error { return b.store.Forward(fwdCtx, resultQueue(d.name), d.pub) }, &d.run.forwarders)
+	}
+}
+
+// stopDevice stops d's forwarders, then its link, and waits for them.
+// What they had not sent stays buffered.
+func (b *bridge) stopDevice(d *fieldDevice) {
+	d.run.stopForward()
+	d.run.forwarders.Wait()
+	d.run.stopLink()
+	d.run.link.Wait()
+	if d.ownLink {
+		b.uplinks.untrack("device " + d.name)
+	}
+}
+
+// startBus starts u's loop.
+func (b *bridge) startBus(r *runner, u *busUnit) {
+	ctx, stop := context.WithCancel(r.pollCtx)
+	u.stop = stop
+	r.spawn(ctx, &r.pollers, "bus "+u.cfg.Name, func() error { return u.loop.Run(ctx) }, &u.done)
+}
+
+// stopBus stops u's loop and waits for it: no reading of its devices is
+// handled after it returns.
+func stopBus(u *busUnit) {
+	u.stop()
+	u.done.Wait()
 }
 
 // drain waits up to the drain window for the queues to empty.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -230,7 +231,7 @@ func cmdRun(ctx context.Context, proc process, args []string, stderr io.Writer) 
 	logger.Info("bridge started", "version", version, "config", *path, "devices", len(cfg.Devices), "mode", cfg.Platform.Mode)
 	hupCtx, stopHangups := context.WithCancel(ctx)
 	defer stopHangups()
-	go handleHangups(hupCtx, proc.hangups, func() { reload(logger, *path) })
+	go handleHangups(hupCtx, proc.hangups, func() { b.reloadFile(hupCtx, *path) })
 	return b.Run(ctx)
 }
 
@@ -248,10 +249,26 @@ func handleHangups(ctx context.Context, hangups <-chan os.Signal, onHangup func(
 	}
 }
 
-// reload is where re-reading the configuration on SIGHUP goes once the
-// bridge supports it. Until then it only says the signal was ignored.
-func reload(logger *slog.Logger, path string) {
-	logger.Warn("SIGHUP: reload not supported yet, ignored; restart the bridge to apply a changed configuration", "config", path)
+// reloadFile re-reads the configuration file and applies it (SIGHUP).
+// An invalid file is logged with the same diagnostics validate prints, and
+// the running configuration stays.
+func (b *bridge) reloadFile(ctx context.Context, path string) {
+	b.logger.Info("SIGHUP: reloading the configuration", "config", path)
+	var diags bytes.Buffer
+	cfg, err := loadConfig(path, &diags)
+	if diags.Len() > 0 {
+		level := slog.LevelWarn
+		if err != nil {
+			level = slog.LevelError
+		}
+		b.logger.Log(ctx, level, "configuration diagnostics", "config", path, "diagnostics", diags.String())
+	}
+	if err != nil {
+		b.logger.Error("reload refused: the configuration has errors; the running configuration stays", "config", path)
+		return
+	}
+	rep, err := b.Reload(ctx, cfg)
+	b.logReload(path, rep, err)
 }
 
 // logWriter is the log's writer: it drops a line it could not write and

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"sync"
 
 	"fieldbridge/adapters"
 	"fieldbridge/buffer"
@@ -29,11 +31,18 @@ func resultQueue(device string) string { return "cmd:" + device }
 
 // commands is the command machinery of a bridge; nil in quickstart mode,
 // where devices receive no commands.
+//
+// A reload that changes a device's identity, type or unit, or the set of
+// devices, builds new commands and stops the old Executor; commands it
+// still had queued are answered "not executed".
 type commands struct {
 	exec    *dm.Executor
 	muxes   map[string]*dm.Mux // device mode: per device; gateway mode: "" for the gateway connection
 	targets map[string]commandTarget
-	loops   map[string]*adapters.Loop // by device
+	loopOf  func(device string) *adapters.Loop // the running loop of the device's bus
+
+	stop context.CancelFunc // set by startCommands
+	done sync.WaitGroup
 }
 
 // commandTarget is what commands need to know about a device.
@@ -44,20 +53,24 @@ type commandTarget struct {
 	pub   buffer.Publisher
 }
 
-// wireCommands builds the Executor and the Muxes. It runs after the
-// devices, links and loops exist.
-func (b *bridge) wireCommands(loopOf map[string]*adapters.Loop) error {
-	if b.cfg.Platform.Mode == config.ModeQuickstart {
+// wireCommands builds the Executor and the Muxes of v, or takes old's
+// when they would be the same. It runs after v's devices and loops exist.
+func (b *bridge) wireCommands(v, old *fieldView) error {
+	if v.cfg.Platform.Mode == config.ModeQuickstart {
 		return nil
 	}
-	c := &commands{muxes: map[string]*dm.Mux{}, targets: map[string]commandTarget{}, loops: loopOf}
+	if old != nil && old.commands != nil && sameCommandTargets(old, v) {
+		v.commands = old.commands
+		return nil
+	}
+	c := &commands{muxes: map[string]*dm.Mux{}, targets: map[string]commandTarget{}, loopOf: func(device string) *adapters.Loop { return b.view().loopOf[device] }}
 	devices := map[string]string{}
-	for _, d := range b.cfg.Devices {
-		fd := b.devices[d.Name]
+	for _, d := range v.cfg.Devices {
+		fd := v.devices[d.Name]
 		devices[d.Name] = d.Type.Name
 		c.targets[d.Name] = commandTarget{typ: d.Type.DeviceType, unit: d.Unit, topic: fd.topic(mapping.CommandEvent), pub: fd.pub}
 	}
-	ec := dm.ExecutorConfig{Devices: devices, Planner: c, Field: c, Results: resultSink{b}}
+	ec := dm.ExecutorConfig{Devices: devices, Planner: c, Field: c, Results: resultSink{b: b, c: c}}
 	if g := b.gateway; g != nil {
 		if _, clash := devices[g.id.ID]; clash {
 			return fmt.Errorf("gateway id %q is also a device name; commands could not tell them apart", g.id.ID)
@@ -78,28 +91,59 @@ func (b *bridge) wireCommands(loopOf map[string]*adapters.Loop) error {
 			return err
 		}
 	} else {
-		for _, d := range b.cfg.Devices {
+		for _, d := range v.cfg.Devices {
 			if c.muxes[d.Name], err = newMux(d.Type.Name, d.Name); err != nil {
 				return err
 			}
 		}
 	}
-	b.commands = c
+	v.commands = c
 	return nil
 }
 
-// commandHandler is the inbound handler of a device's connection (device
-// mode) or, with device nil, of the gateway connection.
-func (b *bridge) commandHandler(device *fieldDevice) uplink.Handler {
-	key := ""
-	if device != nil {
-		key = device.name
+// sameCommandTargets says whether old's commands serve v's devices as they
+// are: the same devices with the same identity, type and unit.
+func sameCommandTargets(old, v *fieldView) bool {
+	if len(old.devices) != len(v.devices) {
+		return false
 	}
-	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
-		if b.commands == nil {
-			return fmt.Errorf("commands are not wired")
+	for name, d := range v.devices {
+		o := old.devices[name]
+		if o == nil || !sameIdentity(o.cfg, d.cfg) || o.cfg.Unit != d.cfg.Unit || !reflect.DeepEqual(o.cfg.Type, d.cfg.Type) {
+			return false
 		}
-		return b.commands.muxes[key].HandleMessage(ctx, topic, payload)
+	}
+	return true
+}
+
+// startCommands starts c's Executor.
+func (b *bridge) startCommands(r *runner, c *commands) {
+	if c == nil {
+		return
+	}
+	ctx, stop := context.WithCancel(r.pollCtx)
+	c.stop = stop
+	r.spawn(ctx, &r.pollers, "commands", func() error { return c.exec.Run(ctx) }, &c.done)
+}
+
+// stopCommands stops c's Executor and waits for it.
+func stopCommands(c *commands) {
+	if c == nil {
+		return
+	}
+	c.stop()
+	c.done.Wait()
+}
+
+// commandHandler is the inbound handler of a device's connection (device
+// mode) or, with device "", of the gateway connection.
+func (b *bridge) commandHandler(device string) uplink.Handler {
+	return uplink.HandlerFunc(func(ctx context.Context, topic string, payload []byte) error {
+		c := b.view().commands
+		if c == nil || c.muxes[device] == nil {
+			return fmt.Errorf("commands are not wired for %q", device)
+		}
+		return c.muxes[device].HandleMessage(ctx, topic, payload)
 	})
 }
 
@@ -131,7 +175,7 @@ func namedValues(fields []mapping.Field) []dm.NamedValue {
 
 // Write hands a write to the loop that owns the device's bus.
 func (c *commands) Write(ctx context.Context, w adapters.WriteRequest) error {
-	loop := c.loops[w.Device]
+	loop := c.loopOf(w.Device)
 	if loop == nil {
 		return fmt.Errorf("%w: %s is on no running bus", adapters.ErrClosed, w.Device)
 	}
@@ -140,24 +184,25 @@ func (c *commands) Write(ctx context.Context, w adapters.WriteRequest) error {
 
 // Read reads on the loop that owns the device's bus.
 func (c *commands) Read(ctx context.Context, device string, r adapters.Range) (adapters.Block, error) {
-	loop := c.loops[device]
+	loop := c.loopOf(device)
 	if loop == nil {
 		return adapters.Block{}, fmt.Errorf("%w: %s is on no running bus", adapters.ErrClosed, device)
 	}
 	return loop.Read(ctx, device, r)
 }
 
-// requestRouter hands device-management requests to b.requests, which may
-// be set after wireCommands (the handler needs the Executor for
-// RunCommand); until then requests are ignored.
+// requestRouter hands device-management requests to the agent of the
+// device they are for; with management off, or for a device no agent
+// manages, they are ignored.
 type requestRouter struct{ b *bridge }
 
 func (r requestRouter) HandleRequest(ctx context.Context, deviceType, deviceID, rest string, payload []byte) {
-	if r.b.requests == nil {
-		r.b.logger.Debug("device-management request ignored: no handler", "type", deviceType, "device", deviceID, "request", rest)
+	a := r.b.agentFor(deviceID)
+	if a == nil {
+		r.b.logger.Debug("device-management request ignored: no agent", "type", deviceType, "device", deviceID, "request", rest)
 		return
 	}
-	r.b.requests.HandleRequest(ctx, deviceType, deviceID, rest, payload)
+	a.HandleRequest(ctx, deviceType, deviceID, rest, payload)
 }
 
 // commandLabel is the command's name as a metric label: "unknown" for a
@@ -174,28 +219,19 @@ func (t commandTarget) commandLabel(name string) string {
 }
 
 // resultSink appends results to the buffer, which assigns their seq.
-type resultSink struct{ b *bridge }
+type resultSink struct {
+	b *bridge
+	c *commands
+}
 
 func (s resultSink) PublishResult(device string, r dm.Result) error {
-	t := s.b.commands.targets[device]
+	t := s.c.targets[device]
 	s.b.metrics.CountCommand(t.commandLabel(r.Command), r.Class)
 	_, err := s.b.store.Append(resultQueue(device), t.topic, r.Payload)
 	if err == nil {
 		s.b.logger.Debug("command result buffered", "device", device, "command", r.Command, "ok", r.OK)
 	}
 	return err
-}
-
-// runCommands starts the Executor and one forwarder per result queue.
-func (b *bridge) runCommands(ctx, fwdCtx context.Context, goRun func(forwarder bool, what string, f func() error)) {
-	c := b.commands
-	if c == nil {
-		return
-	}
-	goRun(false, "commands", func() error { return c.exec.Run(ctx) })
-	for device, t := range c.targets {
-		goRun(true, "forward results "+device, func() error { return b.store.Forward(fwdCtx, resultQueue(device), t.pub) })
-	}
 }
 
 // Interface guards: the implementers do not import the packages that

@@ -209,6 +209,6 @@ device_type "meter" {
 	b.ReportMetric(pct(flood, 99)/pct(idle, 99), "p99_ratio")
 	b.ReportMetric(float64(sent.Load())/floodTime.Seconds(), "commands/s")
 	b.ReportMetric(float64(results.Load()-resultsBefore)/floodTime.Seconds(), "results/s")
-	st := br.commands.exec.Stats()
+	st := br.view().commands.exec.Stats()
 	b.ReportMetric(float64(st.Refused), "refused")
 }

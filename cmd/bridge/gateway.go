@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fieldbridge/buffer"
+	"fieldbridge/dm"
 	"fieldbridge/mapping"
 	"fieldbridge/uplink"
 )
@@ -35,6 +36,7 @@ type gateway struct {
 	topic   string // its health topic
 	notify  string // its notify topic
 	link    *uplink.Client
+	agent   *dm.Agent    // its own device management; nil when off
 	limiter *rateLimiter // nil when unlimited
 	logger  *slog.Logger
 
@@ -211,12 +213,13 @@ func (b *bridge) runHealth(ctx context.Context) error {
 
 func (b *bridge) health(start time.Time) health {
 	st := b.store.Stats()
+	devices := b.view().devices
 	h := health{
-		Devices: len(b.devices), Buffered: st.Len, Dropped: st.Dropped + st.Failed, Failed: st.Failed, Corrupt: st.Corrupt,
+		Devices: len(devices), Buffered: st.Len, Dropped: st.Dropped + st.Failed, Failed: st.Failed, Corrupt: st.Corrupt,
 		BufferFault: st.Fault, BufferInMem: st.InMemory && !b.opts.InMemoryBuffer,
 		Rejected: b.gateway.rejectedDevices(), UptimeSeconds: int64(time.Since(start).Seconds()),
 	}
-	for _, d := range b.devices {
+	for _, d := range devices {
 		switch d.state.Load() {
 		case stateUp:
 			h.Up++

@@ -14,9 +14,11 @@ import (
 	"fieldbridge/uplink"
 )
 
-// Device management wiring: the dm.Agent manages every configured device
-// (and, in gateway mode, the gateway), receives the iotdm-1 messages of
-// their connections and publishes on them.
+// Device management wiring: each managed device (and, in gateway mode,
+// the gateway) has a dm.Agent of its own, which receives the iotdm-1
+// messages for it and publishes on its connection. One agent per device
+// lets a reload stop and start a device's management with the device:
+// stopping an agent sends Unmanage, starting one sends Manage.
 
 // managementOn reports whether device management is configured and usable.
 func managementOn(cfg *config.Config) bool {
@@ -25,9 +27,10 @@ func managementOn(cfg *config.Config) bool {
 }
 
 // manageLink subscribes a connection to its device-management requests
-// (the connection's Mux routes them to the agent): iotdm-1/# for a device,
-// iotdm-1/type/+/id/+/# for the gateway, itself and every device behind it.
-// On every connect the devices of the connection send Manage again.
+// (the connection's Mux routes them to the agents): iotdm-1/# for a
+// device, iotdm-1/type/+/id/+/# for the gateway, itself and every device
+// behind it. On every connect the devices of the connection send Manage
+// again.
 func (b *bridge) manageLink(lc *uplink.Config, typ, id string) {
 	if !managementOn(b.cfg) {
 		return
@@ -38,27 +41,30 @@ func (b *bridge) manageLink(lc *uplink.Config, typ, id string) {
 	}
 	lc.Subscriptions = append(lc.Subscriptions, uplink.Subscription{Filter: filter, QoS: 1})
 	lc.OnStateChange = func(connected bool, err error) {
-		if !connected || b.dm == nil {
+		if !connected {
 			return
 		}
 		if b.gateway == nil {
-			b.dm.Connected(typ, id)
+			if d := b.view().devices[id]; d != nil && d.agent != nil {
+				d.agent.Connected(typ, id)
+			}
 			return
 		}
-		b.dm.Connected(b.gateway.id.Type, b.gateway.id.ID)
-		for _, d := range b.devices {
-			b.dm.Connected(d.typ, d.name)
+		if a := b.gateway.agent; a != nil {
+			a.Connected(b.gateway.id.Type, b.gateway.id.ID)
+		}
+		for _, d := range b.view().devices {
+			if d.agent != nil {
+				d.agent.Connected(d.typ, d.name)
+			}
 		}
 	}
 }
 
-// newAgent builds the device-management agent once every connection exists.
-func (b *bridge) newAgent() error {
-	if !managementOn(b.cfg) {
-		return nil
-	}
+// agentConfig is what every agent shares.
+func (b *bridge) agentConfig() dm.Config {
 	m := b.cfg.Management
-	cfg := dm.Config{
+	return dm.Config{
 		Lifetime:         m.Lifetime,
 		StagingDir:       m.StagingDir,
 		MaxFirmwareBytes: m.MaxFirmwareBytes,
@@ -67,26 +73,80 @@ func (b *bridge) newAgent() error {
 		Commands:         commandRunner{b},
 		Answered:         func(kind string, rc int) { b.metrics.CountDMRequest(kind, strconv.Itoa(rc)) },
 	}
-	if g := b.gateway; g != nil {
-		cfg.Devices = append(cfg.Devices, dm.Device{Type: g.id.Type, ID: g.id.ID, Gateway: true, Link: g.link,
-			DeviceInfo: map[string]string{"deviceClass": "gateway", "description": "fieldbridge edge bridge", "fwVersion": version}})
+}
+
+// newGatewayAgent builds the gateway's own agent (gateway mode).
+func (b *bridge) newGatewayAgent() error {
+	if !managementOn(b.cfg) || b.gateway == nil {
+		return nil
 	}
-	b.dmInfo = map[string][]infoPoint{}
-	for _, d := range b.cfg.Devices {
-		fd := b.devices[d.Name]
-		cfg.Devices = append(cfg.Devices, managedDevice(d, fd.link, b.gateway != nil))
-		if tm := d.Type.Management; tm != nil {
-			for attr, point := range tm.DeviceInfoPoints {
-				b.dmInfo[d.Name] = append(b.dmInfo[d.Name], infoPoint{attr, d.Type.Points[d.Type.PointIndex(point)]})
-			}
-		}
-	}
+	g := b.gateway
+	cfg := b.agentConfig()
+	cfg.Devices = []dm.Device{{Type: g.id.Type, ID: g.id.ID, Gateway: true, Link: g.link,
+		DeviceInfo: map[string]string{"deviceClass": "gateway", "description": "fieldbridge edge bridge", "fwVersion": version}}}
 	agent, err := dm.NewAgent(cfg, b.logger.With("component", "dm"))
 	if err != nil {
 		return fmt.Errorf("device management: %w", err)
 	}
-	b.dm, b.requests = agent, agent
+	g.agent = agent
 	return nil
+}
+
+// newDeviceAgent builds the agent of device d and the points read into its
+// deviceInfo.
+func (b *bridge) newDeviceAgent(d *config.Device, fd *fieldDevice) error {
+	if !managementOn(b.cfg) {
+		return nil
+	}
+	cfg := b.agentConfig()
+	cfg.Devices = []dm.Device{managedDevice(d, fd.link, b.gateway != nil)}
+	agent, err := dm.NewAgent(cfg, b.logger.With("component", "dm"))
+	if err != nil {
+		return fmt.Errorf("device management of %s: %w", d.Name, err)
+	}
+	fd.agent, fd.info = agent, nil
+	if tm := d.Type.Management; tm != nil {
+		for attr, point := range tm.DeviceInfoPoints {
+			fd.info = append(fd.info, infoPoint{attr, d.Type.Points[d.Type.PointIndex(point)]})
+		}
+	}
+	return nil
+}
+
+// agentFor returns the agent that manages device id; nil when none does.
+func (b *bridge) agentFor(id string) *dm.Agent {
+	if g := b.gateway; g != nil && g.agent != nil && id == g.id.ID {
+		return g.agent
+	}
+	if d := b.view().devices[id]; d != nil {
+		return d.agent
+	}
+	return nil
+}
+
+// startAgent starts d's agent, which sends Manage at once when the
+// connection is already up.
+func (b *bridge) startAgent(r *runner, d *fieldDevice) {
+	if d.agent == nil {
+		return
+	}
+	ctx, stop := context.WithCancel(r.pollCtx)
+	d.stopAgent = stop
+	a := d.agent
+	r.spawn(ctx, &r.pollers, "device management "+d.name, func() error { return a.Run(ctx) }, &d.agentDone)
+	if d.link.Connected() {
+		a.Connected(d.typ, d.name)
+	}
+}
+
+// stopAgent stops d's agent (it sends Unmanage while the connection is
+// still up) and waits for it.
+func stopAgent(d *fieldDevice) {
+	if d.stopAgent == nil {
+		return
+	}
+	d.stopAgent()
+	d.agentDone.Wait()
 }
 
 // managedDevice describes a configured device to the agent.
@@ -130,10 +190,10 @@ type infoPoint struct {
 }
 
 // noteManagement runs on a bus loop's goroutine after every poll: it feeds
-// the device's faults and the deviceInfo values read from it to the agent.
-func (b *bridge) noteManagement(r adapters.Reading) {
-	b.dm.NoteReading(r)
-	points := b.dmInfo[r.Device]
+// the device's faults and the deviceInfo values read from it to its agent.
+func noteManagement(d *fieldDevice, r adapters.Reading) {
+	d.agent.NoteReading(r)
+	points := d.info
 	if len(points) == 0 {
 		return
 	}
@@ -143,7 +203,7 @@ func (b *bridge) noteManagement(r adapters.Reading) {
 			info[ip.attr] = v
 		}
 	}
-	b.dm.SetDeviceInfo(r.Device, info)
+	d.agent.SetDeviceInfo(r.Device, info)
 }
 
 // pointText decodes a register point of a reading as text: a string as
@@ -180,10 +240,11 @@ func pointText(p mapping.Point, r adapters.Reading) (string, bool) {
 type commandRunner struct{ b *bridge }
 
 func (r commandRunner) RunCommand(ctx context.Context, device, command string, payload []byte) error {
-	if r.b.commands == nil {
+	c := r.b.view().commands
+	if c == nil {
 		return errors.New("commands are not available in this mode")
 	}
-	return r.b.commands.exec.RunCommand(ctx, device, command, payload)
+	return c.exec.RunCommand(ctx, device, command, payload)
 }
 
 // Interface guards.

@@ -57,7 +57,7 @@ type bridgeMetrics struct {
 }
 
 func newBridgeMetrics(b *bridge, logger *slog.Logger) *bridgeMetrics {
-	threshold := int64(b.cfg.Buffer.InFlight) * int64(max(len(b.devices), 1))
+	threshold := int64(b.cfg.Buffer.InFlight) * int64(max(len(b.view().devices), 1))
 	m := &bridgeMetrics{
 		b:          b,
 		drain:      newDrainProgress(threshold, logger.With("component", "buffer")),
@@ -189,7 +189,7 @@ func (m *bridgeMetrics) ready() readiness {
 	bs.WithinLimits = st.Fault == "" &&
 		(st.MaxBytes <= 0 || float64(st.Bytes) <= limitShare*float64(st.MaxBytes)) &&
 		(maxAge <= 0 || float64(oldest) <= limitShare*float64(maxAge))
-	for _, l := range m.b.links {
+	for _, l := range m.b.view().links {
 		r.Uplinks.Total++
 		if l.Connected() {
 			r.Uplinks.Connected++
@@ -228,13 +228,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // "connection" an MQTT client id. Every family is written in one piece
 // after its HELP and TYPE lines, as the text format requires.
 func (m *bridgeMetrics) writeBridge(w io.Writer) {
-	b := m.b
+	b := m.b.view()
+	store := m.b.store
 	now := time.Now()
 	loops := make([]adapters.LoopStats, len(b.loops))
 	for i, l := range b.loops {
 		loops[i] = l.Stats()
 	}
-	st := b.store.Stats()
+	st := store.Stats()
 	links := make([]uplink.Stats, len(b.links))
 	for i, l := range b.links {
 		links[i] = l.Stats()

@@ -129,7 +129,7 @@ func benchmarkMetricsMemory(b *testing.B, gcEach bool) {
 		b.Fatal(err)
 	}
 	defer br.store.Close()
-	for _, d := range br.devices {
+	for _, d := range br.view().devices {
 		for range 3 {
 			if _, err := br.store.Append(d.name, "iot-2/evt/reading/fmt/json", func(seq uint64) ([]byte, error) {
 				return fmt.Appendf(nil, `{"d":{"a":1,"b":2,"c":3},"ts":"2026-12-01T00:00:00.000Z","seq":%d}`, seq), nil

@@ -83,12 +83,12 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	br.loops = nil // the benchmark's goroutines are the buses
+	br.view().buses = nil // the benchmark's goroutines are the buses
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- br.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for _, l := range br.links {
+	for _, l := range br.view().links {
 		for !l.Connected() {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -99,7 +99,7 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	for d := range readings {
 		name := "m" + strconv.Itoa(d)
 		r := adapters.Reading{Device: name}
-		for _, rg := range br.devices[name].rules.Plan() {
+		for _, rg := range br.view().devices[name].rules.Plan() {
 			r.Blocks = append(r.Blocks, adapters.Block{Range: rg, Registers: make([]uint16, rg.Count)})
 		}
 		readings[d] = r
@@ -137,7 +137,7 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 				}
 				r.Time = time.Now()
 				t0 := time.Now()
-				br.handleReading(ctx, r)
+				br.handleReading(br.view().devices[r.Device], r)
 				s = append(s, sample{t0.Sub(start), time.Since(t0)})
 			}
 			samples[bus] = s

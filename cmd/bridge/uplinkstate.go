@@ -54,6 +54,15 @@ func (u *uplinkStates) track(name string, logger *slog.Logger) func(connected bo
 	}
 }
 
+// untrack forgets a connection that was stopped for good (a reload removed
+// or replaced it), so that it is neither counted nor reported down.
+func (u *uplinkStates) untrack(name string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.total--
+	delete(u.down, name)
+}
+
 // summarize logs, every interval until ctx ends, how many uplinks are down.
 func (u *uplinkStates) summarize(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
