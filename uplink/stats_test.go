@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 
 	"fieldbridge/internal/testwait"
@@ -16,10 +17,14 @@ func TestStats(t *testing.T) {
 	cfg := testConfig(b.url())
 	cfg.MaxInflight = 3
 	cfg.CleanSession = true
-	c, _ := runClient(t, cfg, nil)
-	if st := c.Stats(); st.ClientID != cfg.ClientID || st.Connections != 0 {
-		t.Errorf("Stats before connecting = %+v, want client id %q and no connection", st, cfg.ClientID)
+	idle, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if st := idle.Stats(); st.ClientID != cfg.ClientID || st.Connections != 0 || st.Connected {
+		t.Errorf("Stats before running = %+v, want client id %q and no connection", st, cfg.ClientID)
+	}
+	c, _ := runClient(t, cfg, nil)
 	testwait.For(t, waitLong, "connected", c.Connected)
 	for i := range 5 {
 		_ = c.Publish(context.Background(), DeviceEventTopic("reading", "json"), fmt.Appendf(nil, "%d", i))
