@@ -29,16 +29,7 @@ import (
 // drop_oldest Append first removes the oldest events of the largest queue
 // until the new one fits; they are counted as dropped.
 func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, error)) (uint64, error) {
-	if queue == "" {
-		return 0, errors.New("buffer: empty queue name")
-	}
-	if topic == "" || len(topic) > maxTopic {
-		return 0, fmt.Errorf("buffer: topic length %d out of range 1..%d", len(topic), maxTopic)
-	}
-	if s.isClosed() {
-		return 0, ErrClosed
-	}
-	q, err := s.queue(queue)
+	q, err := s.appendTarget(queue, topic)
 	if err != nil {
 		return 0, err
 	}
@@ -458,4 +449,19 @@ func (s *Store) noteWriteOK() {
 		s.log.Info("buffer writes recovered")
 		s.clearFault("write failed")
 	}
+}
+
+// appendTarget checks an event's queue and topic and returns its queue,
+// registering a new one: what Append and Enqueue both start with.
+func (s *Store) appendTarget(queue, topic string) (*queue, error) {
+	if queue == "" {
+		return nil, errors.New("buffer: empty queue name")
+	}
+	if topic == "" || len(topic) > maxTopic {
+		return nil, fmt.Errorf("buffer: topic length %d out of range 1..%d", len(topic), maxTopic)
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	return s.queue(queue)
 }

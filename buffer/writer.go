@@ -67,16 +67,7 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 // accepted events not yet committed; none of them can have been published,
 // so their seqs may be handed out again.
 func (s *Store) Enqueue(queue, topic string, build func(seq uint64) ([]byte, error)) (uint64, error) {
-	if queue == "" {
-		return 0, errors.New("buffer: empty queue name")
-	}
-	if topic == "" || len(topic) > maxTopic {
-		return 0, fmt.Errorf("buffer: topic length %d out of range 1..%d", len(topic), maxTopic)
-	}
-	if s.isClosed() {
-		return 0, ErrClosed
-	}
-	q, err := s.queue(queue)
+	q, err := s.appendTarget(queue, topic)
 	if err != nil {
 		return 0, err
 	}
