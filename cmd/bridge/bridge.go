@@ -609,6 +609,12 @@ func stopBus(u *busUnit) {
 // drain waits up to the drain window for the queues to empty.
 func (b *bridge) drain() {
 	deadline := time.Now().Add(b.opts.Drain)
+	// The pollers have stopped, but their last events may still wait for
+	// the buffer's writer; until they are committed the buffer does not
+	// count them, and the drain would end with them left behind.
+	if err := b.store.Flush(); err != nil {
+		b.logger.Warn("buffer not flushed before the drain", "err", err)
+	}
 	for time.Now().Before(deadline) {
 		left := b.store.Stats().Len
 		if left == 0 {

@@ -33,6 +33,13 @@ type child struct {
 // `bridge run` on it, with its stderr on a pipe the test reads line by line.
 func startChildBridge(t *testing.T, args ...string) *child {
 	t.Helper()
+	return startChildBridgeWith(t, func(src string) string { return src }, args...)
+}
+
+// startChildBridgeWith is startChildBridge with the configuration's text
+// passed through edit first.
+func startChildBridgeWith(t *testing.T, edit func(src string) string, args ...string) *child {
+	t.Helper()
 	r := startSimulation(t)
 	sub := r.startPlatform(t)
 	host, port, ok := strings.Cut(r.plat.Addr(), ":")
@@ -44,14 +51,23 @@ func startChildBridge(t *testing.T, args ...string) *child {
 		src = strings.Replace(src, `address = "127.0.0.1:0"`, fmt.Sprintf("address = %q", b.Address), 1)
 	}
 	dir := t.TempDir()
-	c := &child{bufferDir: filepath.Join(dir, "buffer"), config: filepath.Join(dir, "bridge.hcl"), events: sub, lines: make(chan string, 1024), exited: make(chan struct{})}
+	c := &child{bufferDir: filepath.Join(dir, "buffer"), config: filepath.Join(dir, "bridge.hcl"), events: sub}
 	src += fmt.Sprintf("buffer {\n  dir = %q\n}\n", c.bufferDir)
-	path := c.config
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+	if err := os.WriteFile(c.config, []byte(edit(src)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	c.cmd = bridgeCommand(t, append([]string{"run", "-config", path, "-log-format", "json", "-drain", "5s"}, args...)...)
+	c.start(t, args...)
+	return c
+}
+
+// start runs `bridge run` on c's configuration in a new process, with its
+// stderr on a pipe the test reads line by line. A child that was killed
+// can be started again on the same buffer.
+func (c *child) start(t *testing.T, args ...string) {
+	t.Helper()
+	c.lines, c.exited, c.err = make(chan string, 1024), make(chan struct{}), nil
+	c.cmd = bridgeCommand(t, append([]string{"run", "-config", c.config, "-log-format", "json", "-drain", "5s"}, args...)...)
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -61,26 +77,26 @@ func startChildBridge(t *testing.T, args ...string) *child {
 		t.Fatal(err)
 	}
 	wr.Close()
+	cmd, lines, exited := c.cmd, c.lines, c.exited
 	go func() {
-		c.err = c.cmd.Wait()
-		close(c.exited)
+		c.err = cmd.Wait()
+		close(exited)
 	}()
 	go func() {
 		sc := bufio.NewScanner(rd)
 		for sc.Scan() {
 			select {
-			case c.lines <- sc.Text():
+			case lines <- sc.Text():
 			default: // the test reads only what it waits for
 			}
 		}
-		close(c.lines)
+		close(lines)
 	}()
 	t.Cleanup(func() {
-		c.cmd.Process.Kill()
-		<-c.exited
+		cmd.Process.Kill()
+		<-exited
 		rd.Close()
 	})
-	return c
 }
 
 // waitLog waits for a log line containing s and returns it.
