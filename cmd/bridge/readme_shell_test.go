@@ -1,0 +1,250 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+		"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"fieldbridge/internal/testwait"
+)
+
+// needPrograms returns nothing when every program is on PATH; otherwise it
+// skips the test with a message, or fails it under CI=true.
+func needPrograms(t *testing.T, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required in CI to run the README's commands: %v", name, err)
+			}
+			t.Skipf("%s not found, the README's commands cannot run here: %v", name, err)
+		}
+	}
+}
+
+// readmeShell runs README shell lines the way a reader would: with bash, in
+// dir, with a `bridge` on PATH that is this test binary running main().
+// Using the test binary instead of `go build` needs no Go toolchain at test
+// time and costs no build; it is the same main().
+type readmeShell struct {
+	dir string
+	env []string
+}
+
+func newReadmeShell(t *testing.T, dir string, env ...string) readmeShell {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir := filepath.Join(t.TempDir(), "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(binDir, "bridge")); err != nil {
+		t.Fatal(err)
+	}
+	env = append(append(os.Environ(), childEnv+"=1", "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")), env...)
+	return readmeShell{dir: dir, env: env}
+}
+
+// start runs a README line that ends in `&` in its own process group and
+// returns what it prints (stdout and stderr together). The group is stopped
+// with SIGTERM (the bridge's clean stop) when the test ends, then killed.
+func (s readmeShell) start(t *testing.T, line string) *syncBuffer {
+	t.Helper()
+	line = strings.TrimSpace(line)
+	if !strings.HasSuffix(line, "&") {
+		t.Fatalf("README line %q does not run in the background", line)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command("bash", "-c", "exec "+strings.TrimSuffix(line, "&"))
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = s.dir, s.env, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", line, out.String())
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(waitTimeout):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			t.Errorf("%s did not stop on SIGTERM; killed. Output:\n%s", line, out.String())
+		}
+	})
+	return out
+}
+
+// run runs a script with bash -e to its end and returns its stdout and
+// stderr together.
+func (s readmeShell) run(t *testing.T, script string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("bash", "-e", "-c", script)
+	cmd.Dir, cmd.Env = s.dir, s.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago: the
+// README's commands take fixed addresses, so the test picks them.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// readmeSection returns the README text from the heading "## name" to the
+// next "## " heading.
+func readmeSection(t *testing.T, name string) string {
+	t.Helper()
+	src, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(src), "\n## "+name+"\n")
+	if !ok {
+		t.Fatalf("README.md has no section %q", name)
+	}
+	section, _, _ := strings.Cut(rest, "\n## ")
+	return section
+}
+
+// hclBlock returns the block of src that starts with header (up to its
+// matching closing brace, braces counted outside strings are enough for the
+// README's HCL).
+func hclBlock(t *testing.T, src, header string) string {
+	t.Helper()
+	start := strings.Index(src, header)
+	if start < 0 {
+		t.Fatalf("no %q in:\n%s", header, src)
+	}
+	depth, inString := 0, false
+	for i := start; i < len(src); i++ {
+		switch c := src[i]; {
+		case c == '"' && src[i-1] != '\\':
+			inString = !inString
+		case inString:
+		case c == '{':
+			depth++
+		case c == '}':
+			depth--
+			if depth == 0 {
+				return src[start : i+1]
+			}
+		}
+	}
+	t.Fatalf("block %q is not closed", header)
+	return ""
+}
+
+// withPort replaces the port of every 127.0.0.1:<from> in s by to.
+func withPort(s, from, to string) string {
+	return strings.ReplaceAll(s, "127.0.0.1:"+from, "127.0.0.1:"+to)
+}
+
+// TestReadmeDeviceManagement runs the README's "Device management: reboot
+// and firmware round trip" from its own text: bridge.hcl is the section's
+// HCL block (its point filled from the quick start's) with the bus and
+// platform lines the section names, the shell block runs with bash as
+// written, only its ports and /tmp paths replaced, and what it prints is
+// the section's output block. The hooks' effects are checked on disk.
+func TestReadmeDeviceManagement(t *testing.T) {
+	needPrograms(t, "bash", "sha256sum", "cut", "cp", "sh")
+	section := readmeSection(t, "Device management: reboot and firmware round trip")
+	dir := t.TempDir()
+	rt := filepath.Join(dir, "rt") // the README's /tmp/rt
+	for _, d := range []string{filepath.Join(rt, "staging"), filepath.Join(dir, "fw"), filepath.Join(dir, "buffer")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	image := []byte("MC-3P firmware 3.3.0, a test image\n")
+	if err := os.WriteFile(filepath.Join(dir, "fw", "mc3p-3.3.0.bin"), image, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "devices.txt"), []byte(readmeBlock(t, "", "apikey ")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	busPort, mqttPort, httpPort := freePort(t), freePort(t), freePort(t)
+
+	// bridge.hcl: the section's platform and bus block, its management
+	// block, the quick start's buffer (its directory here) and device.
+	const readmeBusPort, readmeMQTTPort, readmeHTTPPort = "15020", "18830", "18080"
+	quick := readmeBlock(t, "hcl", "meter-7")
+	mgmt := readmeBlock(t, "hcl", "staging_dir")
+	mgmt = strings.ReplaceAll(mgmt, "/tmp/rt", rt)
+	mgmt = strings.Replace(mgmt, `point "voltage_l1" { ... }`, hclBlock(t, quick, `point "voltage_l1" {`), 1)
+	local := readmeBlock(t, "hcl", "127.0.0.1:"+readmeBusPort)
+	local = strings.Replace(withPort(local, readmeBusPort, busPort), "port = "+readmeMQTTPort, "port = "+mqttPort, 1)
+	buffer := strings.Replace(hclBlock(t, quick, "buffer {"), "/var/lib/bridge/buffer", filepath.Join(dir, "buffer"), 1)
+	hcl := strings.Join([]string{local, buffer, mgmt, hclBlock(t, quick, `device "meter-7" {`)}, "\n")
+	if err := os.WriteFile(filepath.Join(dir, "bridge.hcl"), []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The shell block: its first three lines start the programs, the rest
+	// are the actions.
+	script := readmeBlock(t, "sh", "-firmware-dir ./fw &\nbridge run")
+	if !strings.Contains(section, script) {
+		t.Fatalf("the round trip's shell block is no longer in its section:\n%s", script)
+	}
+	script = withPort(withPort(withPort(script, readmeMQTTPort, mqttPort), readmeHTTPPort, httpPort), readmeBusPort, busPort)
+	lines := strings.SplitN(script, "\n", 4)
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "bridge simulate ") ||
+		!strings.HasPrefix(lines[1], "bridge platform ") || !strings.HasPrefix(lines[2], "bridge run ") {
+		t.Fatalf("the section's shell block no longer starts simulate, platform and run:\n%s", script)
+	}
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+	simulate := sh.start(t, lines[0])
+	platformOut := sh.start(t, lines[1])
+	testwait.For(t, waitTimeout, "bridge platform listening", func() bool {
+		return strings.Contains(platformOut.String(), "api listening on")
+	})
+	run := sh.start(t, lines[2])
+	// The actions need the device managed: the platform prints its Manage.
+	testwait.For(t, waitTimeout, "meter-7's Manage printed by the platform", func() bool {
+		return strings.Contains(platformOut.String(), "mgmt/manage")
+	})
+
+	out, err := sh.run(t, lines[3])
+	if err != nil {
+		t.Fatalf("the README's actions: %v\n%s\n--- bridge run:\n%s\n--- platform:\n%s\n--- simulate:\n%s",
+			err, out, run.String(), platformOut.String(), simulate.String())
+	}
+	want := readmeBlock(t, "", "device/reboot power-meter/meter-7: rc 202")
+	if strings.TrimSpace(out) != strings.TrimSpace(want) {
+		t.Errorf("the README's actions printed:\n%s\nthe README shows:\n%s", out, want)
+	}
+
+	// The hooks ran: the reboot hook's log line and the flashed image.
+	log, err := os.ReadFile(filepath.Join(rt, "actions.log"))
+	if err != nil || !strings.Contains(string(log), "rebooting meter-7") {
+		t.Errorf("reboot hook log = %q (%v), want a line \"rebooting meter-7\"", log, err)
+	}
+	flashed, err := os.ReadFile(filepath.Join(rt, "flashed-3.3.0.bin"))
+	if err != nil || string(flashed) != string(image) {
+		t.Errorf("flashed image = %q (%v), want the served image %q", flashed, err, image)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		t.Logf("bridge run:\n%s", run.String())
+	}
+}
