@@ -54,15 +54,13 @@ func newReadmeShell(t *testing.T, dir string, env ...string) readmeShell {
 	return readmeShell{dir: dir, env: env}
 }
 
-// start runs a README line that ends in `&` in its own process group and
-// returns what it prints (stdout and stderr together). The group is stopped
-// with SIGTERM (the bridge's clean stop) when the test ends, then killed.
+// start runs a README line in the background (its `&` if any removed), in
+// its own process group, and returns what it prints (stdout and stderr
+// together). The group is stopped with SIGTERM (the bridge's clean stop)
+// when the test ends, then killed.
 func (s readmeShell) start(t *testing.T, line string) *syncBuffer {
 	t.Helper()
 	line = strings.TrimSpace(line)
-	if !strings.HasSuffix(line, "&") {
-		t.Fatalf("README line %q does not run in the background", line)
-	}
 	out := &syncBuffer{}
 	cmd := exec.Command("bash", "-c", "exec "+strings.TrimSuffix(line, "&"))
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = s.dir, s.env, out, out
@@ -247,4 +245,78 @@ func TestReadmeDeviceManagement(t *testing.T) {
 	if errors.Is(err, os.ErrNotExist) {
 		t.Logf("bridge run:\n%s", run.String())
 	}
+}
+
+// TestReadmeSerialLines runs the README's "Serial lines" from its own text:
+// socat's pty pair, the simulator on one end and the bridge on the other,
+// with the quick start's configuration on the README's rs485 bus, and the
+// quick start's local platform, which prints the meter's readings. Only the
+// /tmp paths and the port are replaced.
+func TestReadmeSerialLines(t *testing.T) {
+	needPrograms(t, "bash", "socat")
+	section := readmeSection(t, "Serial lines")
+	script := readmeBlock(t, "sh", "socat -d -d pty")
+	if !strings.Contains(section, script) {
+		t.Fatalf("the serial lines' shell block is no longer in its section:\n%s", script)
+	}
+	dir := t.TempDir()
+	bridgeEnd, deviceEnd := filepath.Join(dir, "bridge"), filepath.Join(dir, "device")
+	script = strings.NewReplacer("/tmp/bridge", bridgeEnd, "/tmp/device", deviceEnd).Replace(script)
+	var lines []string
+	for _, line := range strings.Split(script, "\n") {
+		if strings.TrimSpace(line) != "" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "socat ") ||
+		!strings.HasPrefix(lines[1], "bridge simulate ") || !strings.HasPrefix(lines[2], "bridge run ") {
+		t.Fatalf("the serial lines' shell block is no longer socat, simulate and run:\n%s", script)
+	}
+	bus := readmeBlock(t, "hcl", `bus "rs485" {`)
+	if !strings.Contains(section, bus) {
+		t.Fatalf("the rs485 bus block is no longer in the serial lines' section:\n%s", bus)
+	}
+	bus = strings.ReplaceAll(bus, "/tmp/bridge", bridgeEnd)
+
+	// bridge.hcl: the quick start's configuration with the README's rs485
+	// bus instead of line1, pointed at the quick start's local platform.
+	mqttPort := freePort(t)
+	quick := readmeBlock(t, "hcl", "meter-7")
+	local := readmeBlock(t, "hcl", "port = 18830") // the platform block of the round trip
+	hcl := strings.Join([]string{
+		strings.Replace(hclBlock(t, local, "platform {"), "port = 18830", "port = "+mqttPort, 1),
+		strings.Replace(hclBlock(t, quick, "buffer {"), "/var/lib/bridge/buffer", filepath.Join(dir, "buffer"), 1),
+		bus,
+		hclBlock(t, quick, `device_type "power-meter" {`),
+		strings.Replace(hclBlock(t, quick, `device "meter-7" {`), `bus   = "line1"`, `bus   = "rs485"`, 1),
+	}, "\n")
+	if !strings.Contains(hcl, `bus   = "rs485"`) {
+		t.Fatalf("the quick start's device no longer reads bus   = \"line1\":\n%s", hcl)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bridge.hcl"), []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "devices.txt"), []byte(readmeBlock(t, "", "apikey ")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	platformLine := readmeBlock(t, "sh", "bridge platform -org ab12cd -devices devices.txt -listen 127.0.0.1:1883 &")
+	platformLine = strings.Split(withPort(platformLine, "1883", mqttPort), "\n")[1]
+	// The platform's HTTP API is not used here; its default address
+	// 127.0.0.1:8080 may be taken on this machine.
+	platformLine = strings.TrimSuffix(strings.TrimSpace(platformLine), "&") + " -http 127.0.0.1:0 &"
+
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+	platformOut := sh.start(t, platformLine)
+	sh.start(t, lines[0])
+	testwait.For(t, waitTimeout, "socat's two links", func() bool {
+		_, errB := os.Stat(bridgeEnd)
+		_, errD := os.Stat(deviceEnd)
+		return errB == nil && errD == nil
+	})
+	sh.start(t, lines[1])
+	sh.start(t, lines[2])
+	testwait.For(t, waitTimeout, "a reading of meter-7 printed by the platform", func() bool {
+		return strings.Contains(platformOut.String(), "power-meter/meter-7") &&
+			strings.Contains(platformOut.String(), `"voltage_l1":`)
+	})
 }
