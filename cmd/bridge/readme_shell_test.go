@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -315,8 +316,8 @@ func TestReadmeSerialLines(t *testing.T) {
 	})
 	sh.start(t, lines[1])
 	sh.start(t, lines[2])
+	reading := regexp.MustCompile(`power-meter/meter-7 +reading +seq=[0-9]+ +\{"voltage_l1":[-0-9.e]+\}`)
 	testwait.For(t, waitTimeout, "a reading of meter-7 printed by the platform", func() bool {
-		return strings.Contains(platformOut.String(), "power-meter/meter-7") &&
-			strings.Contains(platformOut.String(), `"voltage_l1":`)
+		return reading.MatchString(platformOut.String())
 	})
 }
