@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -320,4 +322,97 @@ func TestReadmeSerialLines(t *testing.T) {
 	testwait.For(t, waitTimeout, "a reading of meter-7 printed by the platform", func() bool {
 		return reading.MatchString(platformOut.String())
 	})
+}
+
+// TestReadmeQuickStart runs the quick start's steps 3 to 5 from the
+// README's text: its minimal configuration with the platform lines the text
+// gives and the bus pointed at the simulator, `bridge validate`, the
+// simulator and the local platform as written, `bridge run`, and the
+// command sent as an application. The power meter of the minimal
+// configuration defines no command, so its answer is a result that says so.
+func TestReadmeQuickStart(t *testing.T) {
+	needPrograms(t, "bash")
+	dir := t.TempDir()
+	const readmeSimPort, readmeMQTTPort = "1502", "1883"
+	simPort, mqttPort := freePort(t), freePort(t)
+
+	hcl := readmeBlock(t, "hcl", "meter-7")
+	for _, r := range []struct{ old, new string }{
+		{"platform {\n", fmt.Sprintf("platform {\n  host = \"127.0.0.1\"\n  port = %s\n  tls  = false\n", mqttPort)},
+		{"/var/lib/bridge/buffer", filepath.Join(dir, "buffer")},
+		{"10.0.0.5:502", "127.0.0.1:" + simPort}, // "Point the bus at the simulator"
+	} {
+		if !strings.Contains(hcl, r.old) {
+			t.Fatalf("the README's minimal configuration has no %q:\n%s", r.old, hcl)
+		}
+		hcl = strings.Replace(hcl, r.old, r.new, 1)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bridge.hcl"), []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "devices.txt"), []byte(readmeBlock(t, "", "apikey ")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+
+	// Step 3.
+	if out, err := sh.run(t, "bridge validate -config bridge.hcl"); err != nil {
+		t.Fatalf("bridge validate -config bridge.hcl: %v\n%s", err, out)
+	}
+
+	// Step 4: the simulator and the platform. The platform's HTTP API is not
+	// used here; its default 127.0.0.1:8080 may be taken on this machine.
+	start := readmeBlock(t, "sh", "bridge simulate -config bridge.hcl -listen line1=")
+	start = withPort(withPort(start, readmeSimPort, simPort), readmeMQTTPort, mqttPort)
+	lines := strings.Split(strings.TrimSpace(start), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i]) // the block is indented in a list
+	}
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "bridge platform ") {
+		t.Fatalf("the quick start's block no longer starts the simulator and the platform:\n%s", start)
+	}
+	sh.start(t, lines[0])
+	platformOut := sh.start(t, strings.TrimSuffix(lines[1], "&")+" -http 127.0.0.1:0 &")
+	testwait.For(t, waitTimeout, "bridge platform listening", func() bool {
+		return strings.Contains(platformOut.String(), "mqtt listening on")
+	})
+
+	// Step 5, then the command once the meter is connected (its first
+	// reading printed by the platform).
+	sh.start(t, "bridge run -config bridge.hcl")
+	reading := regexp.MustCompile(`power-meter/meter-7 +reading +seq=[0-9]+ +\{"voltage_l1":`)
+	testwait.For(t, waitTimeout, "a reading of meter-7 printed by the platform", func() bool {
+		return reading.MatchString(platformOut.String())
+	})
+	send := readmeBlock(t, "sh", "bridge platform send ")
+	// The platform's MQTT address in place of send's default 127.0.0.1:1883.
+	send = strings.Replace(send, "bridge platform send ", "bridge platform send -broker tcp://127.0.0.1:"+mqttPort+" ", 1)
+	// It exits 2: the device refused the command (the README says so).
+	out, err := sh.run(t, send)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("%s: %v, want exit status 2 (the device refused)\n%s", send, err, out)
+	}
+	result := regexp.MustCompile(`(?m)^result (\{.*\})$`).FindStringSubmatch(out)
+	if result == nil {
+		t.Fatalf("bridge platform send -wait printed no result:\n%s", out)
+	}
+	var r struct {
+		D struct {
+			Command string `json:"command"`
+			ReqID   string `json:"reqId"`
+			OK      bool   `json:"ok"`
+			Error   string `json:"error"`
+		} `json:"d"`
+	}
+	if err := json.Unmarshal([]byte(result[1]), &r); err != nil {
+		t.Fatalf("result %s: %v", result[1], err)
+	}
+	readmeAnswer := `unknown command "set_setpoint" for device type "power-meter" (it has none)`
+	if !strings.Contains(readmeSection(t, "Quick start with a real configuration"), readmeAnswer) {
+		t.Fatalf("the quick start no longer shows the answer %s", readmeAnswer)
+	}
+	if r.D.Command != "set_setpoint" || r.D.ReqID == "" || r.D.OK || r.D.Error != readmeAnswer {
+		t.Errorf("result %s: want set_setpoint refused as an unknown command of the minimal configuration, with its reqId", result[1])
+	}
 }
