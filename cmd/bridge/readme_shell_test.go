@@ -416,3 +416,38 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Errorf("result %s: want set_setpoint refused as an unknown command of the minimal configuration, with its reqId", result[1])
 	}
 }
+
+// TestReadmeValidateExample runs the quick start's step 3 on its minimal
+// configuration with the mistake its example output shows (the device on
+// bus "line2") and compares what `bridge validate` prints with the README.
+func TestReadmeValidateExample(t *testing.T) {
+	needPrograms(t, "bash")
+	dir := t.TempDir()
+	hcl := dedent(readmeBlock(t, "hcl", "meter-7"), "   ")
+	if !strings.Contains(hcl, `bus   = "line1"`) {
+		t.Fatalf("the README's minimal configuration has no device on bus \"line1\":\n%s", hcl)
+	}
+	hcl = strings.Replace(hcl, `bus   = "line1"`, `bus   = "line2"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "bridge.hcl"), []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+	out, err := sh.run(t, "bridge validate -config bridge.hcl")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("bridge validate: %v, want exit status 1\n%s", err, out)
+	}
+	if want := dedent(readmeBlock(t, "", "error: Unknown bus"), "   "); !strings.HasPrefix(out, want+"\n") {
+		t.Errorf("bridge validate printed:\n%s\nthe README shows:\n%s", out, want)
+	}
+}
+
+// dedent removes indent from the start of every line of a README block
+// (blocks inside a list item are indented).
+func dedent(block, indent string) string {
+	lines := strings.Split(block, "\n")
+	for i, line := range lines {
+		lines[i] = strings.TrimPrefix(line, indent)
+	}
+	return strings.Join(lines, "\n")
+}
