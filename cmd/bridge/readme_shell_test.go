@@ -359,6 +359,15 @@ func TestReadmeQuickStart(t *testing.T) {
 	if out, err := sh.run(t, "bridge validate -config bridge.hcl"); err != nil {
 		t.Fatalf("bridge validate -config bridge.hcl: %v\n%s", err, out)
 	}
+	// "Finding a device's map": the read plan of the same file.
+	const planCommand = "bridge validate -plan -config bridge.hcl"
+	if !strings.Contains(readmeSection(t, "Finding a device's map"), "`"+planCommand+"`") {
+		t.Fatalf("the README no longer shows `%s`", planCommand)
+	}
+	out, err := sh.run(t, planCommand)
+	if err != nil || !strings.Contains(out, "device meter-7 (bus line1, unit 7, every 5s): 1 requests per cycle\n  input        0 +2") {
+		t.Errorf("%s: %v, want meter-7's one request of input 0-1:\n%s", planCommand, err, out)
+	}
 
 	// Step 4: the simulator and the platform. The platform's HTTP API is not
 	// used here; its default 127.0.0.1:8080 may be taken on this machine.
@@ -388,7 +397,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	// The platform's MQTT address in place of send's default 127.0.0.1:1883.
 	send = strings.Replace(send, "bridge platform send ", "bridge platform send -broker tcp://127.0.0.1:"+mqttPort+" ", 1)
 	// It exits 2: the device refused the command (the README says so).
-	out, err := sh.run(t, send)
+	out, err = sh.run(t, send)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
 		t.Fatalf("%s: %v, want exit status 2 (the device refused)\n%s", send, err, out)
