@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -13,54 +11,24 @@ import (
 	"fieldbridge/platform"
 )
 
-// seqLog records, per device, the seq of every event the platform
-// received, duplicates included.
-type seqLog struct {
-	mu   sync.Mutex
-	seqs map[string][]uint64
-}
-
-func collectSeqs(t *testing.T, sub *platform.Subscription) *seqLog {
-	l := &seqLog{seqs: map[string][]uint64{}}
+// collectSeqs records the seq of every device event sub delivers.
+func collectSeqs(t *testing.T, sub *platform.Subscription) *receiver {
+	rec := &receiver{seqs: map[string][]uint64{}}
 	go func() {
 		for m := range sub.C {
-			// iot-2/type/<type>/id/<device>/evt/<event>/fmt/json
-			parts := strings.Split(m.Topic, "/")
-			if len(parts) < 6 {
-				continue
+			if !rec.record(m.Topic, m.Payload) {
+				t.Errorf("not a device event with a seq on %s: %s", m.Topic, m.Payload)
 			}
-			var p struct {
-				Seq uint64 `json:"seq"`
-			}
-			if err := json.Unmarshal(m.Payload, &p); err != nil || p.Seq == 0 {
-				t.Errorf("event without a seq on %s: %s", m.Topic, m.Payload)
-				continue
-			}
-			l.mu.Lock()
-			l.seqs[parts[4]] = append(l.seqs[parts[4]], p.Seq)
-			l.mu.Unlock()
 		}
 	}()
-	return l
-}
-
-func (l *seqLog) total() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, s := range l.seqs {
-		n += len(s)
-	}
-	return n
+	return rec
 }
 
 // distinct returns the device's distinct seqs in order.
-func (l *seqLog) distinct(device string) []uint64 {
-	l.mu.Lock()
-	s := slices.Clone(l.seqs[device])
-	l.mu.Unlock()
+func distinct(rec *receiver, device string) []uint64 {
+	s := rec.firsts(device)
 	slices.Sort(s)
-	return slices.Compact(s)
+	return s
 }
 
 // TestKill9LosesNothing kills `bridge run` with SIGKILL three times while
@@ -109,10 +77,10 @@ func TestKill9LosesNothing(t *testing.T) {
 			t.Errorf("%s: the buffer handed out only %d seqs", d, n)
 		}
 		testwait.For(t, waitTimeout, "every seq of "+d+" at the platform", func() bool {
-			s := got.distinct(d)
+			s := distinct(got, d)
 			return len(s) > 0 && s[len(s)-1] >= n
 		})
-		seqs := got.distinct(d)
+		seqs := distinct(got, d)
 		for i, s := range seqs {
 			if s != uint64(i+1) {
 				t.Fatalf("%s: seq %d received where %d was due: seq %d..%d lost (seqs 1..%d handed out)", d, s, i+1, i+1, s-1, n)

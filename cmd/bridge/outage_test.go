@@ -23,19 +23,35 @@ type receiver struct {
 	seqs map[string][]uint64
 }
 
-func (r *receiver) handle(_ mqtt.Client, m mqtt.Message) {
+func (r *receiver) handle(_ mqtt.Client, m mqtt.Message) { r.record(m.Topic(), m.Payload()) }
+
+// record notes the seq of one event; it reports false for a topic that is
+// not a device event's or a payload that is not JSON.
+func (r *receiver) record(topic string, payload []byte) bool {
 	// iot-2/type/T/id/D/evt/E/fmt/json
-	parts := strings.Split(m.Topic(), "/")
+	parts := strings.Split(topic, "/")
 	if len(parts) != 9 {
-		return
+		return false
 	}
 	var p struct{ Seq uint64 }
-	if json.Unmarshal(m.Payload(), &p) != nil {
-		return
+	if json.Unmarshal(payload, &p) != nil {
+		return false
 	}
 	r.mu.Lock()
 	r.seqs[parts[4]] = append(r.seqs[parts[4]], p.Seq)
 	r.mu.Unlock()
+	return true
+}
+
+// total returns how many events arrived, duplicates included.
+func (r *receiver) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.seqs {
+		n += len(s)
+	}
+	return n
 }
 
 // firsts returns the seqs of a device in order of first arrival.
@@ -53,6 +69,23 @@ func (r *receiver) firsts(device string) []uint64 {
 	return out
 }
 
+// startChecker connects a durable subscriber ("checker", QoS 1, clean
+// session off) to every device event on the broker at url.
+func startChecker(t *testing.T, url string) *receiver {
+	t.Helper()
+	rec := &receiver{seqs: map[string][]uint64{}}
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("checker").
+		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle) })
+	sub := mqtt.NewClient(opts)
+	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { sub.Disconnect(100) })
+	testwait.For(t, waitTimeout, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
+	return rec
+}
+
 // TestBrokerOutageUnderLoad stops a real Mosquitto for a while as three
 // devices are polled every 10 ms, starts it again, and checks from a durable
 // subscriber that every seq the bridge appended arrived, in order per device
@@ -66,16 +99,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 		d.Poll = 10 * time.Millisecond
 	}
 
-	rec := &receiver{seqs: map[string][]uint64{}}
-	opts := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("checker").
-		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle) })
-	sub := mqtt.NewClient(opts)
-	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	t.Cleanup(func() { sub.Disconnect(100) })
-	testwait.For(t, waitTimeout, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
+	rec := startChecker(t, broker.URL())
 
 	b, err := newBridge(r.cfg, bridgeOptions{Broker: broker.URL(), InMemoryBuffer: true, Drain: 20 * time.Second}, quietLogger())
 	if err != nil {

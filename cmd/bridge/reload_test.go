@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
 
 	"fieldbridge/config"
@@ -568,16 +567,7 @@ func TestReloadDuringBrokerOutage(t *testing.T) {
 		addrs[b.Name] = b.Address
 	}
 
-	rec := &receiver{seqs: map[string][]uint64{}}
-	opts := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("checker").
-		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle) })
-	sub := mqtt.NewClient(opts)
-	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	t.Cleanup(func() { sub.Disconnect(100) })
-	testwait.For(t, waitTimeout, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
+	rec := startChecker(t, broker.URL())
 
 	b, err := newBridge(r.cfg, bridgeOptions{Broker: broker.URL(), InMemoryBuffer: true, Drain: 20 * time.Second}, quietLogger())
 	if err != nil {
