@@ -142,7 +142,13 @@ type rig struct {
 // startSimulation parses testConfig and starts the simulators on free ports.
 func startSimulation(t *testing.T) *rig {
 	t.Helper()
-	cfg, diags := config.Parse("test.hcl", []byte(testConfig), noEnv)
+	return startSimulationOf(t, testConfig)
+}
+
+// startSimulationOf is startSimulation with the configuration src.
+func startSimulationOf(t *testing.T, src string) *rig {
+	t.Helper()
+	cfg, diags := config.Parse("test.hcl", []byte(src), noEnv)
 	if diags.HasErrors() {
 		t.Fatalf("test config: %v", diags)
 	}
@@ -165,6 +171,12 @@ func startSimulation(t *testing.T) *rig {
 // registered and subscribes to every event.
 func (r *rig) startPlatform(t *testing.T) *platform.Subscription {
 	t.Helper()
+	return r.startPlatformWith(t, r.registry())
+}
+
+// registry is the platform registry of the configuration: its devices and,
+// in gateway mode, the gateway.
+func (r *rig) registry() []platform.Device {
 	var devices []platform.Device
 	if g := r.cfg.Platform.Gateway; g != nil && r.cfg.Platform.Mode == config.ModeGateway {
 		devices = append(devices, platform.Device{Type: g.Type, ID: g.ID, Token: g.Token, Gateway: true})
@@ -172,7 +184,7 @@ func (r *rig) startPlatform(t *testing.T) *platform.Subscription {
 	for _, d := range r.cfg.Devices {
 		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
 	}
-	return r.startPlatformWith(t, devices)
+	return devices
 }
 
 // useGateway switches the configuration to gateway mode, as gateway gw-1

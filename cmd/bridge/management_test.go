@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"fieldbridge/config"
 	"fieldbridge/dm"
 	"fieldbridge/internal/testwait"
 	"fieldbridge/platform"
@@ -74,33 +73,11 @@ bus "b1" {`, 1)
 func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() error) {
 	t.Helper()
 	dir = t.TempDir()
-	cfg, diags := config.Parse("test.hcl", []byte(managedConfig(t, dir)), noEnv)
-	if diags.HasErrors() {
-		t.Fatalf("config: %v", diags)
-	}
-	sims, err := startSimulators(cfg, func(*config.Bus) string { return "127.0.0.1:0" }, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sims.Close)
-	for _, s := range sims.servers {
-		for _, b := range cfg.Buses {
-			if b.Name == s.bus {
-				b.Address = s.server.Addr()
-			}
-		}
-	}
-	r = &rig{cfg: cfg, sims: sims}
-	var devices []platform.Device
+	r = startSimulationOf(t, managedConfig(t, dir))
 	if gateway {
-		r.cfg.Platform.Mode = config.ModeGateway
-		r.cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
-		devices = append(devices, platform.Device{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1", Gateway: true})
+		r.useGateway()
 	}
-	for _, d := range r.cfg.Devices {
-		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
-	}
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices, ExtensionBundles: []string{"acme-meter-v1"}}, quietLogger())
+	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: r.registry(), ExtensionBundles: []string{"acme-meter-v1"}}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
