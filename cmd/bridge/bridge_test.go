@@ -157,13 +157,7 @@ func startSimulationOf(t *testing.T, src string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(sims.Close)
-	for _, s := range sims.servers {
-		for _, b := range cfg.Buses {
-			if b.Name == s.bus {
-				b.Address = s.server.Addr()
-			}
-		}
-	}
+	sims.pointBuses(cfg)
 	return &rig{cfg: cfg, sims: sims}
 }
 

@@ -49,13 +49,7 @@ func cmdDemo(ctx context.Context, proc process, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	for _, s := range sims.servers {
-		for _, b := range cfg.Buses {
-			if b.Name == s.bus {
-				b.Address = s.server.Addr()
-			}
-		}
-	}
+	sims.pointBuses(cfg)
 
 	var devices []platform.Device
 	for _, d := range cfg.Devices {

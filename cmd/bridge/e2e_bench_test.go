@@ -60,13 +60,7 @@ device_type "meter" {
 		b.Fatal(err)
 	}
 	defer sims.Close()
-	for _, s := range sims.servers {
-		for _, bus := range cfg.Buses {
-			if bus.Name == s.bus {
-				bus.Address = s.server.Addr()
-			}
-		}
-	}
+	sims.pointBuses(cfg)
 	broker := mqtttest.NewMosquitto(b)
 	br, err := newBridge(cfg, bridgeOptions{Broker: broker.URL(), Drain: time.Second}, quietLogger())
 	if err != nil {

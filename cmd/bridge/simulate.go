@@ -80,6 +80,18 @@ type simulation struct {
 	lines   []simLine
 }
 
+// pointBuses points each bus of cfg that s simulates over TCP at its
+// simulator's address.
+func (s *simulation) pointBuses(cfg *config.Config) {
+	for _, srv := range s.servers {
+		for _, b := range cfg.Buses {
+			if b.Name == srv.bus {
+				b.Address = srv.server.Addr()
+			}
+		}
+	}
+}
+
 // simLine serves one serial bus until ctx ends.
 type simLine struct {
 	bus        string
