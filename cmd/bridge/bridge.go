@@ -402,7 +402,11 @@ func (b *bridge) handleReading(d *fieldDevice, r adapters.Reading) {
 	}
 	for _, out := range d.rules.Process(r) {
 		if out.Status != nil {
-			d.state.Store(map[bool]int32{true: stateUp, false: stateDown}[out.Status.Up])
+			state := stateDown
+			if out.Status.Up {
+				state = stateUp
+			}
+			d.state.Store(state)
 		}
 		b.appendEvent(d, out)
 	}
