@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,14 +28,14 @@ func needPrograms(t *testing.T, names ...string) {
 	}
 }
 
-// buildBridge builds ./cmd/bridge once per test binary.
+// buildBridge builds ./cmd/bridge for one test.
 func buildBridge(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "bridge")
-	out, err := exec.Command("go", "build", "-o", bin, "fieldbridge/cmd/bridge").CombinedOutput()
+	bin, cleanup, err := BuildBridge()
 	if err != nil {
-		t.Fatalf("go build ./cmd/bridge: %v\n%s", err, out)
+		t.Fatal(err)
 	}
+	t.Cleanup(cleanup)
 	return bin
 }
 

@@ -16,9 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -61,7 +59,7 @@ func run() error {
 		o.Timeline = os.Stdout
 	}
 	if o.BridgeBin == "" {
-		bin, cleanup, err := BuildBridge()
+		bin, cleanup, err := loadrig.BuildBridge()
 		if err != nil {
 			return err
 		}
@@ -76,20 +74,4 @@ func run() error {
 	}
 	s.Print(os.Stdout)
 	return nil
-}
-
-// BuildBridge builds ./cmd/bridge into a temporary directory.
-func BuildBridge() (bin string, cleanup func(), err error) {
-	dir, err := os.MkdirTemp("", "loadrig-bin-")
-	if err != nil {
-		return "", nil, err
-	}
-	bin = filepath.Join(dir, "bridge")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/bridge")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("go build ./cmd/bridge: %w", err)
-	}
-	return bin, func() { os.RemoveAll(dir) }, nil
 }
