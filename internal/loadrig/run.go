@@ -73,6 +73,7 @@ func (o *Options) withDefaults() error {
 	if o.Buses <= 0 {
 		o.Buses = 1
 	}
+	o.Buses = min(o.Buses, o.Devices) // the simulator serves only buses with devices
 	if o.Devices > o.Buses*247 {
 		return fmt.Errorf("loadrig: %d devices need at least %d buses (247 units per bus)", o.Devices, (o.Devices+246)/247)
 	}
