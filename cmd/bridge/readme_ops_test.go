@@ -1,0 +1,390 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"fieldbridge/config"
+	"fieldbridge/internal/testwait"
+)
+
+// The README's operational commands (building, the demo, CI, the
+// Dockerfile, probe, reload through the systemd unit), each run from the
+// README's own text or compared with the file that runs it, so that they
+// cannot drift apart. readme_shell_test.go holds the shell mechanism.
+
+const repoRoot = "../.."
+
+// readFile returns the content of a file of the repository.
+func readFile(t testing.TB, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// withoutComment returns a shell line without its trailing # comment.
+func withoutComment(line string) string {
+	if i := strings.Index(line, " #"); i >= 0 {
+		line = line[:i]
+	}
+	return strings.TrimSpace(line)
+}
+
+// TestReadmeTestCommand: the README's "run the whole test suite" block is
+// what .ci/run runs (the packages it installs, go vet, go test -race on
+// every package). Running the suite from inside the suite would recurse, so
+// the test compares the texts instead.
+func TestReadmeTestCommand(t *testing.T) {
+	block := readmeBlock(t, "sh", "go test -race ./...")
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("the README's test block is no longer the install line and the test line:\n%s", block)
+	}
+	install := strings.Fields(withoutComment(lines[0]))
+	if len(install) < 5 || strings.Join(install[:4], " ") != "sudo apt-get install -y" {
+		t.Fatalf("the README's install line %q is no longer sudo apt-get install -y PACKAGES", lines[0])
+	}
+	readmePackages := slices.Sorted(slices.Values(install[4:]))
+
+	ci := readFile(t, ".ci/run")
+	var ciPackages []string
+	for _, m := range regexp.MustCompile(`need\+=\(([a-z-]+)\)`).FindAllStringSubmatch(ci, -1) {
+		ciPackages = append(ciPackages, m[1])
+	}
+	slices.Sort(ciPackages)
+	if !slices.Equal(readmePackages, ciPackages) {
+		t.Errorf("the README installs %q, .ci/run installs %q", readmePackages, ciPackages)
+	}
+
+	// The README's `go vet ./... && go test -race ./...`: .ci/run runs both,
+	// in that order, on every package (its go test adds only -count and a
+	// timeout).
+	vet, test, ok := strings.Cut(lines[1], " && ")
+	if !ok || vet != "go vet ./..." || test != "go test -race ./..." {
+		t.Fatalf("the README's test line %q is no longer `go vet ./... && go test -race ./...`", lines[1])
+	}
+	vetAt := strings.Index(ci, "\n"+vet+"\n")
+	testLine := regexp.MustCompile(`\ngo test -race( -count=1)?( -timeout [0-9]+m)? \./\.\.\.\n`).FindStringIndex(ci)
+	if vetAt < 0 || testLine == nil || testLine[0] < vetAt {
+		t.Errorf(".ci/run does not run %q and then %q (with at most -count=1 and -timeout):\n%s", vet, test, ci)
+	}
+}
+
+// TestReadmeDemoCommand runs the README's demo line (go run ./cmd/bridge is
+// `bridge` here, the same main()) with the -duration its comment names, and
+// checks that every line of the README's sample output has a line of the
+// same shape in what it printed: timestamps, ports, seqs and measured
+// values may differ, devices, event kinds and payload members may not.
+func TestReadmeDemoCommand(t *testing.T) {
+	needPrograms(t, "bash")
+	block := readmeBlock(t, "sh", "go run ./cmd/bridge demo")
+	line := strings.TrimSpace(block)
+	if !strings.Contains(line, "-duration 30s stops by itself") {
+		t.Fatalf("the demo line no longer mentions -duration:\n%s", line)
+	}
+	cmd, ok := strings.CutPrefix(withoutComment(line), "go run ./cmd/bridge ")
+	if !ok || cmd != "demo" {
+		t.Fatalf("the demo line is no longer `go run ./cmd/bridge demo`: %q", line)
+	}
+	sh := newReadmeShell(t, t.TempDir())
+	out, err := sh.run(t, "bridge "+cmd+" -duration 4s")
+	if err != nil {
+		t.Fatalf("bridge demo -duration 4s: %v\n%s", err, out)
+	}
+	sample := readmeBlock(t, "", "fieldbridge demo: simulated Modbus devices")
+	printed := strings.Split(out, "\n")
+	for _, want := range strings.Split(sample, "\n") {
+		if strings.TrimSpace(want) == "" {
+			continue
+		}
+		shape := demoLineShape(want)
+		if !slices.ContainsFunc(printed, shape.MatchString) {
+			t.Errorf("the demo printed no line like the README's\n%s\n(pattern %s); it printed:\n%s", want, shape, out)
+		}
+	}
+}
+
+// demoLineShape turns a line of the README's demo output into a pattern in
+// which every number (the clock time, ports, units, seqs, values) matches
+// any number; digits inside names (meter-1, FC6) stay.
+func demoLineShape(line string) *regexp.Regexp {
+	number := regexp.MustCompile(`(^|[^A-Za-z0-9_-])([0-9]+(?:\.[0-9]+)?)`)
+	var pattern strings.Builder
+	pattern.WriteString("^")
+	last := 0
+	for _, m := range number.FindAllStringSubmatchIndex(line, -1) {
+		pattern.WriteString(regexp.QuoteMeta(line[last:m[4]]))
+		pattern.WriteString(`[0-9]+(?:\.[0-9]+)?`)
+		last = m[5]
+	}
+	pattern.WriteString(regexp.QuoteMeta(line[last:]) + "$")
+	return regexp.MustCompile(pattern.String())
+}
+
+// TestReadmeBuildCommands runs the quick start's build line, `go build -o
+// bridge ./cmd/bridge`, and the Dockerfile's build stage's `go build` line,
+// and checks what the README and the Dockerfile say about the result:
+// `bridge version` prints version, commit, modified and Go version; the
+// image's binary is static and is the ENTRYPOINT; its CMD is `run -config
+// FILE`. `docker build` itself does not run here (no Docker daemon and no
+// registry access on the test machines): the Dockerfile's steps are checked
+// one by one instead.
+func TestReadmeBuildCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary twice; skipped with -short")
+	}
+	needPrograms(t, "bash", "go")
+	quick := readmeSection(t, "Quick start with a real configuration")
+	const buildLine = "go build -o bridge ./cmd/bridge"
+	if !strings.Contains(quick, "`"+buildLine+"` (or `docker build -t fieldbridge .`)") {
+		t.Fatalf("the quick start no longer builds with `%s` or `docker build -t fieldbridge .`", buildLine)
+	}
+	out := t.TempDir()
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(line string) {
+		t.Helper()
+		cmd := exec.Command("bash", "-e", "-c", line)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", line, err, b)
+		}
+	}
+
+	// The README's line, its output in a temporary directory.
+	bin := filepath.Join(out, "bridge")
+	build(strings.Replace(buildLine, "-o bridge", "-o "+bin, 1))
+	version, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatalf("%s version: %v", bin, err)
+	}
+	fields := versionFields(t, string(version))
+	if keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range fields {
+			if !yield(k) {
+				return
+			}
+		}
+	}); !slices.Equal(keys, []string{"bridge", "commit", "go", "modified"}) {
+		t.Errorf("bridge version printed %q; the README says version, commit, modified and Go version", version)
+	}
+
+	// The Dockerfile's build stage: its go build line as written, only its
+	// output path moved, run where its COPY . . puts the source.
+	docker := readFile(t, "Dockerfile")
+	if !regexp.MustCompile(`(?m)^# Build: docker build -t fieldbridge \.$`).MatchString(docker) {
+		t.Errorf("the Dockerfile's header no longer gives the README's `docker build -t fieldbridge .`")
+	}
+	dockerBuild := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 go build .* -o (\S+) (\./cmd/bridge))$`).FindStringSubmatch(docker)
+	if dockerBuild == nil {
+		t.Fatalf("the Dockerfile has no `RUN CGO_ENABLED=0 go build ... -o OUT ./cmd/bridge` line:\n%s", docker)
+	}
+	imageBin := filepath.Join(out, "image-bridge")
+	build(strings.Replace(dockerBuild[1], "-o "+dockerBuild[2], "-o "+imageBin, 1))
+	if elfInterpreter(t, imageBin) {
+		t.Errorf("the Dockerfile's binary has a program interpreter: not static, it would need the image's libc")
+	}
+	checkDockerfile(t, docker, dockerBuild[2], imageBin)
+}
+
+// checkDockerfile checks the Dockerfile's other steps against the
+// repository and the CLI: the go.mod replacements are copied before `go mod
+// download`, the built binary is what ENTRYPOINT runs, CMD is `run -config
+// FILE` (the header's `docker run` line says the same), the example
+// configuration the image ships validates, and the bridge user's home is
+// the volume that holds the default buffer directory.
+func checkDockerfile(t *testing.T, docker, builtAt, bin string) {
+	t.Helper()
+	download := strings.Index(docker, "\nRUN go mod download\n")
+	if download < 0 {
+		t.Fatal("the Dockerfile no longer runs `go mod download`")
+	}
+	for _, m := range regexp.MustCompile(`(?m)^replace \S+(?: \S+)? => (\./\S+)`).FindAllStringSubmatch(readFile(t, "go.mod"), -1) {
+		dir := strings.TrimPrefix(strings.TrimPrefix(m[1], "./"), "/")
+		top, _, _ := strings.Cut(dir, "/")
+		if at := strings.Index(docker, "\nCOPY "+top+" ./"+top+"\n"); at < 0 || at > download {
+			t.Errorf("go.mod replaces with %s, but the Dockerfile does not COPY %s before `go mod download`", m[1], top)
+		}
+	}
+
+	copyLine := regexp.MustCompile(`(?m)^COPY --from=build ` + regexp.QuoteMeta(builtAt) + ` (\S+)$`).FindStringSubmatch(docker)
+	var entrypoint, cmd []string
+	for _, m := range regexp.MustCompile(`(?m)^(ENTRYPOINT|CMD) (\[.*\])$`).FindAllStringSubmatch(docker, -1) {
+		var words []string
+		if err := json.Unmarshal([]byte(m[2]), &words); err != nil {
+			t.Fatalf("%s %s: %v", m[1], m[2], err)
+		}
+		if m[1] == "ENTRYPOINT" {
+			entrypoint = words
+		} else {
+			cmd = words
+		}
+	}
+	if copyLine == nil || len(entrypoint) != 1 || entrypoint[0] != copyLine[1] {
+		t.Errorf("ENTRYPOINT %q does not run the binary the build stage made (copied to %v)", entrypoint, copyLine)
+	}
+	if len(cmd) != 3 || cmd[0] != "run" || cmd[1] != "-config" {
+		t.Fatalf("CMD %q: want run -config FILE", cmd)
+	}
+	if want := "fieldbridge " + strings.Join(cmd, " "); !regexp.MustCompile(`(?m)^# Run: +docker run .* ` + regexp.QuoteMeta(want) + `$`).MatchString(docker) {
+		t.Errorf("the Dockerfile's `# Run:` line does not end in %q", want)
+	}
+	// CMD as the container runs it, the file not mounted: a configuration
+	// error naming the file, exit 1, which the Dockerfile says not to
+	// restart on.
+	missing := filepath.Join(t.TempDir(), "bridge.hcl")
+	b, err := exec.Command(bin, cmd[0], cmd[1], missing).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitConfig || !strings.Contains(string(b), missing) {
+		t.Errorf("the image's CMD without its file: %v, want exit %d naming %s:\n%s", err, exitConfig, missing, b)
+	}
+
+	example := regexp.MustCompile(`(?m)^COPY (config\.example\.hcl) (\S+)$`).FindStringSubmatch(docker)
+	if example == nil {
+		t.Fatal("the Dockerfile no longer ships config.example.hcl")
+	}
+	if b, err := exec.Command(bin, "validate", "-config", filepath.Join(repoRoot, example[1])).CombinedOutput(); err != nil {
+		t.Errorf("the image's %s does not validate: %v\n%s", example[2], err, b)
+	}
+
+	home := regexp.MustCompile(`useradd --system --home (\S+) --create-home bridge`).FindStringSubmatch(docker)
+	volume := regexp.MustCompile(`(?m)^VOLUME (\S+)$`).FindStringSubmatch(docker)
+	if home == nil || volume == nil || home[1] != volume[1] || !strings.HasPrefix(config.DefaultBufferDir, volume[1]+"/") {
+		t.Errorf("the bridge user's home %v, the VOLUME %v and the default buffer dir %s: want one directory holding the buffer", home, volume, config.DefaultBufferDir)
+	}
+}
+
+// TestSystemdExecReload runs the unit's own ExecReload line, $MAINPID being
+// a running `bridge run`, after removing a device from its configuration:
+// the bridge logs the reload with the device removed, and keeps publishing.
+// systemd is not PID 1 here, so `systemctl reload` itself does not run; the
+// line it would execute does.
+func TestSystemdExecReload(t *testing.T) {
+	needPrograms(t, "bash")
+	reload := parseUnit(t, unitPath).one(t, "ExecReload")
+	if !strings.Contains(readmeSection(t, "Operations: reload"), "`systemctl reload bridge` (the unit's `ExecReload` sends SIGHUP)") {
+		t.Fatal("the README's reload section no longer names systemctl reload and the unit's ExecReload")
+	}
+	c := startChildBridge(t)
+	c.waitLog(t, "bridge started")
+	c.waitEvents(t, 5)
+	src, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := regexp.MustCompile(`(?s)device "m2" \{.*?\n\}\n`)
+	if !m2.Match(src) {
+		t.Fatal("no device m2 in the child's configuration")
+	}
+	writeFile(t, c.config, m2.ReplaceAll(src, nil))
+
+	// systemd runs the line without a shell, $MAINPID replaced.
+	line := strings.ReplaceAll(reload, "$MAINPID", itoa(c.cmd.Process.Pid))
+	if b, err := exec.Command(strings.Fields(line)[0], strings.Fields(line)[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("ExecReload %s: %v\n%s", line, err, b)
+	}
+	logged := c.waitLog(t, `"msg":"reloaded"`)
+	var rep struct{ Removed []string }
+	if err := json.Unmarshal([]byte(logged), &rep); err != nil {
+		t.Fatalf("log line %s: %v", logged, err)
+	}
+	if !slices.Equal(rep.Removed, []string{"m2"}) {
+		t.Errorf("reloaded: %s, want m2 removed", logged)
+	}
+	c.waitEvents(t, 5)
+	c.stop(t)
+}
+
+// TestReadmeProbe runs "Finding a device's map": both probe lines as
+// written, the TCP one against the quick start's simulator (`bridge
+// simulate` on the quick start's minimal configuration) and the RTU one
+// against the simulator on a socat pty pair, only the device addresses
+// replaced.
+func TestReadmeProbe(t *testing.T) {
+	needPrograms(t, "bash", "socat")
+	section := readmeSection(t, "Finding a device's map")
+	probes := readmeBlock(t, "sh", "bridge probe -tcp")
+	if !strings.Contains(section, probes) {
+		t.Fatalf("the probe block is no longer in its section:\n%s", probes)
+	}
+	lines := strings.Split(strings.TrimSpace(probes), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "-tcp 10.0.0.5:502 ") || !strings.Contains(lines[1], "-rtu /dev/ttyUSB0 ") {
+		t.Fatalf("the probe block is no longer a -tcp 10.0.0.5:502 line and a -rtu /dev/ttyUSB0 line:\n%s", probes)
+	}
+	dir := t.TempDir()
+	bridgeEnd, deviceEnd := filepath.Join(dir, "bridge"), filepath.Join(dir, "device")
+	rtu := shellWords(lines[1])
+	baud, parity := flagValue(rtu, "-baud"), flagValue(rtu, "-parity")
+	if baud == "" || parity == "" || flagValue(rtu, "-unit") != "7" {
+		t.Fatalf("the RTU probe line no longer gives -baud, -parity and unit 7: %q", lines[1])
+	}
+	// The quick start's configuration (meter-7, unit 7) with a second bus,
+	// the serial line at the probe's settings, and meter-7 on it too.
+	quick := readmeBlock(t, "hcl", "meter-7")
+	simPort := freePort(t)
+	hcl := strings.Join([]string{
+		strings.Replace(quick, "10.0.0.5:502", "127.0.0.1:"+simPort, 1),
+		"bus \"rs485\" {\n  modbus_rtu {\n    port   = \"" + bridgeEnd + "\"\n    baud   = " + baud + "\n    parity = \"" + parity + "\"\n  }\n}",
+		strings.NewReplacer(`device "meter-7"`, `device "meter-7-rtu"`, `bus   = "line1"`, `bus   = "rs485"`).Replace(hclBlock(t, quick, `device "meter-7" {`)),
+	}, "\n")
+	if err := os.WriteFile(filepath.Join(dir, "bridge.hcl"), []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+	sh.start(t, "socat -d -d pty,raw,echo=0,link="+bridgeEnd+" pty,raw,echo=0,link="+deviceEnd)
+	testwait.For(t, waitTimeout, "socat's two links", func() bool {
+		_, errB := os.Stat(bridgeEnd)
+		_, errD := os.Stat(deviceEnd)
+		return errB == nil && errD == nil
+	})
+	sim := sh.start(t, "bridge simulate -config bridge.hcl -listen rs485="+deviceEnd)
+	testwait.For(t, waitTimeout, "the simulator serving both buses", func() bool {
+		return strings.Count(sim.String(), "simulating bus") == 2
+	})
+
+	for i, line := range []string{
+		strings.Replace(lines[0], "10.0.0.5:502", "127.0.0.1:"+simPort, 1),
+		strings.Replace(lines[1], "/dev/ttyUSB0", bridgeEnd, 1),
+	} {
+		out, err := sh.run(t, line)
+		if err != nil {
+			t.Errorf("%s: %v\n%s\nsimulator:\n%s", line, err, out, sim.String())
+			continue
+		}
+		// One row per register asked for, under its zero-based address and
+		// its 1-based one.
+		words := shellWords(lines[i])
+		from, count := atoi(t, flagValue(words, "-address")), atoi(t, flagValue(words, "-count"))
+		for addr := from; addr < from+count; addr++ {
+			row := regexp.MustCompile(`(?m)^\s+` + itoa(addr) + `\s+` + itoa(addr+1) + `\s+16\s`)
+			if !row.MatchString(out) {
+				t.Errorf("%s printed no 16-bit row for address %d:\n%s", line, addr, out)
+				break
+			}
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return n
+}
