@@ -388,3 +388,118 @@ func atoi(t testing.TB, s string) int {
 	}
 	return n
 }
+
+// TestReadmeLocalPlatformActions runs the shell block of "Local platform:
+// device management" as written, with its bundles.json block, against the
+// bridge of the round trip section (its configuration with the commented
+// factory_reset and custom_action lines switched on, and the two commands
+// they name added to the type). The block gives no addresses, so the test
+// appends free ones (-listen, -http, -api) and replaces the firmware URI's
+// port. Every action must be accepted (the script runs with bash -e) and
+// the firmware download prints the section's sample output.
+func TestReadmeLocalPlatformActions(t *testing.T) {
+	needPrograms(t, "bash", "sha256sum", "cut", "sh", "cp")
+	section := readmeSection(t, "Local platform: device management")
+	script := readmeBlock(t, "sh", "-bundles bundles.json")
+	bundles := readmeBlock(t, "json", `"bundleId": "acme-modbus-v1"`)
+	sample := readmeBlock(t, "", "firmware/download power-meter/meter-7: rc 202\n  update rc 204")
+	for _, block := range []string{script, bundles, sample} {
+		if !strings.Contains(section, block) {
+			t.Fatalf("this block is no longer in the section:\n%s", block)
+		}
+	}
+	dir := t.TempDir()
+	rt := filepath.Join(dir, "rt")
+	for _, d := range []string{filepath.Join(rt, "staging"), filepath.Join(dir, "fw"), filepath.Join(dir, "buffer")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("fw/mc3p-3.3.0.bin", "MC-3P firmware 3.3.0\n")
+	write("bundles.json", bundles)
+	write("devices.txt", readmeBlock(t, "", "apikey "))
+
+	busPort, mqttPort, httpPort := freePort(t), freePort(t), freePort(t)
+	write("bridge.hcl", roundTripConfig(t, rt, filepath.Join(dir, "buffer"), busPort, mqttPort))
+
+	lines := strings.SplitN(strings.TrimSpace(script), "\n", 3)
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "bridge platform ") || !strings.HasPrefix(lines[1], `A="bridge platform action `) {
+		t.Fatalf("the section's block no longer starts the platform and defines A:\n%s", script)
+	}
+	platformLine := strings.TrimSuffix(strings.TrimSpace(lines[0]), "&") + " -listen 127.0.0.1:" + mqttPort + " -http 127.0.0.1:" + httpPort + " &"
+	actions := strings.Replace(lines[1], `A="bridge platform action `, `A="bridge platform action -api http://127.0.0.1:`+httpPort+" ", 1) + "\n" +
+		withPort(lines[2], "8080", httpPort)
+
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+	platformOut := sh.start(t, platformLine)
+	sh.start(t, "bridge simulate -config bridge.hcl")
+	testwait.For(t, waitTimeout, "bridge platform listening", func() bool {
+		return strings.Contains(platformOut.String(), "api listening on")
+	})
+	run := sh.start(t, "bridge run -config bridge.hcl")
+	testwait.For(t, waitTimeout, "meter-7's Manage printed by the platform", func() bool {
+		return strings.Contains(platformOut.String(), "mgmt/manage")
+	})
+	out, err := sh.run(t, actions)
+	if err != nil {
+		t.Fatalf("the section's actions: %v\n%s\n--- bridge run:\n%s", err, out, run.String())
+	}
+	for _, want := range []string{
+		"device/reboot power-meter/meter-7: rc 202\n",
+		"device/factoryReset power-meter/meter-7: rc 202\n",
+		sample + "\n",
+		"firmware/update power-meter/meter-7: rc 202\n",
+		"update power-meter/meter-7: rc 204\n",
+		"observe power-meter/meter-7: rc 200\n",
+		"cancel power-meter/meter-7: rc 200\n",
+		"acme-modbus-v1/rescanBus power-meter/meter-7: rc 200\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the actions printed no %q:\n%s", want, out)
+		}
+	}
+}
+
+// roundTripConfig is bridge.hcl of the README's round trip section: its
+// platform and bus block, its management block with the commented
+// factory_reset and custom_action lines switched on, the quick start's
+// point, buffer and device, and the two commands those lines name (a
+// writable coil the simulator keeps). /tmp/rt is rt, ports are replaced.
+func roundTripConfig(t *testing.T, rt, bufferDir, busPort, mqttPort string) string {
+	t.Helper()
+	const readmeBusPort, readmeMQTTPort = "15020", "18830"
+	quick := readmeBlock(t, "hcl", "meter-7")
+	mgmt := strings.ReplaceAll(readmeBlock(t, "hcl", "staging_dir"), "/tmp/rt", rt)
+	for _, line := range []string{
+		`# factory_reset { command = "remote_reset" }`,
+		`# custom_action "acme-modbus-v1" "rescanBus" { command = "rescan" }`,
+	} {
+		if !strings.Contains(mgmt, line) {
+			t.Fatalf("the round trip's configuration no longer has the line %s", line)
+		}
+		mgmt = strings.Replace(mgmt, line, strings.TrimPrefix(line, "# "), 1)
+	}
+	const commands = `point "reset" {
+    table    = "coil"
+    address  = 0
+    type     = "bool"
+    writable = true
+  }
+  command "remote_reset" {
+    write "reset" { value = true }
+  }
+  command "rescan" {
+    write "reset" { value = false }
+  }`
+	mgmt = strings.Replace(mgmt, `point "voltage_l1" { ... }`, hclBlock(t, quick, `point "voltage_l1" {`)+"\n  "+commands, 1)
+	local := readmeBlock(t, "hcl", "127.0.0.1:"+readmeBusPort)
+	local = strings.Replace(withPort(local, readmeBusPort, busPort), "port = "+readmeMQTTPort, "port = "+mqttPort, 1)
+	buffer := strings.Replace(hclBlock(t, quick, "buffer {"), "/var/lib/bridge/buffer", bufferDir, 1)
+	return strings.Join([]string{local, buffer, mgmt, hclBlock(t, quick, `device "meter-7" {`)}, "\n")
+}
