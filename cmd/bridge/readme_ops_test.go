@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -502,4 +503,178 @@ func roundTripConfig(t *testing.T, rt, bufferDir, busPort, mqttPort string) stri
 	local = strings.Replace(withPort(local, readmeBusPort, busPort), "port = "+readmeMQTTPort, "port = "+mqttPort, 1)
 	buffer := strings.Replace(hclBlock(t, quick, "buffer {"), "/var/lib/bridge/buffer", bufferDir, 1)
 	return strings.Join([]string{local, buffer, mgmt, hclBlock(t, quick, `device "meter-7" {`)}, "\n")
+}
+
+// deployStep says what the test does with one command of deploy/README.md.
+type deployStep struct {
+	run    bool   // run it, rewritten for a user without root (deployCommand)
+	reason string // why it does not run here, and what checks it instead
+}
+
+// deploySteps lists every command of deploy/README.md. A command not listed
+// fails TestDeployReadme, so a new step gets a decision here.
+var deploySteps = map[string]deployStep{
+	"bridge run -config /etc/bridge/bridge.hcl":                          {reason: "what the unit starts (its ExecStart); the test checks the paths against the unit, bridge run itself runs in TestReadmeQuickStart"},
+	"scripts/release dist":                                               {reason: "cross-compiles both architectures (a minute); TestReleaseBuild runs it for this machine's, .ci/run for both"},
+	"sudo install -m 0755 dist/bridge-linux-arm64 /usr/local/bin/bridge": {run: true},
+	"bridge version": {run: true},
+	"sudo useradd --system --no-create-home --shell /usr/sbin/nologin bridge":       {reason: "needs root and changes the machine's accounts; the unit's User= is checked to be the same name"},
+	"sudo install -d -m 0750 -o root -g bridge /etc/bridge":                         {run: true},
+	"sudo install -m 0640 -o root -g bridge bridge.hcl /etc/bridge/bridge.hcl":      {run: true},
+	"sudo install -m 0600 bridge.env /etc/bridge/":                                  {run: true},
+	"sudo install -m 0644 deploy/bridge.service /etc/systemd/system/bridge.service": {run: true},
+	"sudo systemctl daemon-reload":                                                  {reason: "no systemd as PID 1 here; systemd-analyze verify checks the unit (TestSystemdAnalyzeVerify)"},
+	"sudo systemctl enable --now bridge":                                            {reason: "no systemd as PID 1 here; the unit's ExecStartPre runs in TestSystemdUnitCommands"},
+	"journalctl -u bridge -f":                                                       {reason: "no journal here"},
+	"sudo -u bridge bridge validate -config /etc/bridge/bridge.hcl":                 {run: true},
+	"sudo systemctl reload bridge":                                                  {reason: "no systemd as PID 1 here; the unit's ExecReload line runs in TestSystemdExecReload"},
+	"sudo systemctl restart bridge":                                                 {reason: "no systemd as PID 1 here"},
+	"sudo systemctl edit bridge":                                                    {reason: "interactive, and no systemd as PID 1 here"},
+	"go test ./cmd/bridge -run TestSystemd":                                         {reason: "the suite itself; the test checks that the TestSystemd tests it names exist"},
+}
+
+// deployCommands returns every command of deploy/README.md, in order: the
+// lines of its sh blocks and its inline `sudo ...`, `bridge ...` and `go
+// test ...` commands and `bridge SUBCOMMAND -FLAG...`, without their
+// comments.
+func deployCommands(t *testing.T, src string) []string {
+	t.Helper()
+	var cmds []string
+	inside := false
+	for _, line := range strings.Split(src, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case !inside && trimmed == "```sh":
+			inside = true
+		case inside && trimmed == "```":
+			inside = false
+		case inside && trimmed != "":
+			cmds = append(cmds, withoutComment(trimmed))
+		case !inside:
+			for _, m := range regexp.MustCompile("`((?:sudo |go test |journalctl |scripts/)[^`]*|bridge [a-z]+ -[^`]*)`").FindAllStringSubmatch(line, -1) {
+				cmds = append(cmds, m[1])
+			}
+		}
+	}
+	return cmds
+}
+
+// deployCommand rewrites a command of deploy/README.md for a user without
+// root: no sudo, no ownership (there is no user bridge), the system's
+// directories under root, and the release binary of this machine's
+// architecture.
+func deployCommand(cmd, root string) string {
+	cmd = strings.TrimPrefix(strings.TrimPrefix(cmd, "sudo -u bridge "), "sudo ")
+	cmd = strings.ReplaceAll(cmd, " -o root -g bridge", "")
+	cmd = strings.ReplaceAll(cmd, "bridge-linux-arm64", "bridge-linux-"+runtime.GOARCH)
+	return strings.NewReplacer(" /etc/", " "+root+"/etc/", " /usr/local/bin/", " "+root+"/usr/local/bin/").Replace(cmd)
+}
+
+// TestDeployReadme goes through every command of deploy/README.md: those
+// that can run without root run in order, rewritten by deployCommand, in a
+// directory with the release binary (this test binary, the same main()),
+// the quick start's bridge.hcl, a bridge.env with its token and the unit;
+// what they install is checked (modes, content), `bridge version` and the
+// validation of the installed file must pass. The paths the commands use
+// must be the unit's. What cannot run here says why in deploySteps.
+func TestDeployReadme(t *testing.T) {
+	needPrograms(t, "bash", "install")
+	src := readFile(t, "deploy/README.md")
+	cmds := deployCommands(t, src)
+	var script []string
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	for _, cmd := range cmds {
+		step, ok := deploySteps[cmd]
+		switch {
+		case !ok:
+			t.Errorf("deploy/README.md has a command this test does not know: %q; add it to deploySteps", cmd)
+		case step.run:
+			script = append(script, deployCommand(cmd, root))
+		default:
+			t.Logf("not run here: %s: %s", cmd, step.reason)
+		}
+	}
+	for cmd := range deploySteps {
+		if !slices.Contains(cmds, cmd) {
+			t.Errorf("deploySteps lists %q, which deploy/README.md no longer has", cmd)
+		}
+	}
+
+	// The paths of the commands are the unit's.
+	u := parseUnit(t, unitPath)
+	start := strings.Fields(u.one(t, "ExecStart"))
+	if len(start) < 1 || !slices.Contains(cmds, "sudo install -m 0755 dist/bridge-linux-arm64 "+start[0]) {
+		t.Errorf("the unit runs %v; deploy/README.md does not install the binary there", start)
+	}
+	if conf := flagValue(start, "-config"); !slices.Contains(cmds, "sudo install -m 0640 -o root -g bridge bridge.hcl "+conf) ||
+		!slices.Contains(cmds, "sudo -u bridge bridge validate -config "+conf) {
+		t.Errorf("the unit reads %s; deploy/README.md does not install and validate that file", conf)
+	}
+	if env := u.one(t, "EnvironmentFile"); env != "-/etc/bridge/bridge.env" || !strings.Contains(src, "`/etc/bridge/bridge.env`") {
+		t.Errorf("the unit's EnvironmentFile=%s is not the README's /etc/bridge/bridge.env", env)
+	}
+	if user := u.one(t, "User"); !slices.Contains(cmds, "sudo useradd --system --no-create-home --shell /usr/sbin/nologin "+user) {
+		t.Errorf("the unit runs as %s; deploy/README.md does not create that user", user)
+	}
+	for _, name := range []string{"TestSystemdUnitKeys", "TestSystemdUnitCommands", "TestSystemdAnalyzeVerify"} {
+		if !strings.Contains(readFile(t, "cmd/bridge/deploy_test.go"), "\nfunc "+name+"(") {
+			t.Errorf("deploy/README.md says `go test ./cmd/bridge -run TestSystemd` checks the unit; %s is gone", name)
+		}
+	}
+
+	// The files the commands install, in the directory they run in.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"dist", "deploy", "root/etc/systemd/system", "root/usr/local/bin"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(self, filepath.Join(dir, "dist", "bridge-linux-"+runtime.GOARCH)); err != nil {
+		t.Fatal(err)
+	}
+	quick := readmeBlock(t, "hcl", "meter-7")
+	unit := readFile(t, "deploy/bridge.service")
+	for name, content := range map[string]string{
+		"bridge.hcl":            quick,
+		"bridge.env":            "METER7_TOKEN=meter7-token\n",
+		"deploy/bridge.service": unit,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The installed binary comes first on PATH, as /usr/local/bin does;
+	// bridge.env is read as systemd reads it (the README says validate
+	// needs its variables).
+	sh := newReadmeShell(t, dir)
+	sh.env = append(sh.env, "PATH="+filepath.Join(root, "usr/local/bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+	full := "set -a\n" + strings.Join(script, "\n") + "\n"
+	full = strings.Replace(full, "\nbridge validate", "\n. "+filepath.Join(root, "etc/bridge/bridge.env")+"\nbridge validate", 1)
+	out, err := sh.run(t, full)
+	if err != nil {
+		t.Fatalf("deploy/README.md's commands: %v\n%s\nscript:\n%s", err, out, full)
+	}
+	if !regexp.MustCompile(`(?m)^bridge +\S+\ncommit +\S+\nmodified +\S+\ngo +go\S+ \S+/\S+$`).MatchString(out) {
+		t.Errorf("bridge version printed no version, commit, modified and Go version:\n%s", out)
+	}
+	for path, want := range map[string]os.FileMode{
+		"usr/local/bin/bridge":              0o755,
+		"etc/bridge":                        0o750 | os.ModeDir,
+		"etc/bridge/bridge.hcl":             0o640,
+		"etc/bridge/bridge.env":             0o600,
+		"etc/systemd/system/bridge.service": 0o644,
+	} {
+		fi, err := os.Stat(filepath.Join(root, path))
+		if err != nil || fi.Mode() != want {
+			t.Errorf("/%s: %v, mode %v; want mode %v", path, err, fi.Mode(), want)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/bridge.service")); string(got) != unit {
+		t.Error("the installed unit differs from deploy/bridge.service")
+	}
 }
