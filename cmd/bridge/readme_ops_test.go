@@ -530,7 +530,8 @@ var deploySteps = map[string]deployStep{
 	"sudo systemctl reload bridge":                                                  {reason: "no systemd as PID 1 here; the unit's ExecReload line runs in TestSystemdExecReload"},
 	"sudo systemctl restart bridge":                                                 {reason: "no systemd as PID 1 here"},
 	"sudo systemctl edit bridge":                                                    {reason: "interactive, and no systemd as PID 1 here"},
-	"go test ./cmd/bridge -run TestSystemd":                                         {reason: "the suite itself; the test checks that the TestSystemd tests it names exist"},
+	"go test ./cmd/bridge -run TestSystemd":                                         {reason: "the suite itself; the test checks that the TestSystemd tests exist"},
+	"go test ./cmd/bridge -run TestDeployReadme":                                    {reason: "this test"},
 }
 
 // deployCommands returns every command of deploy/README.md, in order: the
@@ -617,8 +618,9 @@ func TestDeployReadme(t *testing.T) {
 	if user := u.one(t, "User"); !slices.Contains(cmds, "sudo useradd --system --no-create-home --shell /usr/sbin/nologin "+user) {
 		t.Errorf("the unit runs as %s; deploy/README.md does not create that user", user)
 	}
-	for _, name := range []string{"TestSystemdUnitKeys", "TestSystemdUnitCommands", "TestSystemdAnalyzeVerify"} {
-		if !strings.Contains(readFile(t, "cmd/bridge/deploy_test.go"), "\nfunc "+name+"(") {
+	tests := readFile(t, "cmd/bridge/deploy_test.go") + readFile(t, "cmd/bridge/readme_ops_test.go")
+	for _, name := range []string{"TestSystemdUnitKeys", "TestSystemdUnitCommands", "TestSystemdAnalyzeVerify", "TestSystemdExecReload"} {
+		if !strings.Contains(tests, "\nfunc "+name+"(") {
 			t.Errorf("deploy/README.md says `go test ./cmd/bridge -run TestSystemd` checks the unit; %s is gone", name)
 		}
 	}
