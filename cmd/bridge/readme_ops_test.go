@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +16,9 @@ import (
 	"testing"
 
 	"fieldbridge/config"
+	"fieldbridge/internal/testpki"
 	"fieldbridge/internal/testwait"
+	"fieldbridge/uplink"
 )
 
 // The README's operational commands (building, the demo, CI, the
@@ -678,5 +682,82 @@ func TestDeployReadme(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/bridge.service")); string(got) != unit {
 		t.Error("the installed unit differs from deploy/bridge.service")
+	}
+}
+
+// TestReadmeRealPlatformOffline checks what "Against the real platform" says
+// about the connection, as far as it can be checked without the platform
+// (no internet access and no account on the test machines, so the
+// connection itself is not made): the quick start's configuration connects
+// to <org>.messaging.<domain>:8883 over TLS 1.2 or later, the host and port
+// of the README's real-platform mosquitto_sub line; with ca_file, gateway
+// mode (a gateway block of the registry's gateway, rate 100) and
+// org = "quickstart" the file validates, through `bridge validate` as a
+// reader runs it.
+func TestReadmeRealPlatformOffline(t *testing.T) {
+	needPrograms(t, "bash")
+	section := readmeSection(t, "Against the real platform")
+	for _, claim := range []string{
+		"connects to `<org>.messaging.<domain>` on port\n8883 with TLS 1.2 or later (system roots, or `ca_file` to pin the platform's CA)",
+		"`gateway { rate = 100 }`",
+		"`org = \"quickstart\"` uses the platform's quickstart service: no credentials, plain TCP, QoS 0",
+	} {
+		if !strings.Contains(section, claim) {
+			t.Fatalf("the section no longer says %q", claim)
+		}
+	}
+	quick := readmeBlock(t, "hcl", "meter-7")
+	env := config.Environment{
+		LookupEnv: func(name string) (string, bool) { return "meter7-token", name == "METER7_TOKEN" },
+		ReadFile:  os.ReadFile,
+	}
+	cfg, diags := config.Parse("bridge.hcl", []byte(quick), env)
+	if len(diags) > 0 {
+		t.Fatalf("the quick start's configuration: %v", diags)
+	}
+	watch := regexp.MustCompile("it is the same command with `-h (\\S+)\\s+-p (\\d+) --capath /etc/ssl/certs`").FindStringSubmatch(readmeSection(t, "Watching events as an application"))
+	if watch == nil {
+		t.Fatal("the README no longer gives the real platform's -h and -p for mosquitto_sub")
+	}
+	if got, want := brokerURL(cfg.Platform), "ssl://"+watch[1]+":"+watch[2]; got != want {
+		t.Errorf("the quick start's configuration connects to %s; the README's application connects to %s", got, want)
+	}
+	tlsConfig, err := uplink.NewTLSConfig(cfg.Platform.CAFile, cfg.Platform.ClientCert, cfg.Platform.ClientKey, cfg.Platform.InsecureSkipVerify)
+	if err != nil || tlsConfig.MinVersion < tls.VersionTLS12 || tlsConfig.RootCAs != nil {
+		t.Errorf("TLS of the quick start's configuration: %v, min version %x, own roots %v; want TLS 1.2+ on the system roots", err, tlsConfig.MinVersion, tlsConfig.RootCAs != nil)
+	}
+
+	dir := t.TempDir()
+	pki := testpki.New(t)
+	var gateway []string
+	for _, line := range strings.Split(readmeBlock(t, "", "apikey "), "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "gateway" {
+			gateway = f[1:]
+		}
+	}
+	if gateway == nil {
+		t.Fatal("the README's registry has no gateway line")
+	}
+	platformBlock := hclBlock(t, quick, "platform {")
+	for name, platform := range map[string]string{
+		"ca_file":    "platform {\n  org     = \"ab12cd\"\n  ca_file = \"" + pki.CAFile + "\"\n}",
+		"gateway":    fmt.Sprintf("platform {\n  org  = \"ab12cd\"\n  mode = \"gateway\"\n  gateway {\n    type  = %q\n    id    = %q\n    token = %q\n    rate  = 100\n  }\n}", gateway[0], gateway[1], gateway[2]),
+		"quickstart": "platform {\n  org = \"quickstart\"\n}",
+	} {
+		file := name + ".hcl"
+		src := strings.Replace(quick, platformBlock, platform, 1)
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+		if out, err := sh.run(t, "bridge validate -config "+file); err != nil {
+			t.Errorf("%s: bridge validate: %v\n%s\n%s", name, err, out, src)
+		}
+		if name == "quickstart" {
+			cfg, diags := config.Parse(file, []byte(src), env)
+			if diags.HasErrors() || cfg.Platform.Mode != config.ModeQuickstart || cfg.Platform.TLS || cfg.Platform.QoS != 0 {
+				t.Errorf("org = \"quickstart\": %v, mode %s, TLS %v, QoS %d; the README says plain TCP, QoS 0", diags, cfg.Platform.Mode, cfg.Platform.TLS, cfg.Platform.QoS)
+			}
+		}
 	}
 }
