@@ -761,3 +761,153 @@ func TestReadmeRealPlatformOffline(t *testing.T) {
 		}
 	}
 }
+
+// readmeCommands is the table of every command README.md shows (the lines
+// of its sh blocks, continuation lines joined, comments removed, and its
+// inline commands) and the tests that run it or check it. A command that
+// is not in the table fails TestReadmeEveryCommandHasATest, so a new README
+// command comes with its test.
+var readmeCommands = map[string][]string{
+	"bridge": {"TestReadmeQuickStart"}, // the program's name, in the first paragraph
+	// The two commands.
+	"go run ./cmd/bridge demo": {"TestReadmeDemoCommand", "TestDemo"},
+	"sudo apt-get install -y mosquitto mosquitto-clients socat systemd": {"TestReadmeTestCommand"},
+	"go vet ./... && go test -race ./...":                               {"TestReadmeTestCommand"},
+	// Quick start.
+	"go build -o bridge ./cmd/bridge":    {"TestReadmeBuildCommands"},
+	"docker build -t fieldbridge .":      {"TestReadmeBuildCommands"}, // its steps; docker itself cannot run here
+	"scripts/release":                    {"TestReleaseBuild"},
+	"bridge version":                     {"TestReadmeBuildCommands", "TestVersionCommand", "TestDeployReadme"},
+	"bridge validate -config bridge.hcl": {"TestReadmeQuickStart", "TestReadmeValidateExample"},
+	"bridge simulate -config bridge.hcl": {"TestReadmeQuickStart", "TestReadmeDeviceManagement"},
+	"bridge simulate -config bridge.hcl -listen line1=127.0.0.1:1502 &":         {"TestReadmeQuickStart"},
+	"bridge platform -org ab12cd -devices devices.txt -listen 127.0.0.1:1883 &": {"TestReadmeQuickStart"},
+	"bridge platform": {"TestReadmeQuickStart", "TestReadmeLocalPlatformActions"},
+	`bridge platform send -org ab12cd -key a-ab12cd-q8w7e6r5t4 -token app-token-1 -type power-meter -id meter-7 -command set_setpoint -payload '{"d":{"value":500}}' -wait`: {"TestReadmeQuickStart"},
+	"bridge run -config bridge.hcl": {"TestReadmeQuickStart", "TestReadmeSerialLines"},
+	"bridge -config bridge.hcl":     {"TestReadmeBareConfigRuns"},
+	// Watching events as an application.
+	"mosquitto_sub": {"TestReadmeWatchEvents"},
+	"mosquitto_sub -h 127.0.0.1 -p 1883 -i a:ab12cd:watch1 -u a-ab12cd-q8w7e6r5t4 -P app-token-1 -t 'iot-2/type/+/id/+/evt/+/fmt/+' -v": {"TestReadmeWatchEvents"},
+	// Local platform: device management.
+	"bridge platform action -ca ca.pem": {"TestPlatformHTTPS"},
+	"bridge platform -org ab12cd -devices devices.txt -bundles bundles.json -firmware-dir ./fw &":          {"TestReadmeLocalPlatformActions"},
+	`A="bridge platform action -key a-ab12cd-q8w7e6r5t4 -token app-token-1 -type power-meter -id meter-7"`: {"TestReadmeLocalPlatformActions"},
+	"$A reboot":          {"TestReadmeLocalPlatformActions", "TestReadmeDeviceManagement"},
+	"$A factory-reset":   {"TestReadmeLocalPlatformActions"},
+	"$A firmware-update": {"TestReadmeLocalPlatformActions", "TestReadmeDeviceManagement"},
+	`$A firmware-download -uri http://127.0.0.1:8080/firmware/mc3p-3.3.0.bin -verifier "$(sha256sum fw/mc3p-3.3.0.bin | cut -d' ' -f1)" -name mc3p -version 3.3.0`: {"TestReadmeLocalPlatformActions"},
+	`$A update -field 'metadata={"site":"plant-2"}'`:                         {"TestReadmeLocalPlatformActions"},
+	"$A observe -field mgmt.firmware":                                        {"TestReadmeLocalPlatformActions"},
+	"$A cancel -field mgmt.firmware":                                         {"TestReadmeLocalPlatformActions"},
+	"$A custom -bundle acme-modbus-v1 -action rescanBus -field port=rs485-1": {"TestReadmeLocalPlatformActions"},
+	// Device management: reboot and firmware round trip.
+	"bridge simulate -config bridge.hcl &": {"TestReadmeDeviceManagement"},
+	"bridge platform -org ab12cd -devices devices.txt -listen 127.0.0.1:18830 -http 127.0.0.1:18080 -firmware-dir ./fw &": {"TestReadmeDeviceManagement"},
+	"bridge run -config bridge.hcl &": {"TestReadmeDeviceManagement"},
+	`A="bridge platform action -api http://127.0.0.1:18080 -key a-ab12cd-q8w7e6r5t4 -token app-token-1 -type power-meter -id meter-7"`:                              {"TestReadmeDeviceManagement"},
+	`$A firmware-download -uri http://127.0.0.1:18080/firmware/mc3p-3.3.0.bin -verifier "$(sha256sum fw/mc3p-3.3.0.bin | cut -d' ' -f1)" -name mc3p -version 3.3.0`: {"TestReadmeDeviceManagement"},
+	"$A observe -field deviceInfo.fwVersion": {"TestReadmeDeviceManagement"},
+	// Serial lines.
+	"socat -d -d pty,raw,echo=0,link=/tmp/bridge pty,raw,echo=0,link=/tmp/device &": {"TestReadmeSerialLines"},
+	"bridge simulate -config bridge.hcl -listen rs485=/tmp/device &":                {"TestReadmeSerialLines"},
+	// Finding a device's map.
+	"bridge probe": {"TestReadmeProbe"},
+	"bridge probe -tcp 10.0.0.5:502 -unit 7 -table input -address 0 -count 10":                            {"TestReadmeProbe"},
+	"bridge probe -rtu /dev/ttyUSB0 -baud 9600 -parity none -unit 7 -table holding -address 100 -count 4": {"TestReadmeProbe"},
+	"bridge validate -plan -config bridge.hcl":                                                            {"TestReadmeQuickStart"},
+	// Operations: reload.
+	"bridge validate":         {"TestReadmeQuickStart", "TestReloadInvalidFileKeepsRunning"},
+	"systemctl reload bridge": {"TestSystemdExecReload"},
+	"bridge run":              {"TestSIGHUPReload", "TestSystemdExecReload"},
+}
+
+// readmeCommandsOf returns the commands of a Markdown text: the lines of
+// its sh blocks (a trailing backslash joins the next line; comments
+// removed) and its inline `bridge ...`, `go ...`, `docker ...`,
+// `scripts/...`, `sudo ...`, `systemctl ...` and `mosquitto_sub ...`.
+func readmeCommandsOf(src string) []string {
+	inline := regexp.MustCompile("`((?:bridge|go|docker|sudo|systemctl|mosquitto_sub)(?: [^`]*)?|scripts/[^`]+)`")
+	var cmds []string
+	inside, lang, pending := false, "", ""
+	for _, line := range strings.Split(src, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case !inside && strings.HasPrefix(trimmed, "```"):
+			inside, lang = true, strings.TrimPrefix(trimmed, "```")
+		case inside && trimmed == "```":
+			inside = false
+		case inside && lang == "sh" && trimmed != "":
+			if cont, ok := strings.CutSuffix(trimmed, "\\"); ok {
+				pending += strings.TrimSpace(cont) + " "
+				continue
+			}
+			cmds = append(cmds, withoutComment(pending+trimmed))
+			pending = ""
+		case !inside:
+			for _, m := range inline.FindAllStringSubmatch(line, -1) {
+				cmds = append(cmds, m[1])
+			}
+		}
+	}
+	return cmds
+}
+
+// TestReadmeEveryCommandHasATest checks README.md against readmeCommands:
+// every command it shows has an entry, every entry is still in the README,
+// and every test named exists.
+func TestReadmeEveryCommandHasATest(t *testing.T) {
+	cmds := readmeCommandsOf(readFile(t, "README.md"))
+	for _, cmd := range cmds {
+		if _, ok := readmeCommands[cmd]; !ok {
+			t.Errorf("README.md shows a command no test is listed for: %q; add it and its test to readmeCommands", cmd)
+		}
+	}
+	sources, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests strings.Builder
+	for _, f := range sources {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests.Write(b)
+	}
+	for cmd, names := range readmeCommands {
+		if !slices.Contains(cmds, cmd) {
+			t.Errorf("readmeCommands lists %q, which README.md no longer shows", cmd)
+		}
+		for _, name := range names {
+			if !strings.Contains(tests.String(), "\nfunc "+name+"(t *testing.T)") {
+				t.Errorf("readmeCommands names %s for %q; there is no such test", name, cmd)
+			}
+		}
+	}
+}
+
+// TestReadmeBareConfigRuns: "bridge run -config bridge.hcl (or just bridge
+// -config bridge.hcl)". The second form, run as written on the quick
+// start's configuration, starts the bridge as the first does (its platform
+// and bus need not answer for that).
+func TestReadmeBareConfigRuns(t *testing.T) {
+	needPrograms(t, "bash")
+	const bare = "bridge -config bridge.hcl"
+	if !strings.Contains(readmeSection(t, "Quick start with a real configuration"), "`bridge run -config bridge.hcl` (or just `"+bare+"`)") {
+		t.Fatalf("the quick start no longer offers `%s`", bare)
+	}
+	dir := t.TempDir()
+	hcl := strings.Replace(readmeBlock(t, "hcl", "meter-7"), "/var/lib/bridge/buffer", filepath.Join(dir, "buffer"), 1)
+	// Nothing answers on these: the bridge starts and retries.
+	hcl = strings.Replace(hcl, "10.0.0.5:502", "127.0.0.1:"+freePort(t), 1)
+	hcl = strings.Replace(hcl, "platform {\n", "platform {\n  host = \"127.0.0.1\"\n  port = "+freePort(t)+"\n  tls  = false\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, "bridge.hcl"), []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh := newReadmeShell(t, dir, "METER7_TOKEN=meter7-token")
+	out := sh.start(t, bare)
+	testwait.For(t, waitTimeout, "bridge -config bridge.hcl logging its start", func() bool {
+		return strings.Contains(out.String(), "bridge started")
+	})
+}
