@@ -122,18 +122,22 @@ func TestReadmeDemoCommand(t *testing.T) {
 
 // demoLineShape turns a line of the README's demo output into a pattern in
 // which every number (the clock time, ports, units, seqs, values) matches
-// any number; digits inside names (meter-1, FC6) stay.
+// any number, and the blanks padding a column any number of blanks (a
+// longer seq takes some); digits inside names (meter-1, FC6) stay.
 func demoLineShape(line string) *regexp.Regexp {
 	number := regexp.MustCompile(`(^|[^A-Za-z0-9_-])([0-9]+(?:\.[0-9]+)?)`)
+	literal := func(s string) string {
+		return regexp.MustCompile(` {2,}`).ReplaceAllString(regexp.QuoteMeta(s), ` +`)
+	}
 	var pattern strings.Builder
 	pattern.WriteString("^")
 	last := 0
 	for _, m := range number.FindAllStringSubmatchIndex(line, -1) {
-		pattern.WriteString(regexp.QuoteMeta(line[last:m[4]]))
+		pattern.WriteString(literal(line[last:m[4]]))
 		pattern.WriteString(`[0-9]+(?:\.[0-9]+)?`)
 		last = m[5]
 	}
-	pattern.WriteString(regexp.QuoteMeta(line[last:]) + "$")
+	pattern.WriteString(literal(line[last:]) + "$")
 	return regexp.MustCompile(pattern.String())
 }
 
@@ -910,4 +914,19 @@ func TestReadmeBareConfigRuns(t *testing.T) {
 	testwait.For(t, waitTimeout, "bridge -config bridge.hcl logging its start", func() bool {
 		return strings.Contains(out.String(), "bridge started")
 	})
+}
+
+func TestDemoLineShape(t *testing.T) {
+	shape := demoLineShape(`14:02:36.083  power-meter/meter-1    reading    seq=2     {"voltage_l1":231.00163,"breaker_closed":true}`)
+	for line, want := range map[string]bool{
+		`09:59:01.100  power-meter/meter-1    reading    seq=17    {"voltage_l1":229.5,"breaker_closed":true}`:  true,
+		`09:59:01.100  power-meter/meter-2    reading    seq=17    {"voltage_l1":229.5,"breaker_closed":true}`:  false, // another device
+		`09:59:01.100  power-meter/meter-1    status     seq=17    {"voltage_l1":229.5,"breaker_closed":true}`:  false, // another event
+		`09:59:01.100  power-meter/meter-1    reading    seq=17    {"voltage_l2":229.5,"breaker_closed":true}`:  false, // another member
+		`09:59:01.100  power-meter/meter-1    reading    seq=17    {"voltage_l1":229.5,"breaker_closed":false}`: false,
+	} {
+		if got := shape.MatchString(line); got != want {
+			t.Errorf("%s matches %s: %v, want %v", shape, line, got, want)
+		}
+	}
 }
