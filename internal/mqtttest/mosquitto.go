@@ -113,7 +113,16 @@ func (m *Mosquitto) URL() string { return "tcp://" + m.addr }
 // connections drop; a persistent broker gets SIGTERM so that it saves its
 // sessions) and waits until it has exited. Stopping a stopped broker does
 // nothing.
-func (m *Mosquitto) Stop() {
+func (m *Mosquitto) Stop() { m.stop(m.persistent) }
+
+// Kill kills the broker with SIGKILL whether or not it is persistent, like
+// a crash or a power cut: a persistent broker comes back with what it last
+// saved (at its previous clean stop), and loses what it held only in
+// memory since. It waits until the process has exited.
+func (m *Mosquitto) Kill() { m.stop(false) }
+
+// stop ends the running process, with SIGTERM first when gently is set.
+func (m *Mosquitto) stop(gently bool) {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
 	m.cmd = nil
@@ -121,7 +130,7 @@ func (m *Mosquitto) Stop() {
 	if cmd == nil {
 		return
 	}
-	if m.persistent {
+	if gently {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
