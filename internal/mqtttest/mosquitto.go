@@ -81,6 +81,13 @@ func newMosquitto(t testing.TB, persistent bool) *Mosquitto {
 		persistence := "persistence false\n"
 		if persistent {
 			persistence = fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 0\n", dir)
+			if os.Geteuid() == 0 {
+				// Started as root, mosquitto drops to the user "mosquitto",
+				// which cannot write its database into our temporary
+				// directory: every save then fails ("Error: Permission
+				// denied" in its log) and a restart forgets all sessions.
+				persistence += "user root\n"
+			}
 		}
 		conf := fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
