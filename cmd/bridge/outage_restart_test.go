@@ -339,6 +339,8 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 			// restarts in a row would look like a client id takeover
 			// (5 minutes of LongBackoff; see the report of this test).
 			lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
+			// An attempt caught by a dying broker fails fast and is retried.
+			lc.ConnectTimeout = 2 * time.Second
 		}}
 	b, err := newBridge(r.cfg, opts, quietLogger())
 	if err != nil {

@@ -76,6 +76,7 @@ func startChecker(t *testing.T, url string) *receiver {
 	rec := &receiver{seqs: map[string][]uint64{}}
 	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("checker").
 		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetConnectTimeout(2 * time.Second). // an attempt caught by a dying broker is retried soon
 		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle) })
 	sub := mqtt.NewClient(opts)
 	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
