@@ -349,10 +349,17 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	// stop cancels Run and returns its result; the first call waits for it.
+	var stopOnce sync.Once
+	var runErr error
+	stop := func() error {
+		stopOnce.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	defer stop() // a failed wait ends the test early
 
 	// ackedPast waits until every device has more than n acknowledged seqs
 	// beyond marks (the uplink of every device is up and sending).
@@ -390,11 +397,10 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 		down += off
 	}
 	ackedPast("events after the last outage", marks(), 5)
-	cancel() // pollers stop; the drain window sends what is buffered
-	if err := <-done; err != nil {
+	// Pollers stop first; the drain window sends what is buffered.
+	if err := stop(); err != nil {
 		t.Fatalf("bridge.Run = %v", err)
 	}
-	done <- nil // for the deferred clean-up
 
 	brokerLost := 0
 	for _, d := range r.cfg.Devices {
