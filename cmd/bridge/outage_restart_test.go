@@ -313,7 +313,10 @@ func TestBrokerRestartsLoseNothing(t *testing.T) {
 	for _, mode := range []string{config.ModeDevice, config.ModeGateway} {
 		for _, kill := range []bool{true, false} {
 			name := mode + "/" + map[bool]string{true: "sigkill", false: "sigterm"}[kill]
-			t.Run(name, func(t *testing.T) { testBrokerRestarts(t, mode, kill, plan) })
+			t.Run(name, func(t *testing.T) {
+				t.Parallel() // each case has its own broker, proxy and simulators
+				testBrokerRestarts(t, mode, kill, plan)
+			})
 		}
 	}
 }
