@@ -348,8 +348,10 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 			// restarts in a row would look like a client id takeover
 			// (5 minutes of LongBackoff; see the report of this test).
 			lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
-			// An attempt caught by a dying broker fails fast and is retried.
-			lc.ConnectTimeout = 2 * time.Second
+			// An attempt caught by a dying broker fails fast and is
+			// retried; a writer caught in paho's Publish when the broker
+			// died (Run waits for it at exit) gives up within 2 s, not 30.
+			lc.ConnectTimeout, lc.WriteTimeout = 2*time.Second, 2*time.Second
 		}}
 	b, err := newBridge(r.cfg, opts, quietLogger())
 	if err != nil {
@@ -540,7 +542,7 @@ func testPlatformRestarts(t *testing.T, mode string, plan outagePlan) {
 	opts := bridgeOptions{Broker: proxy.url(), InMemoryBuffer: true, Drain: 20 * time.Second,
 		tuneLinks: func(lc *uplink.Config) {
 			lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
-			lc.ConnectTimeout = 2 * time.Second
+			lc.ConnectTimeout, lc.WriteTimeout = 2*time.Second, 2*time.Second
 		}}
 	b, err := newBridge(r.cfg, opts, quietLogger())
 	if err != nil {
