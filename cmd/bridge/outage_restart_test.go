@@ -277,7 +277,7 @@ type outagePlan struct {
 // planOutages is a short plan for the normal suite; OUTAGE_SOAK=<n> runs n
 // outages per case, OUTAGE_SEED=<n> repeats a run's random timings.
 func planOutages(t *testing.T) outagePlan {
-	p := outagePlan{outages: 3, minUp: 100 * time.Millisecond, maxUp: 400 * time.Millisecond,
+	p := outagePlan{outages: 2, minUp: 100 * time.Millisecond, maxUp: 400 * time.Millisecond,
 		minOff: 50 * time.Millisecond, maxOff: 300 * time.Millisecond, seed: rand.Uint64()}
 	if s := os.Getenv("OUTAGE_SOAK"); s != "" {
 		n, err := strconv.Atoi(s)
