@@ -58,52 +58,7 @@ const (
 )
 
 func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
-	var src strings.Builder
-	src.WriteString("platform {\n  org = \"bench1\"\n  tls = false\n}\nbuffer {\n  sync = \"1s\"\n}\ndevice_type \"meter\" {\n")
-	for p := range pollPathPoints {
-		fmt.Fprintf(&src, "  point \"p%d\" {\n    table   = \"input\"\n    address = %d\n    type    = \"float32\"\n  }\n", p, 2*p)
-	}
-	src.WriteString("}\n")
-	for bus := range pollPathBuses {
-		fmt.Fprintf(&src, "bus \"b%d\" {\n  modbus_tcp { address = \"127.0.0.1:1\" }\n}\n", bus)
-	}
-	for d := range pollPathDevices {
-		fmt.Fprintf(&src, "device \"m%d\" {\n  type = \"meter\"\n  bus = \"b%d\"\n  unit = %d\n  poll = \"1h\"\n  token = \"bench-token\"\n}\n", d, d%pollPathBuses, d/pollPathBuses+1)
-	}
-	cfg, diags := config.Parse("bench.hcl", []byte(src.String()), noEnv)
-	if diags.HasErrors() {
-		b.Fatal(diags)
-	}
-	cfg.Buffer.Dir = b.TempDir()
-	if gateway {
-		cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
-	}
-	broker := mqtttest.NewMosquitto(b)
-	br, err := newBridge(cfg, bridgeOptions{Broker: broker.URL(), Drain: time.Second, legacyAppend: legacy}, quietLogger())
-	if err != nil {
-		b.Fatal(err)
-	}
-	br.view().buses = nil // the benchmark's goroutines are the buses
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- br.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for _, l := range br.view().links {
-		for !l.Connected() {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-
-	// One prepared reading per device; values change every cycle.
-	readings := make([]adapters.Reading, pollPathDevices)
-	for d := range readings {
-		name := "m" + strconv.Itoa(d)
-		r := adapters.Reading{Device: name}
-		for _, rg := range br.view().devices[name].rules.Plan() {
-			r.Blocks = append(r.Blocks, adapters.Block{Range: rg, Registers: make([]uint16, rg.Count)})
-		}
-		readings[d] = r
-	}
+	br, readings := startPollPathBridge(b, pollPathDevices, "1h", gateway, bridgeOptions{legacyAppend: legacy})
 	type sample struct {
 		at    time.Duration // since start
 		delay time.Duration
@@ -195,6 +150,66 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	b.ReportMetric(float64(acked)*pollPathPoints/delivered.Seconds(), "delivered_points/s")
 	b.ReportMetric(float64(st.Dropped+st.Failed), "lost_events")
 	b.ReportMetric(rssMiB(), "rss_MiB")
+}
+
+// startPollPathBridge runs a bridge for devices meters of pollPathPoints
+// float32 points on pollPathBuses buses, with an on-disk buffer and its
+// forwarders connected to a fresh Mosquitto, but without bus loops: the
+// caller's goroutines are the buses, calling handleReading with the
+// readings returned (one per device, in device order, values all zero).
+func startPollPathBridge(b *testing.B, devices int, poll string, gateway bool, opts bridgeOptions) (*bridge, []adapters.Reading) {
+	var src strings.Builder
+	src.WriteString("platform {\n  org = \"bench1\"\n  tls = false\n}\nbuffer {\n  sync = \"1s\"\n}\ndevice_type \"meter\" {\n")
+	for p := range pollPathPoints {
+		fmt.Fprintf(&src, "  point \"p%d\" {\n    table   = \"input\"\n    address = %d\n    type    = \"float32\"\n  }\n", p, 2*p)
+	}
+	src.WriteString("}\n")
+	for bus := range pollPathBuses {
+		fmt.Fprintf(&src, "bus \"b%d\" {\n  modbus_tcp { address = \"127.0.0.1:1\" }\n}\n", bus)
+	}
+	for d := range devices {
+		fmt.Fprintf(&src, "device \"m%d\" {\n  type = \"meter\"\n  bus = \"b%d\"\n  unit = %d\n  poll = %q\n  token = \"bench-token\"\n}\n", d, d%pollPathBuses, d/pollPathBuses+1, poll)
+	}
+	cfg, diags := config.Parse("bench.hcl", []byte(src.String()), noEnv)
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	cfg.Buffer.Dir = b.TempDir()
+	if gateway {
+		// Both: a gateway block alone leaves the mode "device" (before this
+		// was set, mode=gateway measured 500 device connections too).
+		cfg.Platform.Mode = config.ModeGateway
+		cfg.Platform.Gateway = &config.Gateway{Type: "edge-gw", ID: "gw-1", Token: "gateway-token-1"}
+	}
+	broker := mqtttest.NewMosquitto(b)
+	opts.Broker, opts.Drain = broker.URL(), time.Second
+	br, err := newBridge(cfg, opts, quietLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	br.view().buses = nil // the caller's goroutines are the buses
+	if gateway != (br.gateway != nil) {
+		b.Fatalf("gateway mode %v, want %v", br.gateway != nil, gateway)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	for _, l := range br.view().links {
+		for !l.Connected() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	readings := make([]adapters.Reading, devices)
+	for d := range readings {
+		name := "m" + strconv.Itoa(d)
+		r := adapters.Reading{Device: name}
+		for _, rg := range br.view().devices[name].rules.Plan() {
+			r.Blocks = append(r.Blocks, adapters.Block{Range: rg, Registers: make([]uint16, rg.Count)})
+		}
+		readings[d] = r
+	}
+	return br, readings
 }
 
 // cpuTime is the user and system CPU time of this process so far.
