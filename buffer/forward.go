@@ -128,9 +128,12 @@ func (f *forwarder) run(ctx context.Context) error {
 	f.tokens = f.burst()
 	f.lastFill = time.Now()
 
-	progress := time.NewTicker(s.cfg.progressEvery)
-	defer progress.Stop()
+	// Drain progress is looked at whenever the forwarder wakes anyway, at
+	// most every progressEvery: a drain wakes it for every result, and an
+	// idle forwarder has nothing to report. (A ticker per forwarder woke
+	// hundreds of idle goroutines, two per device, for nothing.)
 	f.progress(time.Now(), true)
+	progressAt := time.Now().Add(s.cfg.progressEvery)
 
 	var timer *time.Timer // rate-limit or back-off wake-up
 	var timerC <-chan time.Time
@@ -154,6 +157,10 @@ func (f *forwarder) run(ctx context.Context) error {
 		}
 		if f.isClosed() {
 			return ErrClosed
+		}
+		if now := time.Now(); !now.Before(progressAt) {
+			f.progress(now, false)
+			progressAt = now.Add(s.cfg.progressEvery)
 		}
 		// Persist what was acknowledged before sending more.
 		if len(f.acked) > 0 {
@@ -239,8 +246,6 @@ func (f *forwarder) run(ctx context.Context) error {
 			case <-q.notify:
 			case <-timerC:
 				timerC = nil
-			case now := <-progress.C:
-				f.progress(now, false)
 			}
 			continue
 		}
@@ -254,8 +259,6 @@ func (f *forwarder) run(ctx context.Context) error {
 		case <-q.notify:
 		case <-timerC:
 			timerC = nil
-		case now := <-progress.C:
-			f.progress(now, false)
 		case <-ctx.Done():
 			return f.finish()
 		case <-s.done:
