@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +36,9 @@ import (
 // per point, from the first reading until Mosquitto acknowledged the last
 // event; points/s = points handled per second; delivered_points/s
 // = points acknowledged by Mosquitto per second, measured until the backlog
-// is empty; rss_MiB = VmRSS of the process at the end.
+// is empty; rss_MiB = VmRSS of the process at the end; allocs/reading and
+// sleeps/reading = heap allocations and voluntary context switches of the
+// whole process over the same span, per reading.
 func BenchmarkPollPath(b *testing.B) {
 	for _, load := range []string{"max", "1s"} {
 		for _, mode := range []string{"gateway", "device"} {
@@ -66,6 +69,9 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	samples := make([][]sample, pollPathBuses)
 	per := (b.N + pollPathBuses - 1) / pollPathBuses
 	cpu0 := cpuTime()
+	switches0 := voluntarySwitches()
+	var mem0 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
@@ -119,6 +125,9 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	}
 	delivered := time.Since(start)
 	cpu := cpuTime() - cpu0 // polling, buffering and delivery of every point
+	switches := voluntarySwitches() - switches0
+	var mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem1)
 	st := br.store.Stats()
 	var acked uint64
 	for _, q := range st.Queues {
@@ -150,6 +159,22 @@ func benchPollPath(b *testing.B, paced, gateway, legacy bool) {
 	b.ReportMetric(float64(acked)*pollPathPoints/delivered.Seconds(), "delivered_points/s")
 	b.ReportMetric(float64(st.Dropped+st.Failed), "lost_events")
 	b.ReportMetric(rssMiB(), "rss_MiB")
+	// Counts, less at the mercy of a busy machine than times: heap
+	// allocations and the times a thread of the process went to sleep
+	// (futex, epoll, blocking I/O), per reading (one event each).
+	readingsHandled := float64(per * pollPathBuses)
+	b.ReportMetric(float64(mem1.Mallocs-mem0.Mallocs)/readingsHandled, "allocs/reading")
+	b.ReportMetric(float64(switches)/readingsHandled, "sleeps/reading")
+}
+
+// voluntarySwitches is how many times the threads of this process gave up
+// the CPU to wait (getrusage's ru_nvcsw).
+func voluntarySwitches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw
 }
 
 // startPollPathBridge runs a bridge for devices meters of pollPathPoints
