@@ -99,6 +99,7 @@ type forwarder struct {
 	log *slog.Logger
 
 	win   []flight // outstanding, in seq order
+	slots []flight // win's array: win starts over at its front when empty
 	acked []flight // settled successfully, cursor not yet persisted
 	next  uint64   // next seq to read
 
@@ -121,7 +122,8 @@ type forwarder struct {
 func (f *forwarder) run(ctx context.Context) error {
 	s, q := f.s, f.q
 	inflight := s.cfg.InFlight
-	f.win = make([]flight, 0, inflight)
+	f.slots = make([]flight, inflight)
+	f.win = f.slots[:0]
 	q.mu.Lock()
 	f.next = q.head + 1
 	q.mu.Unlock()
@@ -271,6 +273,11 @@ func (f *forwarder) run(ctx context.Context) error {
 func (f *forwarder) pop(err error) {
 	fl := f.win[0]
 	f.win = f.win[1:]
+	if len(f.win) == 0 {
+		// Back to the front, or appends would walk off the array and
+		// allocate a new one every window.
+		f.win = f.slots[:0]
+	}
 	if f.failing {
 		return // go-back-N: everything after a failure is resent
 	}
