@@ -44,11 +44,6 @@ type bridgeOptions struct {
 	// DrainProgressEvery is how often backlog drain progress is measured
 	// and logged; default 10 s.
 	DrainProgressEvery time.Duration
-	// legacyAppend restores the hot path as it was before issue #12, as the
-	// baseline of the benchmarks: the drop count from QueueStats (a
-	// database read), each event written by the bus goroutine itself
-	// (Store.Append) from a freshly allocated payload buffer.
-	legacyAppend bool
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -393,9 +388,6 @@ func (b *bridge) handleReading(d *fieldDevice, r adapters.Reading) {
 	// dropped_events counts every event of the device the buffer could
 	// not keep: dropped by policy or refused for lack of disk space.
 	qs := b.store.QueueCounters(d.name)
-	if b.opts.legacyAppend {
-		qs = b.store.QueueStats(d.name)
-	}
 	d.rules.NoteDropped(qs.Dropped + qs.Failed)
 	if d.agent != nil {
 		noteManagement(d, r)
@@ -425,14 +417,7 @@ func (b *bridge) appendEvent(d *fieldDevice, out mapping.Output) {
 	enc := encoderPool.Get().(*payloadEncoder)
 	defer encoderPool.Put(enc)
 	enc.out = out
-	var seq uint64
-	var err error
-	if b.opts.legacyAppend {
-		enc.buf = nil // the legacy baseline allocated a payload buffer per event
-		seq, err = b.store.Append(d.name, d.topic.of(out.Event), enc.build)
-	} else {
-		seq, err = b.store.Enqueue(d.name, d.topic.of(out.Event), enc.build)
-	}
+	seq, err := b.store.Enqueue(d.name, d.topic.of(out.Event), enc.build)
 	enc.out = mapping.Output{} // the pool must not keep the mapping's scratch
 	if err != nil {
 		b.logger.Error("event not buffered", "device", d.name, "event", out.Event, "err", err)
