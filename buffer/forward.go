@@ -508,6 +508,10 @@ type readItem struct {
 	err  error // corrupt
 }
 
+// pointReads is how many records readRange looks up by key before it sets
+// up an iterator.
+const pointReads = 4
+
 // readRange reads up to max records of q with seq in [from, to). next is
 // where the following read starts: after the last record returned, or to
 // when the range was exhausted.
@@ -519,9 +523,33 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 	}
 	next = to
 	err = s.db.View(func(txn *badger.Txn) error {
+		// Records are normally contiguous from the cursor on: look the first
+		// few up by key, far cheaper than setting up an iterator over every
+		// table for the one or two records a paced forwarder reads. The
+		// iterator takes the rest of a long read (a drain), and takes over
+		// at the first gap (records dropped or not yet committed).
+		seq := from
+		for ; seq < to && len(items) < min(max, pointReads); seq++ {
+			item, err := txn.Get(eventKey(q.qid, seq))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			items = append(items, readItemOf(item, seq))
+		}
+		switch {
+		case seq == to:
+			return nil
+		case len(items) == max:
+			next = seq
+			return nil
+		}
+		// From seq on: the next record not read yet, or a gap.
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.prefix})
 		defer it.Close()
-		for it.Seek(eventKey(q.qid, from)); it.Valid(); it.Next() {
+		for it.Seek(eventKey(q.qid, seq)); it.Valid(); it.Next() {
 			item := it.Item()
 			seq, ok := parseEventKey(item.Key())
 			if !ok {
@@ -534,14 +562,7 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 				next = seq
 				break
 			}
-			val, verr := item.ValueCopy(nil)
-			ri := readItem{seq: seq, size: int64(keyLen + len(val))}
-			if verr != nil {
-				ri.err = verr
-			} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
-				ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
-			}
-			items = append(items, ri)
+			items = append(items, readItemOf(item, seq))
 		}
 		return nil
 	})
@@ -549,6 +570,19 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 		return nil, from, fmt.Errorf("buffer: read %q: %v", q.name, err)
 	}
 	return items, next, nil
+}
+
+// readItemOf decodes the record item holds; a record that cannot be read
+// or decoded is returned with its error, to be skipped as corrupt.
+func readItemOf(item *badger.Item, seq uint64) readItem {
+	val, err := item.ValueCopy(nil)
+	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
+	if err != nil {
+		ri.err = err
+	} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
+		ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
+	}
+	return ri
 }
 
 // ack advances q's cursor over settled flights (in seq order).
