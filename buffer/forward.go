@@ -99,6 +99,7 @@ type forwarder struct {
 	log *slog.Logger
 
 	win   []flight // outstanding, in seq order
+	slots []flight // win's array: win starts over at its front when empty
 	acked []flight // settled successfully, cursor not yet persisted
 	next  uint64   // next seq to read
 
@@ -121,16 +122,20 @@ type forwarder struct {
 func (f *forwarder) run(ctx context.Context) error {
 	s, q := f.s, f.q
 	inflight := s.cfg.InFlight
-	f.win = make([]flight, 0, inflight)
+	f.slots = make([]flight, inflight)
+	f.win = f.slots[:0]
 	q.mu.Lock()
 	f.next = q.head + 1
 	q.mu.Unlock()
 	f.tokens = f.burst()
 	f.lastFill = time.Now()
 
-	progress := time.NewTicker(s.cfg.progressEvery)
-	defer progress.Stop()
+	// Drain progress is looked at whenever the forwarder wakes anyway, at
+	// most every progressEvery: a drain wakes it for every result, and an
+	// idle forwarder has nothing to report. (A ticker per forwarder woke
+	// hundreds of idle goroutines, two per device, for nothing.)
 	f.progress(time.Now(), true)
+	progressAt := time.Now().Add(s.cfg.progressEvery)
 
 	var timer *time.Timer // rate-limit or back-off wake-up
 	var timerC <-chan time.Time
@@ -154,6 +159,10 @@ func (f *forwarder) run(ctx context.Context) error {
 		}
 		if f.isClosed() {
 			return ErrClosed
+		}
+		if now := time.Now(); !now.Before(progressAt) {
+			f.progress(now, false)
+			progressAt = now.Add(s.cfg.progressEvery)
 		}
 		// Persist what was acknowledged before sending more.
 		if len(f.acked) > 0 {
@@ -239,8 +248,6 @@ func (f *forwarder) run(ctx context.Context) error {
 			case <-q.notify:
 			case <-timerC:
 				timerC = nil
-			case now := <-progress.C:
-				f.progress(now, false)
 			}
 			continue
 		}
@@ -254,8 +261,6 @@ func (f *forwarder) run(ctx context.Context) error {
 		case <-q.notify:
 		case <-timerC:
 			timerC = nil
-		case now := <-progress.C:
-			f.progress(now, false)
 		case <-ctx.Done():
 			return f.finish()
 		case <-s.done:
@@ -268,6 +273,11 @@ func (f *forwarder) run(ctx context.Context) error {
 func (f *forwarder) pop(err error) {
 	fl := f.win[0]
 	f.win = f.win[1:]
+	if len(f.win) == 0 {
+		// Back to the front, or appends would walk off the array and
+		// allocate a new one every window.
+		f.win = f.slots[:0]
+	}
 	if f.failing {
 		return // go-back-N: everything after a failure is resent
 	}
@@ -498,6 +508,10 @@ type readItem struct {
 	err  error // corrupt
 }
 
+// pointReads is how many records readRange looks up by key before it sets
+// up an iterator.
+const pointReads = 4
+
 // readRange reads up to max records of q with seq in [from, to). next is
 // where the following read starts: after the last record returned, or to
 // when the range was exhausted.
@@ -509,9 +523,33 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 	}
 	next = to
 	err = s.db.View(func(txn *badger.Txn) error {
+		// Records are normally contiguous from the cursor on: look the first
+		// few up by key, far cheaper than setting up an iterator over every
+		// table for the one or two records a paced forwarder reads. The
+		// iterator takes the rest of a long read (a drain), and takes over
+		// at the first gap (records dropped or not yet committed).
+		seq := from
+		for ; seq < to && len(items) < min(max, pointReads); seq++ {
+			item, err := txn.Get(eventKey(q.qid, seq))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			items = append(items, readItemOf(item, seq))
+		}
+		switch {
+		case seq == to:
+			return nil
+		case len(items) == max:
+			next = seq
+			return nil
+		}
+		// From seq on: the next record not read yet, or a gap.
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.prefix})
 		defer it.Close()
-		for it.Seek(eventKey(q.qid, from)); it.Valid(); it.Next() {
+		for it.Seek(eventKey(q.qid, seq)); it.Valid(); it.Next() {
 			item := it.Item()
 			seq, ok := parseEventKey(item.Key())
 			if !ok {
@@ -524,14 +562,7 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 				next = seq
 				break
 			}
-			val, verr := item.ValueCopy(nil)
-			ri := readItem{seq: seq, size: int64(keyLen + len(val))}
-			if verr != nil {
-				ri.err = verr
-			} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
-				ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
-			}
-			items = append(items, ri)
+			items = append(items, readItemOf(item, seq))
 		}
 		return nil
 	})
@@ -539,6 +570,19 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 		return nil, from, fmt.Errorf("buffer: read %q: %v", q.name, err)
 	}
 	return items, next, nil
+}
+
+// readItemOf decodes the record item holds; a record that cannot be read
+// or decoded is returned with its error, to be skipped as corrupt.
+func readItemOf(item *badger.Item, seq uint64) readItem {
+	val, err := item.ValueCopy(nil)
+	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
+	if err != nil {
+		ri.err = err
+	} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
+		ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
+	}
+	return ri
 }
 
 // ack advances q's cursor over settled flights (in seq order).

@@ -27,6 +27,13 @@ type Device struct {
 	// missed counts, per point, the cycles in a row its read failed for a
 	// transport reason while the device answered other reads.
 	missed []int
+
+	// Scratch reused by every Process call, so that a poll cycle whose
+	// status did not change allocates nothing: the device belongs to one
+	// goroutine, and Process's result lives until its next call.
+	values []Value
+	errs   []error
+	out    []Output
 }
 
 // failedAfter is how many cycles in a row a point's read must fail for a
@@ -40,6 +47,7 @@ type eventState struct {
 	points   []int // indexes into typ.Points
 	lastSent time.Time
 	last     []Value
+	fields   []Field // the Fields of the Output due returns, reused
 }
 
 // NewDevice compiles a device type for one device on one unit id.
@@ -48,6 +56,8 @@ func NewDevice(name string, typ *DeviceType, unit uint8, opt PlanOptions) (*Devi
 	d := &Device{name: name, typ: typ, plan: Plan(typ.Points, unit, opt)}
 	d.where = make([]int, len(typ.Points))
 	d.missed = make([]int, len(typ.Points))
+	d.values = make([]Value, len(typ.Points))
+	d.errs = make([]error, len(typ.Points))
 	for i, p := range typ.Points {
 		d.where[i] = -1
 		for j, r := range d.plan {
@@ -70,6 +80,8 @@ func NewDevice(name string, typ *DeviceType, unit uint8, opt PlanOptions) (*Devi
 			}
 			st.points = append(st.points, idx)
 		}
+		st.fields = make([]Field, len(st.points))
+		st.last = make([]Value, 0, len(st.points))
 		d.events = append(d.events, st)
 	}
 	return d, nil
@@ -142,19 +154,23 @@ func (d *Device) NoteDropped(n uint64) { d.dropped = n }
 // whose points were all read and whose report policy says it is due. An
 // event with a failed point is not sent with stale values; the status event
 // names the failed points instead.
+//
+// The returned slice and the Fields of its outputs are reused by the next
+// call: use them (encode, copy) before calling Process again. A poll cycle
+// that sends no status event allocates nothing (TestProcessAllocations).
 func (d *Device) Process(r adapters.Reading) []Output {
-	values := make([]Value, len(d.typ.Points))
-	errs := make([]error, len(d.typ.Points))
+	values, errs := d.values, d.errs
 	for i := range d.typ.Points {
 		b := &r.Blocks[d.where[i]]
 		if b.Err != nil {
-			errs[i] = b.Err
+			values[i], errs[i] = Value{}, b.Err
 			continue
 		}
 		values[i], errs[i] = d.typ.Points[i].decode(b)
 	}
 
-	var out []Output
+	out := d.out[:0]
+	defer func() { d.out = out }()
 	st := d.statusOf(r, errs)
 	st.Dropped = d.dropped
 	defer func() { d.droppedBefore = d.dropped }()
@@ -264,7 +280,7 @@ func (e *eventState) due(t time.Time, typ *DeviceType, values []Value, errs []er
 			return Output{}, false
 		}
 	}
-	o := Output{Event: e.def.Name, Time: t, Fields: make([]Field, len(e.points))}
+	o := Output{Event: e.def.Name, Time: t, Fields: e.fields}
 	e.last = e.last[:0]
 	for i, idx := range e.points {
 		p := &typ.Points[idx]

@@ -320,3 +320,80 @@ func BenchmarkPayload10Points(b *testing.B) {
 		buf = o.AppendPayload(buf[:0], 42)
 	}
 }
+
+// TestProcessAllocations pins the steady-state cost of a poll cycle: once the
+// status has gone out, decoding a reading and building its due events
+// allocates nothing (the scratch is the device's, reused every call).
+func TestProcessAllocations(t *testing.T) {
+	d, err := NewDevice("m1", meterType(), 1, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if outs := d.Process(meterReading(t0, 500, 0x0008)); len(outs) != 3 {
+		t.Fatalf("first cycle gave %d events, want status, reading and alarm", len(outs))
+	}
+	// The readings are built beforehand: only Process is counted. The alarm
+	// bit flips every cycle, so both events are due each time.
+	readings := []adapters.Reading{meterReading(t0, 500, 0), meterReading(t0, 500, 0x0008)}
+	i := 0
+	var events int
+	allocs := testing.AllocsPerRun(100, func() {
+		i++
+		r := readings[(i+1)%2]
+		r.Time = t0.Add(time.Duration(i) * time.Second)
+		events += len(d.Process(r))
+	})
+	if allocs != 0 {
+		t.Errorf("Process allocates %.1f times per cycle, want 0", allocs)
+	}
+	if events != 101*2 {
+		t.Errorf("got %d events in 101 cycles, want 2 per cycle (reading and alarm)", events)
+	}
+}
+
+// TestProcessReusesItsResult documents the contract that makes Process
+// allocation-free: its result is valid until the next call only.
+func TestProcessReusesItsResult(t *testing.T) {
+	d, _ := NewDevice("m1", meterType(), 1, PlanOptions{})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d.Process(meterReading(t0, 500, 0))
+	first := d.Process(meterReading(t0.Add(time.Second), 500, 0))
+	kept := slices.Clone(first[0].Fields)
+	second := d.Process(meterReading(t0.Add(2*time.Second), 700, 0x0008))
+	if &first[0].Fields[0] != &second[0].Fields[0] {
+		t.Error("the second result does not reuse the first one's fields")
+	}
+	if kept[0].Value != second[0].Fields[0].Value || len(second) != 2 || second[1].Fields[1].Value.I != 700 {
+		t.Errorf("second cycle = %+v, want the reading as before and the alarm with setpoint 700", second)
+	}
+}
+
+// BenchmarkProcess is one steady-state poll cycle of a 20-point float32
+// device with one event (the shape of BenchmarkPollPath's meters).
+func BenchmarkProcess(b *testing.B) {
+	typ := &DeviceType{Name: "meter"}
+	var names []string
+	for p := range 20 {
+		name := fmt.Sprintf("p%d", p)
+		typ.Points = append(typ.Points, Point{Name: name, Table: adapters.InputRegister, Address: uint16(2 * p), Type: TypeFloat32, Bit: -1, Scale: 1, Decimals: -1})
+		names = append(names, name)
+	}
+	typ.Events = []Event{{Name: "reading", Points: names}}
+	d, err := NewDevice("m1", typ, 1, PlanOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := adapters.Reading{Device: "m1", Time: time.Now()}
+	for _, rg := range d.Plan() {
+		r.Blocks = append(r.Blocks, adapters.Block{Range: rg, Registers: make([]uint16, rg.Count)})
+	}
+	payload := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Time = r.Time.Add(time.Second)
+		for _, o := range d.Process(r) {
+			payload = o.AppendPayload(payload[:0], 1)
+		}
+	}
+}

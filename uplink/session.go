@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -192,7 +193,7 @@ func (c *Client) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc
 		if err != nil {
 			return nil, err
 		}
-		w := &watchedConn{Conn: conn, s: s}
+		w := newWatchedConn(conn, s)
 		stop := context.AfterFunc(ctx, func() { _ = w.Close() })
 		s.watchMu.Lock()
 		s.stopWatch = stop
@@ -204,10 +205,27 @@ func (c *Client) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc
 // watchedConn tells the session when paho (or the attempt's ctx) closes the
 // network connection, so that a goroutine paho waits for while shutting the
 // connection down is never left blocked.
+//
+// Reads go through a small buffer: paho reads each packet's fixed header a
+// byte at a time, so an unbuffered PUBACK cost three read calls on the
+// socket; buffered, one read call takes every acknowledgement that arrived.
+// Only paho's one reader goroutine reads (the CONNACK before it starts).
 type watchedConn struct {
 	net.Conn
 	s *session
+	r *bufio.Reader
 }
+
+// readBuffer holds 128 PUBACKs; larger messages (commands) are read
+// straight into paho's buffer once the small one is empty. Small, because
+// device mode has one connection per device.
+const readBuffer = 512
+
+func newWatchedConn(conn net.Conn, s *session) *watchedConn {
+	return &watchedConn{Conn: conn, s: s, r: bufio.NewReaderSize(conn, readBuffer)}
+}
+
+func (w *watchedConn) Read(p []byte) (int, error) { return w.r.Read(p) }
 
 func (w *watchedConn) Close() error {
 	w.s.downOnce.Do(func() { close(w.s.down) })

@@ -44,11 +44,6 @@ type bridgeOptions struct {
 	// DrainProgressEvery is how often backlog drain progress is measured
 	// and logged; default 10 s.
 	DrainProgressEvery time.Duration
-	// legacyAppend restores the hot path as it was before issue #12, as the
-	// baseline of the benchmarks: the drop count from QueueStats (a
-	// database read), each event written by the bus goroutine itself
-	// (Store.Append) from a freshly allocated payload buffer.
-	legacyAppend bool
 	// tuneLinks, when set, adjusts the settings every uplink starts from
 	// (tests: a faster reconnect than a real deployment wants).
 	tuneLinks func(*uplink.Config)
@@ -99,7 +94,7 @@ type fieldDevice struct {
 	typ     string
 	cfg     *config.Device
 	rules   *mapping.Device // used only on its bus loop's goroutine
-	topic   func(event string) string
+	topic   *eventTopics
 	link    *uplink.Client
 	ownLink bool             // the link is the device's own (not the gateway's)
 	pub     buffer.Publisher // what its forwarder publishes through
@@ -303,7 +298,7 @@ func (b *bridge) buildDevice(cfg *config.Config, d *config.Device, prev *fieldDe
 	case config.ModeGateway:
 		fd.link = b.gateway.link
 		fd.pub = gatewayPublisher{g: b.gateway, device: d.Name}
-		fd.topic = func(event string) string { return uplink.GatewayEventTopic(id, event, "json") }
+		fd.topic = newEventTopics(func(event string) string { return uplink.GatewayEventTopic(id, event, "json") })
 	default:
 		lc := b.linkBase
 		lc.ClientID = uplink.DeviceClientID(id)
@@ -322,7 +317,7 @@ func (b *bridge) buildDevice(cfg *config.Config, d *config.Device, prev *fieldDe
 			return nil, err
 		}
 		fd.pub = fd.link
-		fd.topic = func(event string) string { return uplink.DeviceEventTopic(event, "json") }
+		fd.topic = newEventTopics(func(event string) string { return uplink.DeviceEventTopic(event, "json") })
 	}
 	return fd, b.newDeviceAgent(d, fd)
 }
@@ -399,9 +394,6 @@ func (b *bridge) handleReading(d *fieldDevice, r adapters.Reading) {
 	// dropped_events counts every event of the device the buffer could
 	// not keep: dropped by policy or refused for lack of disk space.
 	qs := b.store.QueueCounters(d.name)
-	if b.opts.legacyAppend {
-		qs = b.store.QueueStats(d.name)
-	}
 	d.rules.NoteDropped(qs.Dropped + qs.Failed)
 	if d.agent != nil {
 		noteManagement(d, r)
@@ -428,31 +420,82 @@ func (b *bridge) appendEvent(d *fieldDevice, out mapping.Output) {
 	}
 	// The buffer copies the payload, so one scratch buffer serves many
 	// events; Enqueue returns without waiting for the disk.
-	scratch := payloadPool.Get().(*[]byte)
-	defer payloadPool.Put(scratch)
-	appendFn := b.store.Enqueue
-	if b.opts.legacyAppend {
-		appendFn = b.store.Append
-		scratch = &[]byte{}
-	}
-	seq, err := appendFn(d.name, d.topic(out.Event), func(seq uint64) ([]byte, error) {
-		p := out.AppendPayload((*scratch)[:0], seq)
-		*scratch = p
-		if len(p) > mapping.MaxPayload {
-			return nil, fmt.Errorf("event %s is %d bytes, over the platform's limit of %d: %w", out.Event, len(p), mapping.MaxPayload, buffer.ErrTooLarge)
-		}
-		return p, nil
-	})
+	enc := encoderPool.Get().(*payloadEncoder)
+	defer encoderPool.Put(enc)
+	enc.out = out
+	seq, err := b.store.Enqueue(d.name, d.topic.of(out.Event), enc.build)
+	enc.out = mapping.Output{} // the pool must not keep the mapping's scratch
 	if err != nil {
 		b.logger.Error("event not buffered", "device", d.name, "event", out.Event, "err", err)
 		return
 	}
-	b.logger.Debug("event buffered", "device", d.name, "event", out.Event, "seq", seq)
+	if b.logger.Enabled(context.Background(), slog.LevelDebug) { // the arguments alone allocate
+		b.logger.Debug("event buffered", "device", d.name, "event", out.Event, "seq", seq)
+	}
 }
 
-// payloadPool holds scratch buffers for encoding payloads (appendEvent runs
-// on every bus goroutine and on command handlers at once).
-var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// payloadEncoder encodes one event's payload once the buffer has given it
+// a seq. Pooled, with its build method value made once, so that encoding an
+// event allocates nothing on the bus goroutine.
+type payloadEncoder struct {
+	out   mapping.Output
+	buf   []byte
+	build func(seq uint64) ([]byte, error) // enc.encode, bound once
+}
+
+func (enc *payloadEncoder) encode(seq uint64) ([]byte, error) {
+	p := enc.out.AppendPayload(enc.buf[:0], seq)
+	enc.buf = p
+	if len(p) > mapping.MaxPayload {
+		return nil, fmt.Errorf("event %s is %d bytes, over the platform's limit of %d: %w", enc.out.Event, len(p), mapping.MaxPayload, buffer.ErrTooLarge)
+	}
+	return p, nil
+}
+
+// encoderPool holds payload encoders (appendEvent runs on every bus
+// goroutine and on command handlers at once).
+var encoderPool = sync.Pool{New: func() any {
+	enc := &payloadEncoder{buf: make([]byte, 0, 512)}
+	enc.build = enc.encode
+	return enc
+}}
+
+// eventTopics remembers the topic of each of a device's event names: the
+// names are few and fixed, and building the topic string for every event
+// was an allocation per event. Bus loop and command handlers use it at
+// once: reads are lock-free, a new name copies the map.
+type eventTopics struct {
+	build  func(event string) string
+	mu     sync.Mutex // serialises additions
+	topics atomic.Pointer[map[string]string]
+}
+
+func newEventTopics(build func(event string) string) *eventTopics {
+	t := &eventTopics{build: build}
+	t.topics.Store(&map[string]string{})
+	return t
+}
+
+// of returns the topic that event of the device is published on.
+func (t *eventTopics) of(event string) string {
+	if topic, ok := (*t.topics.Load())[event]; ok {
+		return topic
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.topics.Load()
+	if topic, ok := old[event]; ok {
+		return topic
+	}
+	topic := t.build(event)
+	m := make(map[string]string, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[event] = topic
+	t.topics.Store(&m)
+	return topic
+}
 
 // gatewayHandler routes what the gateway connection receives: notify
 // messages about rejected requests, and commands.

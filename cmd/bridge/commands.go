@@ -68,7 +68,7 @@ func (b *bridge) wireCommands(v, old *fieldView) error {
 	for _, d := range v.cfg.Devices {
 		fd := v.devices[d.Name]
 		devices[d.Name] = d.Type.Name
-		c.targets[d.Name] = commandTarget{typ: d.Type.DeviceType, unit: d.Unit, topic: fd.topic(mapping.CommandEvent), pub: fd.pub}
+		c.targets[d.Name] = commandTarget{typ: d.Type.DeviceType, unit: d.Unit, topic: fd.topic.of(mapping.CommandEvent), pub: fd.pub}
 	}
 	ec := dm.ExecutorConfig{Devices: devices, Planner: c, Field: c, Results: resultSink{b: b, c: c}}
 	if g := b.gateway; g != nil {

@@ -103,12 +103,24 @@ func (g *gateway) handleNotify(payload []byte, known func(typ, id string) bool) 
 
 // refused reports why device may not publish now, or "".
 func (g *gateway) refused(device string) string {
+	reason, _ := g.rejection(device)
+	return reason
+}
+
+// rejection reports why device may not publish now (or ""), and whether
+// the platform has rejected it since its last accepted event: then the
+// next acknowledgement must reset its back-off.
+func (g *gateway) rejection(device string) (reason string, rejected bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if r := g.rejected[device]; r != nil && time.Now().Before(r.until) {
-		return r.reason
+	r := g.rejected[device]
+	if r == nil {
+		return "", false
 	}
-	return ""
+	if time.Now().Before(r.until) {
+		return r.reason, true
+	}
+	return "", true
 }
 
 // accepted forgets a device's rejection once the platform took its event.
@@ -141,7 +153,8 @@ type gatewayPublisher struct {
 func (p gatewayPublisher) Connected() bool { return p.g.link.Connected() }
 
 func (p gatewayPublisher) Publish(ctx context.Context, topic string, payload []byte) <-chan error {
-	if reason := p.g.refused(p.device); reason != "" {
+	reason, rejectedBefore := p.g.rejection(p.device)
+	if reason != "" {
 		return failed(fmt.Errorf("%w: %s", errRejected, reason))
 	}
 	if p.g.limiter != nil {
@@ -150,6 +163,12 @@ func (p gatewayPublisher) Publish(ctx context.Context, topic string, payload []b
 		}
 	}
 	res := p.g.link.Publish(ctx, topic, payload)
+	if !rejectedBefore {
+		// Nothing to forget on success: the link's result is the result,
+		// without a goroutine per event to relay it (and a failure the link
+		// had at once is already in its channel).
+		return res
+	}
 	// A result the link had at once (not connected, busy) is passed on at
 	// once: the forwarder looks for such failures before it publishes the
 	// next event, and would otherwise send that event ahead of this one's

@@ -11,6 +11,7 @@ import (
 	"fieldbridge/platform"
 	"fieldbridge/uplink"
 
+	"fieldbridge/internal/mqtttest"
 	"fieldbridge/internal/testwait"
 )
 
@@ -224,5 +225,42 @@ func TestGatewayPublisherFailsAtOnce(t *testing.T) {
 		default:
 			t.Fatal("the link's immediate failure was not in the channel when Publish returned")
 		}
+	}
+}
+
+// TestAcceptedEventEndsTheBackOff: once a rejected device's back-off is
+// over, the acknowledgement of its next event forgets the rejection (the
+// next one starts again at the shortest back-off); a device never rejected
+// gets the link's own result.
+func TestAcceptedEventEndsTheBackOff(t *testing.T) {
+	broker := mqtttest.NewMosquitto(t)
+	link, err := uplink.New(uplink.Config{Broker: broker.URL(), ClientID: "g:ab12cd:edge-gw:gw-1", QoS: 1}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); link.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testwait.For(t, waitTimeout, "the gateway link", link.Connected)
+
+	g := newGateway(uplink.Identity{Org: "ab12cd", Type: "edge-gw", ID: "gw-1"}, 0, quietLogger())
+	g.link = link
+	g.handleNotify([]byte(`{"Request":"publish","Type":"meter","Id":"m1","Message":"Device type is not valid"}`), func(string, string) bool { return true })
+	g.mu.Lock()
+	g.rejected["m1"].until = time.Now().Add(-time.Second) // the back-off is over
+	g.mu.Unlock()
+
+	if err := <-(gatewayPublisher{g: g, device: "m2"}).Publish(ctx, "iot-2/type/meter/id/m2/evt/e/fmt/json", []byte("{}")); err != nil {
+		t.Fatalf("publish for m2: %v", err)
+	}
+	if got := g.rejectedDevices(); len(got) != 1 {
+		t.Fatalf("after m2's event: rejected %v, want m1 still remembered", got)
+	}
+	if err := <-(gatewayPublisher{g: g, device: "m1"}).Publish(ctx, "iot-2/type/meter/id/m1/evt/e/fmt/json", []byte("{}")); err != nil {
+		t.Fatalf("publish for m1: %v", err)
+	}
+	if got := g.rejectedDevices(); len(got) != 0 {
+		t.Errorf("after m1's accepted event: rejected %v, want none", got)
 	}
 }

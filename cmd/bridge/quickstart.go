@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,8 @@ func (m *mailbox) put(o mapping.Output) {
 	if _, waiting := m.pending[o.Event]; !waiting {
 		m.order = append(m.order, o.Event)
 	}
+	// The mapping reuses an output's fields at its next poll cycle.
+	o.Fields = slices.Clone(o.Fields)
 	m.pending[o.Event] = o
 }
 
@@ -70,7 +73,7 @@ func (b *bridge) runQuickstart(ctx context.Context, d *fieldDevice) error {
 			continue
 		}
 		seq++
-		if err := <-d.link.Publish(ctx, d.topic(o.Event), o.AppendPayload(nil, seq)); err != nil {
+		if err := <-d.link.Publish(ctx, d.topic.of(o.Event), o.AppendPayload(nil, seq)); err != nil {
 			b.logger.Debug("quickstart event not sent", "device", d.name, "event", o.Event, "err", err)
 		}
 	}
