@@ -27,6 +27,14 @@ const tickSlack = 200 * time.Millisecond
 // steady state.
 const settleAfterDrain = 5 * time.Second
 
+// scrapeTimeout bounds one periodic read of /metrics (a slower one counts
+// as a failure and the timeline shows no backlog for that second);
+// finalScrapeTimeout bounds the last one, whose counters decide "lost".
+const (
+	scrapeTimeout      = 5 * time.Second
+	finalScrapeTimeout = time.Minute
+)
+
 // Options describe one run of the rig.
 type Options struct {
 	BridgeBin   string // the bridge binary: the simulator always, and the system under test unless TelegrafBin is set
@@ -129,24 +137,28 @@ type Sample struct {
 type Summary struct {
 	Options Options
 
-	Window        time.Duration // the measured window
-	CPU           time.Duration // CPU time of the system under test in the window
-	CPUPerSecond  float64
-	Points        int64   // points delivered in the window
-	PointsPerSec  float64 // delivered
-	MicrosPerPt   float64 // CPU µs per delivered point
-	RSSSteadyMiB  float64 // median VmRSS of the last half of the window
-	RSSPeakMiB    float64 // VmHWM at the end
-	BacklogStart  int64   // at the start of the window (-1: not available)
-	BacklogEnd    int64
-	BacklogMax    int64
-	Latency       LatencySummary
-	Seqs          *seqReport // bridge only
-	Dropped       int64      // bridge_events_dropped_total (bridge only)
-	Failed        int64      // bridge_events_failed_total (bridge only)
-	BadFormat     int64      // messages that did not parse
-	Timeline      []Sample
-	SUTExitStatus string
+	Window       time.Duration // the measured window
+	CPU          time.Duration // CPU time of the system under test in the window
+	CPUPerSecond float64
+	Points       int64   // points delivered in the window
+	PointsPerSec float64 // delivered
+	MicrosPerPt  float64 // CPU µs per delivered point
+	RSSSteadyMiB float64 // median VmRSS of the last half of the window
+	RSSPeakMiB   float64 // VmHWM at the end
+	BacklogStart int64   // at the start of the window (-1: not available)
+	BacklogEnd   int64
+	BacklogMax   int64
+	Latency      LatencySummary
+	Seqs         *seqReport // bridge only
+	Dropped      int64      // bridge_events_dropped_total (bridge only)
+	Failed       int64      // bridge_events_failed_total (bridge only)
+	BadFormat    int64      // messages that did not parse
+	// Periodic /metrics reads: the slowest, and how many failed (timeout).
+	SlowestScrape   time.Duration
+	ScrapeFailures  int
+	LastScrapeError string
+	Timeline        []Sample
+	SUTExitStatus   string
 }
 
 // LatencySummary is poll→subscriber latency: from the event's ts (when the
@@ -187,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 
-	r := &rig{opts: opts, dir: dir, http: &http.Client{Timeout: 10 * time.Second}}
+	r := &rig{opts: opts, dir: dir, http: &http.Client{Timeout: scrapeTimeout}}
 	defer r.stopAll()
 	if err := r.setUp(ctx, sutCPU, restCPU); err != nil {
 		return nil, err
@@ -363,7 +375,7 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 		elapsed := now.Sub(start)
 		phase := "warmup"
 		inWindow := !windowStart.IsZero()
-		scrapeNow := false
+		scrapeNow, scrapedNow := false, false
 
 		if !inWindow && elapsed >= o.Warmup { // the measured window starts
 			windowStart, cpuAtWindow, pointsAtWindow, inWindow = now, ps.cpu, points, true
@@ -392,14 +404,20 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 			phase = "measure"
 		}
 		if isBridge && (scrapeNow || (o.ScrapeEvery > 0 && now.Sub(lastScrape) >= o.ScrapeEvery-tickSlack)) {
+			began := time.Now()
 			m, err := scrape(ctx, r.http, r.metricsURL)
-			if err != nil {
-				return nil, err
+			s.SlowestScrape = max(s.SlowestScrape, time.Since(began))
+			lastScrape = now
+			if err == nil {
+				last, scrapedNow = m, true
+			} else {
+				// A slow /metrics is a finding, not a reason to lose the run.
+				s.ScrapeFailures++
+				s.LastScrapeError = err.Error()
 			}
-			last, lastScrape = m, now
 		}
 		backlog := int64(-1)
-		if isBridge && lastScrape.Equal(now) {
+		if scrapedNow {
 			backlog = last.backlog
 		}
 		if !drained && !brokerBackAt.IsZero() && backlog >= 0 && backlog <= int64(2*o.Devices) {
@@ -437,9 +455,10 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 	}
 	r.count.recording.Store(false)
 	if isBridge {
-		m, err := scrape(ctx, r.http, r.metricsURL)
+		// The final figures decide "lost": wait for them longer.
+		m, err := scrape(ctx, &http.Client{Timeout: finalScrapeTimeout}, r.metricsURL)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("loadrig: final metrics: %w", err)
 		}
 		last = m
 	}
@@ -535,6 +554,9 @@ func (s *Summary) Print(w io.Writer) {
 	if s.Seqs != nil {
 		fmt.Fprintf(w, "seqs:             %s\n", s.Seqs)
 		fmt.Fprintf(w, "dropped/failed:   %d / %d (bridge metrics)\n", s.Dropped, s.Failed)
+	}
+	if o.TelegrafBin == "" {
+		fmt.Fprintf(w, "metrics scrapes:  slowest %.0f ms, %d failed %s\n", ms(s.SlowestScrape), s.ScrapeFailures, s.LastScrapeError)
 	}
 	if s.BadFormat > 0 {
 		fmt.Fprintf(w, "bad messages:     %d\n", s.BadFormat)
