@@ -473,15 +473,21 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 	if exitErr != nil {
 		s.SUTExitStatus = exitErr.Error()
 	}
-	r.waitQuiet(ctx)
+	r.waitQuiet(ctx, last.publishedTotal())
 	r.summarise(s, last)
 	return s, nil
 }
 
-// waitQuiet waits until no message has arrived for 2 s (at most 60 s), so
-// that what the system under test sent before it stopped is counted.
-func (r *rig) waitQuiet(ctx context.Context) {
+// waitQuiet waits until at least want messages have arrived (the events
+// the broker acknowledged before the last scrape; 0 for Telegraf) and then
+// until none has arrived for 2 s, at most 60 s in all, so that what the
+// system under test sent before it stopped is counted and a slow delivery
+// is not reported as a loss.
+func (r *rig) waitQuiet(ctx context.Context, want int64) {
 	deadline := time.Now().Add(60 * time.Second)
+	for r.count.messages.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
 	n := r.count.messages.Load()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(2 * time.Second)
