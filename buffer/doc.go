@@ -111,6 +111,12 @@
 //   - Broker or network outage of any length: events wait within
 //     MaxBytes/MaxAge and are delivered in order when it ends.
 //     TestContract/*/forward_uplink_down_then_up, TestContract/*/forward_fails_nth_publish.
+//     Whole bridge: TestBrokerRestartsLoseNothing (cmd/bridge) restarts a
+//     real Mosquitto (SIGKILL and SIGTERM) after short outages in device
+//     and gateway mode, and checks through a proxy that every seq got a
+//     PUBACK before it left the buffer, and that a durable subscriber got
+//     them all after SIGTERM restarts; TestPlatformRestartsLoseNothing does
+//     the same with the local platform (OUTAGE_SOAK=<n> for longer runs).
 //   - Buffer full: drop_oldest/drop_newest/max_age drop what they must,
 //     counted. TestContract/*/drop_newest, TestContract/*/drop_oldest,
 //     TestContract/*/drop_oldest_takes_from_largest_queue, TestContract/*/max_age,

@@ -236,8 +236,17 @@ func (c *Client) Run(ctx context.Context) error {
 				return nil
 			}
 			wait = bo.next()
+			refused := errors.Is(err, ErrNotAuthorized) || errors.Is(err, ErrIdentifierRejected)
+			if !refused {
+				// The broker could not be reached: the connections it
+				// closed before were lost to an outage (a restart, a
+				// network failure), not taken over by another client with
+				// our id, which needs the broker up. Counting them would
+				// make a few restarts in a row look like a takeover.
+				short = 0
+			}
 			switch {
-			case errors.Is(err, ErrNotAuthorized), errors.Is(err, ErrIdentifierRejected):
+			case refused:
 				wait = jitter(c.cfg.LongBackoff)
 				reached = nil // the broker is there and said no: wait it out
 				c.log.Error("uplink connection refused", "err", err, "username", c.cfg.Username, "retry_in_seconds", wait.Seconds())

@@ -33,7 +33,9 @@ const (
 const quiesce = 250 * time.Millisecond
 
 // takeoverThreshold is how many connections in a row must be closed by the
-// broker within Config.StableAfter before Run reports ErrTakeover.
+// broker within Config.StableAfter before Run reports ErrTakeover. A failed
+// connection attempt in between (the broker unreachable: a restart or an
+// outage, not a takeover) starts the count again.
 const takeoverThreshold = 3
 
 // Config describes one MQTT connection. Zero durations and limits take the

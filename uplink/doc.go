@@ -30,7 +30,11 @@
 //
 // After a failed attempt or a lost connection Run waits a jittered,
 // exponentially growing time, at most Config.MaxBackoff (default 10 s), and
-// the long Config.LongBackoff after a refusal. Clients of one broker may
+// the long Config.LongBackoff after a refusal or a suspected client id
+// takeover (ErrTakeover: three connections in a row closed by the broker
+// within Config.StableAfter, with no failed attempt between them; a failed
+// attempt shows the broker was gone, as in a restart, which no takeover
+// does). Clients of one broker may
 // share a Reachability (Config.Reachable): when one of them connects, the
 // others waiting after a failure try again within a second, so that after
 // an outage every device connection is back together. A woken attempt that

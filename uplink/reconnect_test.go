@@ -80,3 +80,30 @@ func TestAllReconnectWhenTheBrokerIsBack(t *testing.T) {
 	// quick client's connection can bring them back within the timeout.
 	testwait.For(t, waitLong, "every client to reconnect", allConnected(2))
 }
+
+// TestBrokerRestartsAreNoTakeover restarts a real Mosquitto four times
+// under a connected client, each outage long enough for a connection
+// attempt to fail. Every connection is closed by the broker soon after it
+// began, as in a client id takeover, but a failed attempt shows that the
+// broker was gone: the client must not report ErrTakeover (and wait
+// LongBackoff, an hour here) but reconnect after each restart.
+func TestBrokerRestartsAreNoTakeover(t *testing.T) {
+	m := mqtttest.NewMosquitto(t)
+	cfg := testConfig(m.URL())
+	cfg.StableAfter = time.Hour // every connection is short
+	states := &stateLog{}
+	c, _ := runClient(t, cfg, states)
+	failures := func() int { return states.count(func(e stateEvent) bool { return !e.connected }) }
+	for i := range 2 * takeoverThreshold {
+		testwait.For(t, waitLong, fmt.Sprintf("connection %d", i+1), func() bool { return states.connects() == i+1 && c.Connected() })
+		before := failures()
+		m.Stop()
+		// The lost connection, then at least one failed attempt.
+		testwait.For(t, waitLong, "a failed attempt while the broker is down", func() bool { return failures() >= before+2 })
+		m.Start()
+	}
+	testwait.For(t, waitLong, "the connection after the last restart", func() bool { return c.Connected() })
+	if states.has(ErrTakeover) {
+		t.Errorf("broker restarts were reported as a takeover: %v", states.list())
+	}
+}

@@ -49,6 +49,9 @@ type bridgeOptions struct {
 	// database read), each event written by the bus goroutine itself
 	// (Store.Append) from a freshly allocated payload buffer.
 	legacyAppend bool
+	// tuneLinks, when set, adjusts the settings every uplink starts from
+	// (tests: a faster reconnect than a real deployment wants).
+	tuneLinks func(*uplink.Config)
 }
 
 // bridge is the daemon: bus loops produce readings, the mapping turns them
@@ -159,6 +162,9 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		// Every connection goes to the same broker: when one is back, all
 		// try again at once instead of waiting out their own backoff.
 		Reachable: uplink.NewReachability(),
+	}
+	if opts.tuneLinks != nil {
+		opts.tuneLinks(&b.linkBase)
 	}
 	if cfg.Platform.TLS && opts.Broker == "" {
 		tc, err := uplink.NewTLSConfig(cfg.Platform.CAFile, cfg.Platform.ClientCert, cfg.Platform.ClientKey, cfg.Platform.InsecureSkipVerify)

@@ -150,6 +150,18 @@ func (p gatewayPublisher) Publish(ctx context.Context, topic string, payload []b
 		}
 	}
 	res := p.g.link.Publish(ctx, topic, payload)
+	// A result the link had at once (not connected, busy) is passed on at
+	// once: the forwarder looks for such failures before it publishes the
+	// next event, and would otherwise send that event ahead of this one's
+	// resend as soon as the link is up (seq 2 arriving before seq 1).
+	select {
+	case err := <-res:
+		if err == nil {
+			p.g.accepted(p.device)
+		}
+		return failed(err)
+	default:
+	}
 	out := make(chan error, 1)
 	go func() {
 		err := <-res

@@ -199,3 +199,30 @@ func TestGatewayNotifyBacksOffRejectedDevice(t *testing.T) {
 		t.Errorf("m1 has %d events waiting: a rejected device held up the others", n)
 	}
 }
+
+// TestGatewayPublisherFailsAtOnce: a publish the gateway's link refuses at
+// once (here: not connected) has its result in the channel when Publish
+// returns, as the link's own has. The forwarder checks for such a failure
+// before it publishes the next event; handed on later, by a goroutine, the
+// next event could go out first once the link connects, ahead of this
+// one's resend (seen as seq 2 arriving before seq 1 in
+// TestReloadDuringBrokerOutage).
+func TestGatewayPublisherFailsAtOnce(t *testing.T) {
+	g := newGateway(uplink.Identity{Org: "ab12cd", Type: "edge-gw", ID: "gw-1"}, 0, quietLogger())
+	link, err := uplink.New(uplink.Config{Broker: "tcp://127.0.0.1:1", ClientID: uplink.GatewayClientID(g.id), QoS: 1}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.link = link // never run: not connected
+	for range 100 {
+		res := gatewayPublisher{g: g, device: "m1"}.Publish(context.Background(), "iot-2/type/meter/id/m1/evt/reading/fmt/json", []byte(`{}`))
+		select {
+		case err := <-res:
+			if !errors.Is(err, uplink.ErrNotConnected) {
+				t.Fatalf("result = %v, want ErrNotConnected", err)
+			}
+		default:
+			t.Fatal("the link's immediate failure was not in the channel when Publish returned")
+		}
+	}
+}

@@ -74,15 +74,35 @@ func (r *receiver) firsts(device string) []uint64 {
 func startChecker(t *testing.T, url string) *receiver {
 	t.Helper()
 	rec := &receiver{seqs: map[string][]uint64{}}
+	subscribed := make(chan error, 1)
 	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("checker").
 		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle) })
+		SetConnectTimeout(2 * time.Second). // an attempt caught by a dying broker is retried soon
+		SetOnConnectHandler(func(c mqtt.Client) {
+			tok := c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle)
+			go func() {
+				tok.Wait()
+				select {
+				case subscribed <- tok.Error():
+				default: // a later connection's: nobody waits for it
+				}
+			}()
+		})
 	sub := mqtt.NewClient(opts)
 	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { sub.Disconnect(100) })
-	testwait.For(t, waitTimeout, "the subscriber's subscription", func() bool { return sub.IsConnectionOpen() })
+	// Connected is not subscribed: events published before the SUBACK of
+	// the first connection (no session yet) would never reach the checker.
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			t.Fatalf("subscriber subscribe: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("subscriber: no SUBACK")
+	}
 	return rec
 }
 

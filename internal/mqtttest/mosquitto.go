@@ -81,6 +81,13 @@ func newMosquitto(t testing.TB, persistent bool) *Mosquitto {
 		persistence := "persistence false\n"
 		if persistent {
 			persistence = fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 0\n", dir)
+			if os.Geteuid() == 0 {
+				// Started as root, mosquitto drops to the user "mosquitto",
+				// which cannot write its database into our temporary
+				// directory: every save then fails ("Error: Permission
+				// denied" in its log) and a restart forgets all sessions.
+				persistence += "user root\n"
+			}
 		}
 		conf := fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
@@ -113,7 +120,16 @@ func (m *Mosquitto) URL() string { return "tcp://" + m.addr }
 // connections drop; a persistent broker gets SIGTERM so that it saves its
 // sessions) and waits until it has exited. Stopping a stopped broker does
 // nothing.
-func (m *Mosquitto) Stop() {
+func (m *Mosquitto) Stop() { m.stop(m.persistent) }
+
+// Kill kills the broker with SIGKILL whether or not it is persistent, like
+// a crash or a power cut: a persistent broker comes back with what it last
+// saved (at its previous clean stop), and loses what it held only in
+// memory since. It waits until the process has exited.
+func (m *Mosquitto) Kill() { m.stop(false) }
+
+// stop ends the running process, with SIGTERM first when gently is set.
+func (m *Mosquitto) stop(gently bool) {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
 	m.cmd = nil
@@ -121,7 +137,7 @@ func (m *Mosquitto) Stop() {
 	if cmd == nil {
 		return
 	}
-	if m.persistent {
+	if gently {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
