@@ -154,6 +154,15 @@ func newBroker(dir, core string, port int) (*broker, error) {
 		return nil, errors.New("mosquitto not found (install the mosquitto package)")
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
+	// Started as root, mosquitto drops to the "mosquitto" user, which cannot
+	// write its database into the rig's private directory: the SIGTERM save
+	// fails ("Permission denied" in its log), the subscriber's session is
+	// gone after a restart, and what the bridge publishes before the
+	// subscriber has subscribed again looks lost. Keep it root then.
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root\n"
+	}
 	text := fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
 max_queued_messages 0
@@ -165,7 +174,7 @@ autosave_interval 0
 log_dest stderr
 log_type error
 log_type warning
-`, port, dir)
+%s`, port, dir, user)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, err
 	}

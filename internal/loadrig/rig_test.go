@@ -64,7 +64,7 @@ func TestRigAgainstBridge(t *testing.T) {
 			var out bytes.Buffer
 			s.Print(&out)
 			t.Logf("timeline:\n%s\nsummary:\n%s", timeline.String(), out.String())
-			checkBridgeSummary(t, s)
+			checkBridgeSummary(t, s, false)
 			if !strings.Contains(timeline.String(), "measure") {
 				t.Errorf("timeline has no measure phase:\n%s", timeline.String())
 			}
@@ -72,7 +72,7 @@ func TestRigAgainstBridge(t *testing.T) {
 	}
 }
 
-func checkBridgeSummary(t *testing.T, s *Summary) {
+func checkBridgeSummary(t *testing.T, s *Summary, duplicatesAllowed bool) {
 	t.Helper()
 	if s.Points <= 0 || s.Points%int64(s.Options.Points) != 0 {
 		t.Errorf("points delivered in the window = %d, want a positive multiple of %d", s.Points, s.Options.Points)
@@ -86,7 +86,7 @@ func checkBridgeSummary(t *testing.T, s *Summary) {
 	if s.BacklogStart < 0 || s.BacklogEnd < 0 {
 		t.Errorf("backlog start %d, end %d: the metrics endpoint was not read", s.BacklogStart, s.BacklogEnd)
 	}
-	if s.Seqs == nil || s.Seqs.Distinct == 0 || s.Seqs.Lost != 0 || s.Seqs.Duplicates != 0 || s.Seqs.Gaps != 0 {
+	if s.Seqs == nil || s.Seqs.Distinct == 0 || s.Seqs.Lost != 0 || (s.Seqs.Duplicates != 0 && !duplicatesAllowed) || s.Seqs.Gaps != 0 {
 		t.Errorf("seqs: %v, want events, none lost, duplicated or missing", s.Seqs)
 	}
 	if s.Latency.N == 0 || s.Latency.P50 > s.Latency.P99 || s.Latency.P99 > s.Latency.Max {
@@ -117,7 +117,9 @@ func TestRigBrokerDown(t *testing.T) {
 	var out bytes.Buffer
 	s.Print(&out)
 	t.Logf("timeline:\n%s\nsummary:\n%s", timeline.String(), out.String())
-	checkBridgeSummary(t, s)
+	// QoS 1 may deliver a message twice across the broker's restart (the
+	// one in flight to the subscriber); receivers de-duplicate on (device, seq).
+	checkBridgeSummary(t, s, true)
 	if s.BacklogMax <= 0 {
 		t.Errorf("backlog max %d while the broker was down, want > 0", s.BacklogMax)
 	}

@@ -27,6 +27,14 @@ const tickSlack = 200 * time.Millisecond
 // steady state.
 const settleAfterDrain = 5 * time.Second
 
+// scrapeTimeout bounds one periodic read of /metrics (a slower one counts
+// as a failure and the timeline shows no backlog for that second);
+// finalScrapeTimeout bounds the last one, whose counters decide "lost".
+const (
+	scrapeTimeout      = 5 * time.Second
+	finalScrapeTimeout = time.Minute
+)
+
 // Options describe one run of the rig.
 type Options struct {
 	BridgeBin   string // the bridge binary: the simulator always, and the system under test unless TelegrafBin is set
@@ -51,6 +59,10 @@ type Options struct {
 	// Pin runs the system under test alone on CPU 0 (taskset -c 0) and the
 	// simulator, Mosquitto and the rig on CPU 1.
 	Pin bool
+	// PinSUTOnly, with Pin, leaves the simulator, Mosquitto and the rig free
+	// to run on every CPU: the system under test is still held to CPU 0.
+	// For loads where one core is too little for the rest of the rig.
+	PinSUTOnly bool
 
 	// ScrapeEvery is how often the bridge's /metrics is read for the
 	// backlog. Each scrape costs the bridge CPU (~8 ms at 500 devices, see
@@ -129,24 +141,28 @@ type Sample struct {
 type Summary struct {
 	Options Options
 
-	Window        time.Duration // the measured window
-	CPU           time.Duration // CPU time of the system under test in the window
-	CPUPerSecond  float64
-	Points        int64   // points delivered in the window
-	PointsPerSec  float64 // delivered
-	MicrosPerPt   float64 // CPU µs per delivered point
-	RSSSteadyMiB  float64 // median VmRSS of the last half of the window
-	RSSPeakMiB    float64 // VmHWM at the end
-	BacklogStart  int64   // at the start of the window (-1: not available)
-	BacklogEnd    int64
-	BacklogMax    int64
-	Latency       LatencySummary
-	Seqs          *seqReport // bridge only
-	Dropped       int64      // bridge_events_dropped_total (bridge only)
-	Failed        int64      // bridge_events_failed_total (bridge only)
-	BadFormat     int64      // messages that did not parse
-	Timeline      []Sample
-	SUTExitStatus string
+	Window       time.Duration // the measured window
+	CPU          time.Duration // CPU time of the system under test in the window
+	CPUPerSecond float64
+	Points       int64   // points delivered in the window
+	PointsPerSec float64 // delivered
+	MicrosPerPt  float64 // CPU µs per delivered point
+	RSSSteadyMiB float64 // median VmRSS of the last half of the window
+	RSSPeakMiB   float64 // VmHWM at the end
+	BacklogStart int64   // at the start of the window (-1: not available)
+	BacklogEnd   int64
+	BacklogMax   int64
+	Latency      LatencySummary
+	Seqs         *seqReport // bridge only
+	Dropped      int64      // bridge_events_dropped_total (bridge only)
+	Failed       int64      // bridge_events_failed_total (bridge only)
+	BadFormat    int64      // messages that did not parse
+	// Periodic /metrics reads: the slowest, and how many failed (timeout).
+	SlowestScrape   time.Duration
+	ScrapeFailures  int
+	LastScrapeError string
+	Timeline        []Sample
+	SUTExitStatus   string
 }
 
 // LatencySummary is poll→subscriber latency: from the event's ts (when the
@@ -178,7 +194,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		dir = tmp
 	}
 	sutCPU, restCPU := "", ""
-	if opts.Pin {
+	if opts.Pin && opts.PinSUTOnly {
+		sutCPU = sutCore
+	} else if opts.Pin {
 		sutCPU, restCPU = sutCore, restCore
 		// The rig's subscriber shares the other core with the simulator and
 		// the broker; -a pins every thread, and later threads inherit it.
@@ -187,7 +205,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 
-	r := &rig{opts: opts, dir: dir, http: &http.Client{Timeout: 10 * time.Second}}
+	r := &rig{opts: opts, dir: dir, http: &http.Client{Timeout: scrapeTimeout}}
 	defer r.stopAll()
 	if err := r.setUp(ctx, sutCPU, restCPU); err != nil {
 		return nil, err
@@ -363,7 +381,7 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 		elapsed := now.Sub(start)
 		phase := "warmup"
 		inWindow := !windowStart.IsZero()
-		scrapeNow := false
+		scrapeNow, scrapedNow := false, false
 
 		if !inWindow && elapsed >= o.Warmup { // the measured window starts
 			windowStart, cpuAtWindow, pointsAtWindow, inWindow = now, ps.cpu, points, true
@@ -392,14 +410,20 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 			phase = "measure"
 		}
 		if isBridge && (scrapeNow || (o.ScrapeEvery > 0 && now.Sub(lastScrape) >= o.ScrapeEvery-tickSlack)) {
+			began := time.Now()
 			m, err := scrape(ctx, r.http, r.metricsURL)
-			if err != nil {
-				return nil, err
+			s.SlowestScrape = max(s.SlowestScrape, time.Since(began))
+			lastScrape = now
+			if err == nil {
+				last, scrapedNow = m, true
+			} else {
+				// A slow /metrics is a finding, not a reason to lose the run.
+				s.ScrapeFailures++
+				s.LastScrapeError = err.Error()
 			}
-			last, lastScrape = m, now
 		}
 		backlog := int64(-1)
-		if isBridge && lastScrape.Equal(now) {
+		if scrapedNow {
 			backlog = last.backlog
 		}
 		if !drained && !brokerBackAt.IsZero() && backlog >= 0 && backlog <= int64(2*o.Devices) {
@@ -437,9 +461,10 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 	}
 	r.count.recording.Store(false)
 	if isBridge {
-		m, err := scrape(ctx, r.http, r.metricsURL)
+		// The final figures decide "lost": wait for them longer.
+		m, err := scrape(ctx, &http.Client{Timeout: finalScrapeTimeout}, r.metricsURL)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("loadrig: final metrics: %w", err)
 		}
 		last = m
 	}
@@ -448,15 +473,21 @@ func (r *rig) measure(ctx context.Context) (*Summary, error) {
 	if exitErr != nil {
 		s.SUTExitStatus = exitErr.Error()
 	}
-	r.waitQuiet(ctx)
+	r.waitQuiet(ctx, last.publishedTotal())
 	r.summarise(s, last)
 	return s, nil
 }
 
-// waitQuiet waits until no message has arrived for 2 s (at most 60 s), so
-// that what the system under test sent before it stopped is counted.
-func (r *rig) waitQuiet(ctx context.Context) {
+// waitQuiet waits until at least want messages have arrived (the events
+// the broker acknowledged before the last scrape; 0 for Telegraf) and then
+// until none has arrived for 2 s, at most 60 s in all, so that what the
+// system under test sent before it stopped is counted and a slow delivery
+// is not reported as a loss.
+func (r *rig) waitQuiet(ctx context.Context, want int64) {
 	deadline := time.Now().Add(60 * time.Second)
+	for r.count.messages.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
 	n := r.count.messages.Load()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(2 * time.Second)
@@ -515,7 +546,7 @@ func (r *rig) summarise(s *Summary, last bridgeMetrics) {
 // Print writes the summary as aligned "name: value" lines.
 func (s *Summary) Print(w io.Writer) {
 	o := s.Options
-	fmt.Fprintf(w, "sut:              %s (%d devices × %d points, %d buses, poll %v, pinned %v)\n", o.SUT(), o.Devices, o.Points, o.Buses, o.Poll, o.Pin)
+	fmt.Fprintf(w, "sut:              %s (%d devices × %d points, %d buses, poll %v, pinned %v, only the SUT %v)\n", o.SUT(), o.Devices, o.Points, o.Buses, o.Poll, o.Pin, o.Pin && o.PinSUTOnly)
 	if len(o.Env) > 0 {
 		fmt.Fprintf(w, "sut env:          %v\n", o.Env)
 	}
@@ -535,6 +566,9 @@ func (s *Summary) Print(w io.Writer) {
 	if s.Seqs != nil {
 		fmt.Fprintf(w, "seqs:             %s\n", s.Seqs)
 		fmt.Fprintf(w, "dropped/failed:   %d / %d (bridge metrics)\n", s.Dropped, s.Failed)
+	}
+	if o.TelegrafBin == "" {
+		fmt.Fprintf(w, "metrics scrapes:  slowest %.0f ms, %d failed %s\n", ms(s.SlowestScrape), s.ScrapeFailures, s.LastScrapeError)
 	}
 	if s.BadFormat > 0 {
 		fmt.Fprintf(w, "bad messages:     %d\n", s.BadFormat)

@@ -206,13 +206,14 @@ type seqReport struct {
 	Gaps       int64 // seqs missing between a device's first and last (gateway mode)
 	Lost       int64 // acknowledged by the broker (bridge metrics) but never arrived
 	Exact      bool  // true when devices are named in topics (gateway mode)
+	Queues     int   // buffer queues in the bridge's metrics (command-result queues included)
 }
 
 // report compares the seqs with published (events acknowledged per queue,
 // from the bridge's metrics). perSeq is how many devices may share a seq
 // value in device mode (the number of devices).
 func (t *seqTracker) report(published map[string]int64, perSeq int) seqReport {
-	var r seqReport
+	r := seqReport{Queues: len(published)}
 	if shared, ok := t.byDevice[""]; ok { // device mode
 		for _, n := range shared.seen {
 			r.Received += int64(n)
@@ -257,5 +258,5 @@ func (r seqReport) String() string {
 	if !r.Exact {
 		kind = "device mode: seq counts only"
 	}
-	return fmt.Sprintf("received %d, distinct %d, duplicates %d, gaps %d, lost %d (%s)", r.Received, r.Distinct, r.Duplicates, r.Gaps, r.Lost, kind)
+	return fmt.Sprintf("received %d, distinct %d, duplicates %d, gaps %d, lost %d (%s; %d queues)", r.Received, r.Distinct, r.Duplicates, r.Gaps, r.Lost, kind, r.Queues)
 }

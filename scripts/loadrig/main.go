@@ -47,6 +47,7 @@ func run() error {
 	flag.DurationVar(&o.BrokerDown, "broker-down", 0, "stop Mosquitto this long after the warm-up, then wait for the drain")
 	flag.DurationVar(&o.DrainTimeout, "drain-timeout", 10*time.Minute, "longest wait for the backlog to drain after the broker is back")
 	flag.BoolVar(&o.Pin, "pin", false, "pin the system under test to CPU 0 and everything else to CPU 1")
+	flag.BoolVar(&o.PinSUTOnly, "pin-sut-only", false, "with -pin: hold only the system under test to CPU 0, let the rest use every CPU")
 	flag.DurationVar(&o.ScrapeEvery, "scrape", time.Second, "read the bridge's /metrics (backlog) this often; 0: only at the start and end (each scrape costs the bridge CPU)")
 	flag.StringVar(&env, "env", "", "extra environment of the system under test, comma-separated (e.g. GOMEMLIMIT=48MiB)")
 	flag.BoolVar(&timeline, "timeline", false, "print a per-second timeline")
