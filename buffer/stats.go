@@ -69,11 +69,9 @@ type Stats struct {
 // QueueStats returns the statistics of one queue. An unknown queue has
 // zero statistics.
 func (s *Store) QueueStats(queue string) QueueStats {
-	s.mu.RLock()
-	q := s.queues[queue]
-	s.mu.RUnlock()
+	q, unknown := s.lookupQueue(queue)
 	if q == nil {
-		return QueueStats{Queue: queue, NextSeq: max(s.startSeq[queue], s.seqFloor, 1)}
+		return unknown
 	}
 	return s.queueStats(q, s.cfg.now())
 }
@@ -82,13 +80,26 @@ func (s *Store) QueueStats(queue string) QueueStats {
 // counters the Store keeps in memory, read under one mutex, with no access
 // to the database. It is meant for the hot path (a drop count per reading).
 func (s *Store) QueueCounters(queue string) QueueStats {
-	s.mu.RLock()
-	q := s.queues[queue]
-	s.mu.RUnlock()
+	q, unknown := s.lookupQueue(queue)
 	if q == nil {
-		return QueueStats{Queue: queue, NextSeq: max(s.startSeq[queue], s.seqFloor, 1)}
+		return unknown
 	}
 	return q.counters()
+}
+
+// lookupQueue returns the named queue, or, when it is not registered yet,
+// nil and its statistics: nothing waiting, and NextSeq the seq its first
+// Append will get. That seq is computed the way Store.queue computes it, and
+// under the same mutex, so a lookup racing with the queue's registration
+// (Prepare, a first Append) reads startSeq and seqFloor as consistently as
+// the registration does.
+func (s *Store) lookupQueue(name string) (*queue, QueueStats) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if q := s.queues[name]; q != nil {
+		return q, QueueStats{}
+	}
+	return nil, QueueStats{Queue: name, NextSeq: max(s.startSeq[name], s.seqFloor, 1)}
 }
 
 func (q *queue) counters() QueueStats {

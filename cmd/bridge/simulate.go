@@ -68,6 +68,11 @@ func cmdSimulate(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, s := range sims.servers {
 		logger.Info("simulating bus", "bus", s.bus, "address", s.server.Addr(), "units", s.units)
 	}
+	for _, l := range sims.lines {
+		// A serial line has no listener to log: say where it is served, so
+		// the operator knows the simulator is ready.
+		logger.Info("simulating bus", "bus", l.bus, "address", l.where)
+	}
 	return sims.Run(ctx)
 }
 
