@@ -89,3 +89,23 @@ func copyTree(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// TestBatchLimitsFitTheMemTable: the writer's largest commit (maxBatchBytes
+// plus one whole record, maxBatch entries) and the largest removal
+// (maxRemove deletes) stay within Badger's transaction limits for the
+// default memtable size: 15% of it in bytes (entry: key + value + 2 meta +
+// 10 version bytes) and that divided by a skiplist node (96 bytes) in
+// entries. Badger refuses a larger transaction with ErrTxnTooBig.
+func TestBatchLimitsFitTheMemTable(t *testing.T) {
+	const nodeSize = 96 // skl.MaxNodeSize on 64-bit
+	limitBytes := int64(defaultMemTableMiB<<20) * 15 / 100
+	limitCount := limitBytes / nodeSize
+	perEntry := int64(keyLen + 2 + 10)
+	commit := int64(maxBatchBytes) + int64(MaxPayload+maxRecordOverhead) + maxBatch*perEntry
+	if commit >= limitBytes {
+		t.Errorf("largest commit %d bytes, Badger's limit %d", commit, limitBytes)
+	}
+	if maxBatch >= limitCount || maxRemove >= limitCount {
+		t.Errorf("maxBatch %d, maxRemove %d entries; Badger's limit %d", maxBatch, maxRemove, limitCount)
+	}
+}
