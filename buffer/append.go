@@ -171,9 +171,10 @@ func (s *Store) largestQueue() *queue {
 }
 
 // maxRemove bounds the records removed in one cursor transaction (Badger's
-// transaction limit is ~13k entries with 8 MiB memtables, and the deletes
-// strategy puts one delete per record in it).
-const maxRemove = 8192
+// transaction limit is ~6.5k entries with the default 4 MiB memtables, and
+// the deletes strategy puts one delete per record in it;
+// TestBatchLimitsFitTheMemTable).
+const maxRemove = 4096
 
 // dropOldest removes the oldest records of q, at least atLeast bytes (or all
 // of them), as dropped by the full policy. It returns how many records went.

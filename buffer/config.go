@@ -57,9 +57,17 @@ const (
 	DefaultMinFree  = 64 << 20
 	// MinFreeFloor is the smallest MinFree accepted: acknowledgements may
 	// still use half of it and Badger needs room to rotate a memtable log
-	// (allocated in full, twice the 8 MiB memtable) and flush a table.
+	// (allocated in full, twice the memtable size) and flush a table.
 	MinFreeFloor = 16 << 20
 )
+
+// defaultMemTableMiB sizes Badger's memtables. Each one is a Go-heap arena
+// of ~1.3x this size, two exist while one is flushed, and the flush builds
+// a table in a buffer that grows to ~2x it: at 8 MiB that was ~40 MiB of
+// live heap at a flush, the largest part of the bridge's memory (issue 12,
+// docs/performance.md "Memory (RSS)"). 4 MiB means a flush every ~8 s at
+// 500 events/s instead of every ~16 s.
+const defaultMemTableMiB = 4
 
 // DefaultWriteQueue is how many events Enqueue can hand to the writer
 // before it refuses them (counted in Dropped): at 500 events/s it rides out
@@ -121,7 +129,7 @@ type Config struct {
 	noDiskGuard     bool          // skip checkDisk (the guard's benchmark baseline only)
 	leaseBlock      uint64        // seq lease size; 0 means 1<<16
 	noBackground    bool          // do not start the maintenance goroutine (tests drive it)
-	memTableSizeMiB int64         // 0 means 8
+	memTableSizeMiB int64         // 0 means defaultMemTableMiB
 	writeQueue      int           // events the writer's hand-over channel holds; 0 means DefaultWriteQueue
 	handoffWait     time.Duration // longest wait for room in that channel; 0 means DefaultHandoffWait
 	now             func() time.Time
@@ -207,7 +215,7 @@ func (c *Config) setDefaults() error {
 		c.now = time.Now
 	}
 	if c.memTableSizeMiB == 0 {
-		c.memTableSizeMiB = 8
+		c.memTableSizeMiB = defaultMemTableMiB
 	}
 	return nil
 }

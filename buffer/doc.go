@@ -71,7 +71,7 @@
 //   - The writer: Enqueue encodes the event, assigns its seq and hands it
 //     over on a bounded channel (Config.writeQueue, DefaultWriteQueue
 //     events); one goroutine per Store commits everything waiting, from all
-//     queues, in one Badger transaction (at most 1024 events, and 512 KiB or
+//     queues, in one Badger transaction (at most 1024 events, and 256 KiB or
 //     MaxBytes/4),
 //     after the disk guard and, under drop_oldest, making room. The caller
 //     does not wait for the disk: only when the channel is full does it

@@ -229,6 +229,7 @@ func (s *Store) openDisk() error {
 	// replaced: the database was moved aside and a new one started.
 	quarantined, replaced := false, false
 	damaged := damagedLogs(dbDir) // before Badger replays (and truncates) them
+	s.cfg.memTableSizeMiB = memTableMiBFor(dbDir, s.cfg.memTableSizeMiB)
 	db, err := s.openBadger(dbDir)
 	if err != nil && isLockErr(err) {
 		return fmt.Errorf("buffer: %s is in use by another process", dbDir)
@@ -365,6 +366,32 @@ func writeProbe(dir string) error {
 
 func isLockErr(err error) bool {
 	return errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock")
+}
+
+// memTableMiBFor is the memtable size to open dbDir with: at least want,
+// and large enough to replay every memtable log left in it. Badger replays
+// a leftover log (after a kill or power cut) into one memtable arena, which
+// panics if the log holds more than the memtable it was written with; so a
+// smaller size (a new default, or a leftover of an older version) takes
+// effect only once the logs were flushed. A log Badger has not replayed yet
+// is allocated at twice the memtable size (untouched since it was created:
+// a whole number of MiB); a replayed one is truncated to its data, which is
+// at most about the memtable size, so its whole size is taken then.
+func memTableMiBFor(dbDir string, want int64) int64 {
+	logs, _ := filepath.Glob(filepath.Join(dbDir, "*.mem"))
+	for _, name := range logs {
+		fi, err := os.Stat(name)
+		if err != nil {
+			continue
+		}
+		size := fi.Size()
+		need := size // truncated by a replay: the data is the whole file
+		if size%(1<<20) == 0 {
+			need = size / 2 // as created: twice the memtable size
+		}
+		want = max(want, (need+1<<20-1)>>20)
+	}
+	return want
 }
 
 // badgerOptions is the small-box profile (anchors-reliability.md §2.2).

@@ -21,10 +21,12 @@ import (
 // before.
 
 const (
-	// maxBatch and maxBatchBytes bound one commit; the bytes stay well below
-	// Badger's transaction limit (15% of an 8 MiB memtable).
+	// maxBatch and maxBatchBytes bound one commit; with the last event
+	// (up to a whole record) on top they stay below Badger's transaction
+	// limit, 15% of the memtable: 614 KiB at the default 4 MiB
+	// (TestBatchLimitsFitTheMemTable).
 	maxBatch      = 1024
-	maxBatchBytes = 512 << 10
+	maxBatchBytes = 256 << 10
 )
 
 // pendingEvent is one event handed to the writer. A nil val with a non-nil

@@ -60,6 +60,9 @@ type process struct {
 	stop func()
 	// hangups receives SIGHUP; nil when the caller (a test) sends none.
 	hangups <-chan os.Signal
+	// setMemoryLimit is debug.SetMemoryLimit; nil when the caller (a test)
+	// runs the bridge in-process. See applyMemoryLimit.
+	setMemoryLimit func(int64) int64
 }
 
 // run is runProcess for callers that deliver no SIGHUP.
@@ -224,6 +227,7 @@ func cmdRun(ctx context.Context, proc process, args []string, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	applyMemoryLimit(cfg, os.LookupEnv, proc.setMemoryLimit, logger)
 	b, err := newBridge(cfg, bridgeOptions{Drain: *drain, OnStop: proc.stop}, logger)
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, errConfig)

@@ -110,8 +110,10 @@ func TestSystemdUnitKeys(t *testing.T) {
 	}
 
 	// Memory: the Go heap's soft limit below MemoryHigh below MemoryMax.
+	// Without GOMEMLIMIT the bridge sets its own (memlimit.go); the unit is
+	// sized for 500 devices in device mode, the largest such limit.
 	high, max := unitBytes(t, u.one(t, "MemoryHigh")), unitBytes(t, u.one(t, "MemoryMax"))
-	var goLimit int64
+	goLimit := memoryLimitFor(memlimitConfig(config.ModeDevice, 500))
 	for _, env := range u["Service"]["Environment"] {
 		if v, ok := strings.CutPrefix(env, "GOMEMLIMIT="); ok {
 			goLimit = unitBytes(t, strings.TrimSuffix(v, "iB"))

@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -22,7 +23,9 @@ func main() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runProcess(ctx, process{stop: stop, hangups: hangups}, os.Args[1:], os.Stdout, os.Stderr)
+	// `bridge run` sets a soft memory limit from its configuration unless
+	// GOMEMLIMIT is set (memlimit.go).
+	code := runProcess(ctx, process{stop: stop, hangups: hangups, setMemoryLimit: debug.SetMemoryLimit}, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
