@@ -340,36 +340,7 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 	}
 	rec := startChecker(t, broker.URL())
 
-	opts := bridgeOptions{Broker: proxy.url(), InMemoryBuffer: true, Drain: 20 * time.Second,
-		tuneLinks: func(lc *uplink.Config) {
-			// Reconnect within tens of milliseconds, so that many
-			// outages hit live connections with publishes in flight; and
-			// a connection that lasted 50 ms counts as stable, or three
-			// restarts in a row would look like a client id takeover
-			// (5 minutes of LongBackoff; see the report of this test).
-			lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
-			// An attempt caught by a dying broker fails fast and is
-			// retried; a writer caught in paho's Publish when the broker
-			// died (Run waits for it at exit) gives up within 2 s, not 30.
-			lc.ConnectTimeout, lc.WriteTimeout = 2*time.Second, 2*time.Second
-		}}
-	b, err := newBridge(r.cfg, opts, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	// stop cancels Run and returns its result; the first call waits for it.
-	var stopOnce sync.Once
-	var runErr error
-	stop := func() error {
-		stopOnce.Do(func() {
-			cancel()
-			runErr = <-done
-		})
-		return runErr
-	}
+	b, stop := runRestartBridge(t, r.cfg, proxy.url())
 	defer stop() // a failed wait ends the test early
 
 	// ackedPast waits until every device has more than n acknowledged seqs
@@ -395,9 +366,11 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 
 	ackedPast("events before the first outage", nil, 5)
 	var down time.Duration
+	subacks := rec.subacks.Load()
 	for range plan.outages {
 		time.Sleep(between(rng, plan.minUp, plan.maxUp)) // the broker is up: events flow
 		off := between(rng, plan.minOff, plan.maxOff)
+		subacks = rec.subacks.Load()
 		if kill {
 			broker.Kill()
 		} else {
@@ -406,6 +379,13 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 		time.Sleep(off)
 		broker.Start()
 		down += off
+	}
+	if kill {
+		// The killed broker forgot the checker's session: what the bridge
+		// publishes before the checker subscribes again is the broker's
+		// loss, so the events counted below start after that SUBACK and the
+		// last seq must reach the checker.
+		testwait.For(t, waitTimeout, "the checker subscribed again", func() bool { return rec.subacks.Load() > subacks })
 	}
 	ackedPast("events after the last outage", marks(), 5)
 	// Pollers stop first; the drain window sends what is buffered.
@@ -539,28 +519,8 @@ func testPlatformRestarts(t *testing.T, mode string, plan outagePlan) {
 	defer func() { plat.Close() }()
 	proxy := startAckProxy(t, addr, false)
 
-	opts := bridgeOptions{Broker: proxy.url(), InMemoryBuffer: true, Drain: 20 * time.Second,
-		tuneLinks: func(lc *uplink.Config) {
-			lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
-			lc.ConnectTimeout, lc.WriteTimeout = 2*time.Second, 2*time.Second
-		}}
-	b, err := newBridge(r.cfg, opts, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	var stopOnce sync.Once
-	var runErr error
-	stop := func() error {
-		stopOnce.Do(func() {
-			cancel()
-			runErr = <-done
-		})
-		return runErr
-	}
-	defer stop()
+	b, stop := runRestartBridge(t, r.cfg, proxy.url())
+	defer stop() // a failed wait ends the test early
 
 	acked := func() map[string]int {
 		m := map[string]int{}
@@ -612,4 +572,40 @@ func testPlatformRestarts(t *testing.T, mode string, plan outagePlan) {
 			return len(missingAt(rec, d.Name, last)) == 0
 		})
 	}
+}
+
+// runRestartBridge runs a bridge for the restart tests against broker (the
+// PUBACK-recording proxy) and returns it and stop, which cancels Run and returns its
+// result; the first call waits for it, later calls return the same result.
+func runRestartBridge(t *testing.T, cfg *config.Config, broker string) (b *bridge, stop func() error) {
+	t.Helper()
+	opts := bridgeOptions{Broker: broker, InMemoryBuffer: true, Drain: 20 * time.Second, tuneLinks: fastReconnect}
+	b, err := newBridge(cfg, opts, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	return b, func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+}
+
+// fastReconnect tunes the restart tests' uplinks. They reconnect within
+// tens of milliseconds, so that many outages hit live connections with
+// publishes in flight; a connection that lasted 50 ms counts as stable, or
+// three restarts in a row would look like a client id takeover (5 minutes of
+// LongBackoff). An attempt caught by a dying broker fails fast and is
+// retried, and a writer caught in paho's Publish when the broker died (Run
+// waits for it at exit) gives up within 2 s, not 30.
+func fastReconnect(lc *uplink.Config) {
+	lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
+	lc.ConnectTimeout, lc.WriteTimeout = 2*time.Second, 2*time.Second
 }

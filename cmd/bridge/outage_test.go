@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,10 @@ import (
 type receiver struct {
 	mu   sync.Mutex
 	seqs map[string][]uint64
+	// subacks counts the subscriptions the broker acknowledged (one per
+	// connection of a checker): after a broker that lost its sessions comes
+	// back, only events published after the next one can reach the checker.
+	subacks atomic.Int32
 }
 
 func (r *receiver) handle(_ mqtt.Client, m mqtt.Message) { r.record(m.Topic(), m.Payload()) }
@@ -82,6 +87,9 @@ func startChecker(t *testing.T, url string) *receiver {
 			tok := c.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+", 1, rec.handle)
 			go func() {
 				tok.Wait()
+				if tok.Error() == nil {
+					rec.subacks.Add(1)
+				}
 				select {
 				case subscribed <- tok.Error():
 				default: // a later connection's: nobody waits for it
