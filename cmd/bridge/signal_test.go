@@ -103,21 +103,28 @@ func (c *child) start(t *testing.T, args ...string) {
 func (c *child) waitLog(t *testing.T, s string) string {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
+	var skipped []string // shown on failure: what the bridge said instead
 	for {
 		select {
 		case line, ok := <-c.lines:
 			if !ok {
-				t.Fatalf("stderr closed before a line with %q", s)
+				t.Fatalf("stderr closed before a line with %q; lines since the last one waited for:\n%s", s, lastLines(skipped))
 			}
 			if strings.Contains(line, s) {
 				return line
 			}
+			skipped = append(skipped, line)
 		case <-c.exited:
-			t.Fatalf("bridge exited (%v) before logging %q", c.err, s)
+			t.Fatalf("bridge exited (%v) before logging %q; lines since the last one waited for:\n%s", c.err, s, lastLines(skipped))
 		case <-timeout:
-			t.Fatalf("no log line with %q in 15s", s)
+			t.Fatalf("no log line with %q in 15s; lines since the last one waited for:\n%s", s, lastLines(skipped))
 		}
 	}
+}
+
+// lastLines joins the last 30 of lines.
+func lastLines(lines []string) string {
+	return strings.Join(lines[max(0, len(lines)-30):], "\n")
 }
 
 // waitEvents waits until the platform received n more events.
