@@ -122,6 +122,39 @@ func (c *child) waitLog(t *testing.T, s string) string {
 	}
 }
 
+// waitLogs waits for a line containing each of subs, in any order, and
+// returns them in the order of subs.
+func (c *child) waitLogs(t *testing.T, subs ...string) []string {
+	t.Helper()
+	found := make([]string, len(subs))
+	timeout := time.After(15 * time.Second)
+	var skipped []string
+	for missing := len(subs); missing > 0; {
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("stderr closed before lines with %q; lines since the last one waited for:\n%s", subs, lastLines(skipped))
+			}
+			matched := false
+			for i, sub := range subs {
+				if found[i] == "" && strings.Contains(line, sub) {
+					found[i], matched = line, true
+					missing--
+					break
+				}
+			}
+			if !matched {
+				skipped = append(skipped, line)
+			}
+		case <-c.exited:
+			t.Fatalf("bridge exited (%v) before logging %q; lines since the last one waited for:\n%s", c.err, subs, lastLines(skipped))
+		case <-timeout:
+			t.Fatalf("no log lines with all of %q in 15s (found %q); lines since the last one waited for:\n%s", subs, found, lastLines(skipped))
+		}
+	}
+	return found
+}
+
 // lastLines joins the last 30 of lines.
 func lastLines(lines []string) string {
 	return strings.Join(lines[max(0, len(lines)-30):], "\n")
