@@ -61,6 +61,9 @@ func TestConnectFieldsAndPublishQoS1(t *testing.T) {
 	if m.Topic() != topic || m.Retained() || m.Qos() != 1 || !bytes.Equal(m.Payload(), payload) {
 		t.Errorf("subscriber got topic %s retained %v qos %d payload %s", m.Topic(), m.Retained(), m.Qos(), m.Payload())
 	}
+	// Connected() turns true just before Run's goroutine calls
+	// OnStateChange(true), so the call may still be on its way.
+	testwait.For(t, waitLong, "OnStateChange(true)", func() bool { return states.connects() > 0 })
 	if n := states.connects(); n != 1 {
 		t.Errorf("OnStateChange(true) called %d times, want 1", n)
 	}

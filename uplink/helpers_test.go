@@ -191,12 +191,13 @@ func (b *broker) start() {
 		b.t.Fatal(err)
 	}
 	cfg := listeners.Config{ID: "t", Address: b.addr, TLSConfig: b.tls}
-	var l listeners.Listener
-	if b.ws {
-		l = listeners.NewWebsocket(cfg)
-	} else {
-		l = listeners.NewTCP(cfg)
+	newListener := func() listeners.Listener {
+		if b.ws {
+			return safeClose{listeners.NewWebsocket(cfg), srv}
+		}
+		return safeClose{listeners.NewTCP(cfg), srv}
 	}
+	l := newListener()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := srv.AddListener(l)
@@ -207,11 +208,7 @@ func (b *broker) start() {
 			b.t.Fatalf("broker listen on %s: %v", b.addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		if b.ws {
-			l = listeners.NewWebsocket(cfg)
-		} else {
-			l = listeners.NewTCP(cfg)
-		}
+		l = newListener()
 	}
 	if err := srv.Serve(); err != nil {
 		b.t.Fatal(err)
@@ -220,6 +217,30 @@ func (b *broker) start() {
 	b.mu.Lock()
 	b.srv = srv
 	b.mu.Unlock()
+}
+
+// safeClose replaces the client-closing function mochi's Server.Close
+// passes to a listener. mochi's own (closeListenerClients, v2.7.9) calls
+// Clients.GetByListener, which read-locks the client map and then calls Len,
+// which read-locks it again; a client connecting or disconnecting in between
+// (Clients.Add or Delete waiting for the write lock) blocks the second read
+// lock, and Close hangs for ever. The tests' cleanups disconnect their
+// clients just before they stop the broker, so that window is real: it hung
+// TestConnectFieldsAndPublishQoS1 once under load. The platform package's
+// listener works around the same bug (Platform.disconnectClients).
+type safeClose struct {
+	listeners.Listener
+	srv *mochi.Server
+}
+
+func (l safeClose) Close(listeners.CloseFn) {
+	l.Listener.Close(func(id string) {
+		for _, cl := range l.srv.Clients.GetAll() { // one read lock
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = l.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 }
 
 // stop closes the broker and every client connection.

@@ -157,13 +157,13 @@ func (s *rtuScanner) scan(final bool) []byte {
 // failure returns why the bytes seen so far are not the reply (an error
 // wrapping adapters.ErrBadFrame), or nil when they were only noise.
 func (s *rtuScanner) failure() error {
-	switch {
-	case s.wrongUnit >= 0:
-		return fmt.Errorf("%w: reply from unit %d to a request for unit %d", adapters.ErrBadFrame, s.wrongUnit, s.unit)
+	switch { // a damaged reply to this request says more than another unit's reply
 	case s.badCRC:
 		return fmt.Errorf("%w: reply with a wrong crc", adapters.ErrBadFrame)
 	case s.truncated:
 		return fmt.Errorf("%w: truncated reply", adapters.ErrBadFrame)
+	case s.wrongUnit >= 0:
+		return fmt.Errorf("%w: reply from unit %d to a request for unit %d", adapters.ErrBadFrame, s.wrongUnit, s.unit)
 	}
 	return nil
 }
@@ -199,7 +199,10 @@ func readWindow(rd time.Time) time.Time {
 // computed frame time. A silence of at least silence (the 3.5-character time
 // on a serial line; zero disables it) also ends a frame: a reply that stopped
 // short or has a wrong CRC is reported at once instead of at the deadline,
-// and noise followed by a silence is dropped while waiting goes on.
+// and noise followed by a silence is dropped while waiting goes on. So is a
+// well-formed reply from another unit (a late answer to an earlier request:
+// ours may follow it after any pause); if nothing better arrives, it is
+// reported as a bad frame at the deadline.
 func readRTU(p Port, req []byte, deadline time.Time, silence time.Duration, buf []byte) (frame []byte, stray int, err error) {
 	if len(req) < 2 {
 		return nil, 0, fmt.Errorf("rtu request of %d bytes", len(req))
@@ -235,11 +238,18 @@ func readRTU(p Port, req []byte, deadline time.Time, silence time.Duration, buf 
 		if f := s.scan(true); f != nil {
 			return f, stray + s.dropped + len(s.buf) - len(f), nil
 		}
-		if err := s.failure(); err != nil {
-			return nil, stray + s.reset(), err
+		if s.badCRC || s.truncated {
+			return nil, stray + s.reset(), s.failure()
 		}
+		// A whole reply from another unit is a late answer to an earlier
+		// request: skipped like noise, since ours may still follow after
+		// a silence. It is reported only if nothing better comes by the
+		// deadline.
 		stray += s.reset()
 		if !time.Now().Before(deadline) {
+			if err := s.failure(); err != nil {
+				return nil, stray, err
+			}
 			if stray > 0 {
 				return nil, stray, fmt.Errorf("%w: no reply, %d stray bytes", adapters.ErrTimeout, stray)
 			}

@@ -127,10 +127,12 @@ func TestLateReplyIsNeverTakenForTheNextAnswer(t *testing.T) {
 	bank := srv.AddUnit(1)
 	bank.SetRegisters(adapters.HoldingRegister, 0, []uint16{111})
 	bank.SetRegisters(adapters.HoldingRegister, 1, []uint16{222})
-	bus := newBus(t, srv.Addr(), 100*time.Millisecond)
+	// The reads after the timeout must be answered within it on a loaded
+	// machine; the late reply comes while they go on.
+	bus := newBus(t, srv.Addr(), time.Second)
 	ctx := context.Background()
 
-	srv.SetFaults(1, simulator.Faults{LateReply: 300 * time.Millisecond})
+	srv.SetFaults(1, simulator.Faults{LateReply: 1500 * time.Millisecond})
 	_, err := bus.ReadRange(ctx, adapters.Range{Unit: 1, Table: adapters.HoldingRegister, Address: 0, Count: 1})
 	if !errors.Is(err, adapters.ErrTimeout) {
 		t.Fatalf("first read = %v, want ErrTimeout", err)
@@ -143,7 +145,7 @@ func TestLateReplyIsNeverTakenForTheNextAnswer(t *testing.T) {
 		if b.Registers[0] != 222 {
 			t.Fatalf("read after timeout returned %d, want 222 (a late reply was taken as the answer)", b.Registers[0])
 		}
-		time.Sleep(150 * time.Millisecond) // let the late reply arrive while we keep reading
+		time.Sleep(250 * time.Millisecond) // let the late reply arrive while we keep reading
 	}
 }
 

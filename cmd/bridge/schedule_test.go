@@ -31,9 +31,13 @@ func TestSharedBusDeadUnit(t *testing.T) {
 
 	const (
 		interval = 100 * time.Millisecond
-		// Generous, so that healthy units never time out on a loaded machine;
-		// what the test checks is counted, not timed.
-		timeout = 500 * time.Millisecond
+		// Generous, so that healthy units never time out on a loaded machine
+		// (500 ms was not: the slow unit timed out once in the whole suite
+		// with -race at load 19 on 2 cores); what the test checks is
+		// counted, not timed.
+		timeout = time.Second
+		// The run ends after this many attempts on the dead unit.
+		deadAttempts = 3
 	)
 	bus, err := modbus.NewTCP(modbus.TCPConfig{Address: srv.Addr(), Timeout: timeout})
 	if err != nil {
@@ -42,6 +46,8 @@ func TestSharedBusDeadUnit(t *testing.T) {
 	plan := func(u uint8) []adapters.Range {
 		return []adapters.Range{{Unit: u, Table: adapters.HoldingRegister, Count: 4}, {Unit: u, Table: adapters.InputRegister, Count: 2}}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var mu sync.Mutex
 	times := map[string][]time.Time{}
 	errs := map[string]int{}
@@ -49,6 +55,9 @@ func TestSharedBusDeadUnit(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		times[r.Device] = append(times[r.Device], r.Time)
+		if r.Device == "dead" && len(times["dead"]) == deadAttempts {
+			cancel()
+		}
 		if r.Err() != nil {
 			errs[r.Device]++
 			if r.Device == "ok" || r.Device == "slow" {
@@ -65,13 +74,14 @@ func TestSharedBusDeadUnit(t *testing.T) {
 			{Name: "slow", Interval: interval, Plan: plan(4)},
 		},
 		Handler:    handler,
-		MinBackoff: time.Second,
-		MaxBackoff: time.Second,
+		MinBackoff: 2 * timeout, // the healthy units get the bus for twice as long as a dead attempt takes it
+		MaxBackoff: 2 * timeout,
 	}, quietLogger())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := loop.Run(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		t.Fatalf("the dead unit had fewer than %d attempts in a minute", deadAttempts)
 	}
 
 	mu.Lock()
@@ -92,7 +102,7 @@ func TestSharedBusDeadUnit(t *testing.T) {
 	if errs["busy"] != len(times["busy"]) {
 		t.Errorf("busy unit: %d errors in %d cycles, want every cycle to report the exception", errs["busy"], len(times["busy"]))
 	}
-	if n := len(times["dead"]); n < 3 || errs["dead"] != n {
+	if n := len(times["dead"]); n < deadAttempts || errs["dead"] != n {
 		t.Errorf("dead unit: %d attempts, %d errors; want it retried (backed off) and failing", n, errs["dead"])
 	}
 	// One timeout per attempt: the dead unit's second range is never asked.

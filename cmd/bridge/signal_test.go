@@ -103,21 +103,61 @@ func (c *child) start(t *testing.T, args ...string) {
 func (c *child) waitLog(t *testing.T, s string) string {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
+	var skipped []string // shown on failure: what the bridge said instead
 	for {
 		select {
 		case line, ok := <-c.lines:
 			if !ok {
-				t.Fatalf("stderr closed before a line with %q", s)
+				t.Fatalf("stderr closed before a line with %q; lines since the last one waited for:\n%s", s, lastLines(skipped))
 			}
 			if strings.Contains(line, s) {
 				return line
 			}
+			skipped = append(skipped, line)
 		case <-c.exited:
-			t.Fatalf("bridge exited (%v) before logging %q", c.err, s)
+			t.Fatalf("bridge exited (%v) before logging %q; lines since the last one waited for:\n%s", c.err, s, lastLines(skipped))
 		case <-timeout:
-			t.Fatalf("no log line with %q in 15s", s)
+			t.Fatalf("no log line with %q in 15s; lines since the last one waited for:\n%s", s, lastLines(skipped))
 		}
 	}
+}
+
+// waitLogs waits for a line containing each of subs, in any order, and
+// returns them in the order of subs.
+func (c *child) waitLogs(t *testing.T, subs ...string) []string {
+	t.Helper()
+	found := make([]string, len(subs))
+	timeout := time.After(15 * time.Second)
+	var skipped []string
+	for missing := len(subs); missing > 0; {
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("stderr closed before lines with %q; lines since the last one waited for:\n%s", subs, lastLines(skipped))
+			}
+			matched := false
+			for i, sub := range subs {
+				if found[i] == "" && strings.Contains(line, sub) {
+					found[i], matched = line, true
+					missing--
+					break
+				}
+			}
+			if !matched {
+				skipped = append(skipped, line)
+			}
+		case <-c.exited:
+			t.Fatalf("bridge exited (%v) before logging %q; lines since the last one waited for:\n%s", c.err, subs, lastLines(skipped))
+		case <-timeout:
+			t.Fatalf("no log lines with all of %q in 15s (found %q); lines since the last one waited for:\n%s", subs, found, lastLines(skipped))
+		}
+	}
+	return found
+}
+
+// lastLines joins the last 30 of lines.
+func lastLines(lines []string) string {
+	return strings.Join(lines[max(0, len(lines)-30):], "\n")
 }
 
 // waitEvents waits until the platform received n more events.
