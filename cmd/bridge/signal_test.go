@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -234,4 +235,19 @@ func TestClosedStderrDoesNotKill(t *testing.T) {
 	}
 	c.waitEvents(t, 10)
 	c.stop(t)
+}
+
+// removeDeviceFromConfig deletes the block of device name from the child's
+// configuration file (what an operator does before a reload).
+func (c *child) removeDeviceFromConfig(t *testing.T, name string) {
+	t.Helper()
+	src, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile(`(?s)device "` + regexp.QuoteMeta(name) + `" \{.*?\n\}\n`)
+	if !block.Match(src) {
+		t.Fatalf("no device %s in the child's configuration", name)
+	}
+	writeFile(t, c.config, block.ReplaceAll(src, nil))
 }
