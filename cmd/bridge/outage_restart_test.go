@@ -395,21 +395,7 @@ func testBrokerRestarts(t *testing.T, mode string, kill bool, plan outagePlan) {
 
 	brokerLost := 0
 	for _, d := range r.cfg.Devices {
-		st := b.store.QueueStats(d.Name)
-		last := st.NextSeq - 1
-		if st.Dropped+st.Failed+st.Corrupt+st.Skipped != 0 {
-			t.Fatalf("%s: the buffer dropped events by policy (%+v); this test needs them all", d.Name, st)
-		}
-		if st.Len != 0 {
-			t.Errorf("%s: %d events still buffered after the drain", d.Name, st.Len)
-		}
-		if missing := proxy.unacked(d.Name, last); len(missing) > 0 {
-			t.Errorf("%s: LOST by the bridge: %d of seqs 1..%d left the buffer without a PUBACK: %v",
-				d.Name, len(missing), last, missing[:min(len(missing), 20)])
-		}
-		if order := proxy.firstAckOrder(d.Name); !slices.IsSorted(order) {
-			t.Errorf("%s: seqs first acknowledged out of order: %v", d.Name, outOfOrder(order))
-		}
+		last := checkBridgeSide(t, b, proxy, d.Name)
 
 		// The broker's side, seen by the durable checker.
 		testwait.For(t, waitTimeout, "the last seq of "+d.Name+" at the checker", func() bool {
@@ -553,21 +539,7 @@ func testPlatformRestarts(t *testing.T, mode string, plan outagePlan) {
 	}
 
 	for _, d := range r.cfg.Devices {
-		st := b.store.QueueStats(d.Name)
-		last := st.NextSeq - 1
-		if st.Dropped+st.Failed+st.Corrupt+st.Skipped != 0 {
-			t.Fatalf("%s: the buffer dropped events by policy (%+v); this test needs them all", d.Name, st)
-		}
-		if st.Len != 0 {
-			t.Errorf("%s: %d events still buffered after the drain", d.Name, st.Len)
-		}
-		if missing := proxy.unacked(d.Name, last); len(missing) > 0 {
-			t.Errorf("%s: LOST by the bridge: %d of seqs 1..%d left the buffer without a PUBACK: %v",
-				d.Name, len(missing), last, missing[:min(len(missing), 20)])
-		}
-		if order := proxy.firstAckOrder(d.Name); !slices.IsSorted(order) {
-			t.Errorf("%s: seqs first acknowledged out of order: %v", d.Name, outOfOrder(order))
-		}
+		last := checkBridgeSide(t, b, proxy, d.Name)
 		testwait.For(t, waitTimeout, "every seq of "+d.Name+" at the platform", func() bool {
 			return len(missingAt(rec, d.Name, last)) == 0
 		})
@@ -608,4 +580,28 @@ func runRestartBridge(t *testing.T, cfg *config.Config, broker string) (b *bridg
 func fastReconnect(lc *uplink.Config) {
 	lc.MinBackoff, lc.MaxBackoff, lc.StableAfter = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
 	lc.ConnectTimeout, lc.WriteTimeout = 2*time.Second, 2*time.Second
+}
+
+// checkBridgeSide checks what is the bridge's after a restart test's final
+// drain, for one device: nothing dropped by policy, nothing left buffered,
+// every seq got a PUBACK before it left the buffer, and the seqs were first
+// acknowledged in order. It returns the device's last seq.
+func checkBridgeSide(t *testing.T, b *bridge, proxy *ackProxy, device string) (last uint64) {
+	t.Helper()
+	st := b.store.QueueStats(device)
+	last = st.NextSeq - 1
+	if st.Dropped+st.Failed+st.Corrupt+st.Skipped != 0 {
+		t.Fatalf("%s: the buffer dropped events by policy (%+v); this test needs them all", device, st)
+	}
+	if st.Len != 0 {
+		t.Errorf("%s: %d events still buffered after the drain", device, st.Len)
+	}
+	if missing := proxy.unacked(device, last); len(missing) > 0 {
+		t.Errorf("%s: LOST by the bridge: %d of seqs 1..%d left the buffer without a PUBACK: %v",
+			device, len(missing), last, missing[:min(len(missing), 20)])
+	}
+	if order := proxy.firstAckOrder(device); !slices.IsSorted(order) {
+		t.Errorf("%s: seqs first acknowledged out of order: %v", device, outOfOrder(order))
+	}
+	return last
 }
