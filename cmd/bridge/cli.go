@@ -235,7 +235,12 @@ func cmdRun(ctx context.Context, proc process, args []string, stderr io.Writer) 
 	logger.Info("bridge started", "version", version, "config", *path, "devices", len(cfg.Devices), "mode", cfg.Platform.Mode)
 	hupCtx, stopHangups := context.WithCancel(ctx)
 	defer stopHangups()
-	go handleHangups(hupCtx, proc.hangups, func() { b.reloadFile(hupCtx, *path) })
+	go handleHangups(hupCtx, proc.hangups, func() {
+		if applied := b.reloadFile(hupCtx, *path); applied != nil {
+			// What the bridge holds follows its devices and connections.
+			applyMemoryLimit(applied, os.LookupEnv, proc.setMemoryLimit, logger)
+		}
+	})
 	return b.Run(ctx)
 }
 
@@ -253,10 +258,11 @@ func handleHangups(ctx context.Context, hangups <-chan os.Signal, onHangup func(
 	}
 }
 
-// reloadFile re-reads the configuration file and applies it (SIGHUP).
-// An invalid file is logged with the same diagnostics validate prints, and
-// the running configuration stays.
-func (b *bridge) reloadFile(ctx context.Context, path string) {
+// reloadFile re-reads the configuration file and applies it (SIGHUP), and
+// returns the configuration it applied, or nil. An invalid file is logged
+// with the same diagnostics validate prints, and the running configuration
+// stays.
+func (b *bridge) reloadFile(ctx context.Context, path string) *config.Config {
 	b.logger.Info("SIGHUP: reloading the configuration", "config", path)
 	var diags bytes.Buffer
 	cfg, err := loadConfig(path, &diags)
@@ -269,10 +275,14 @@ func (b *bridge) reloadFile(ctx context.Context, path string) {
 	}
 	if err != nil {
 		b.logger.Error("reload refused: the configuration has errors; the running configuration stays", "config", path)
-		return
+		return nil
 	}
 	rep, err := b.Reload(ctx, cfg)
 	b.logReload(path, rep, err)
+	if err != nil {
+		return nil
+	}
+	return cfg
 }
 
 // logWriter is the log's writer: it drops a line it could not write and

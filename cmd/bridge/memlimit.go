@@ -35,8 +35,9 @@ func memoryLimitFor(cfg *config.Config) int64 {
 	return memoryLimitBase + devices*memoryLimitPerDevice + connections*memoryLimitPerConnection
 }
 
-// applyMemoryLimit sets memoryLimitFor(cfg) with set (debug.SetMemoryLimit)
-// unless GOMEMLIMIT is in the environment (getenv: os.LookupEnv): the
+// applyMemoryLimit sets memoryLimitFor(cfg) with set (debug.SetMemoryLimit),
+// at start and again after each applied reload, unless GOMEMLIMIT is in the
+// environment (getenv: os.LookupEnv): the
 // operator's value, or "off", wins. set is nil in tests that run the
 // bridge in-process, where the limit would apply to the whole test binary.
 func applyMemoryLimit(cfg *config.Config, getenv func(string) (string, bool), set func(int64) int64, logger *slog.Logger) {

@@ -512,7 +512,12 @@ func TestSIGHUPReload(t *testing.T) {
 	}
 	// The removed device may be done (its queues were empty) before the
 	// signal handler logs the reload's report: either line may come first.
-	line := c.waitLogs(t, `"msg":"reloaded"`, "removed device's events sent; disconnected")[0]
+	lines := c.waitLogs(t, `"msg":"reloaded"`, "removed device's events sent; disconnected", `"msg":"memory limit set"`)
+	line := lines[0]
+	// The soft memory limit follows the configuration (GOMEMLIMIT is not set here).
+	if !strings.Contains(lines[2], `"devices":2`) {
+		t.Errorf("after the reload: %s, want the limit for 2 devices", lines[2])
+	}
 	var rep struct {
 		Removed   []string
 		Unchanged int
