@@ -214,12 +214,34 @@ func (r *rig) runBridge(t *testing.T, broker string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopWhenDone(t, runInBackground(t, b))
+}
+
+// runInBackground runs b until stop is called, or the test ends. stop
+// cancels Run and returns its result; the first call waits for it, later
+// calls return the same result.
+func runInBackground(t *testing.T, b *bridge) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// stopWhenDone stops a bridge run by runInBackground when the test ends and
+// requires Run to return nil.
+func stopWhenDone(t *testing.T, stop func() error) {
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("bridge.Run = %v, want nil after cancel", err)
 		}
 	})

@@ -91,14 +91,8 @@ func startManaged(t *testing.T, gateway bool) (r *rig, dir string, stop func() e
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var runErr error
-	go func() { runErr = b.Run(ctx); close(done) }()
 	r.b = b
-	stop = func() error { cancel(); <-done; return runErr }
-	t.Cleanup(func() { stop() })
-	return r, dir, stop
+	return r, dir, runInBackground(t, b)
 }
 
 // TestManagedDevices: with a management block every device is managed on

@@ -219,15 +219,7 @@ func startMetricsBridge(t *testing.T, cfg *config.Config, opts bridgeOptions, lo
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("bridge.Run = %v, want nil after cancel", err)
-		}
-	})
+	stopWhenDone(t, runInBackground(t, b))
 	testwait.For(t, waitTimeout, "the metrics listener", func() bool { return b.metrics.addr() != "" })
 	return b
 }

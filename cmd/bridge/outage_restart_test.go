@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -547,8 +546,7 @@ func testPlatformRestarts(t *testing.T, mode string, plan outagePlan) {
 }
 
 // runRestartBridge runs a bridge for the restart tests against broker (the
-// PUBACK-recording proxy) and returns it and stop, which cancels Run and returns its
-// result; the first call waits for it, later calls return the same result.
+// PUBACK-recording proxy) and returns it and runInBackground's stop.
 func runRestartBridge(t *testing.T, cfg *config.Config, broker string) (b *bridge, stop func() error) {
 	t.Helper()
 	opts := bridgeOptions{Broker: broker, InMemoryBuffer: true, Drain: 20 * time.Second, tuneLinks: fastReconnect}
@@ -556,18 +554,7 @@ func runRestartBridge(t *testing.T, cfg *config.Config, broker string) (b *bridg
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	return b, func() error {
-		once.Do(func() {
-			cancel()
-			runErr = <-done
-		})
-		return runErr
-	}
+	return b, runInBackground(t, b)
 }
 
 // fastReconnect tunes the restart tests' uplinks. They reconnect within

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -133,9 +132,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
+	stop := runInBackground(t, b)
 
 	testwait.For(t, waitTimeout, "events before the outage", func() bool { return len(rec.firsts("m1")) >= 20 })
 	broker.Stop()
@@ -148,8 +145,8 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 		f := rec.firsts("m1") // once: a second call may see more
 		return len(f) > 0 && f[len(f)-1] > b.store.QueueStats("m1").NextSeq-20
 	})
-	cancel() // pollers stop first; the drain window sends what is buffered
-	if err := <-done; err != nil {
+	// Pollers stop first; the drain window sends what is buffered.
+	if err := stop(); err != nil {
 		t.Fatalf("bridge.Run = %v", err)
 	}
 

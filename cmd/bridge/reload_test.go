@@ -574,9 +574,7 @@ func TestReloadDuringBrokerOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
+	stop := runInBackground(t, b)
 
 	testwait.For(t, waitTimeout, "events before the outage", func() bool { return len(rec.firsts("m2")) >= 20 })
 	broker.Stop()
@@ -602,8 +600,7 @@ func TestReloadDuringBrokerOutage(t *testing.T) {
 		f := rec.firsts("m2")
 		return len(f) > 0 && f[len(f)-1] == m2Last
 	})
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("bridge.Run = %v", err)
 	}
 	if got := b.store.QueueStats("m2").NextSeq - 1; got != m2Last {
