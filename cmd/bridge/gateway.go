@@ -101,12 +101,6 @@ func (g *gateway) handleNotify(payload []byte, known func(typ, id string) bool) 
 		"request", n.Request, "reason", n.Message, "retry_in", delay)
 }
 
-// refused reports why device may not publish now, or "".
-func (g *gateway) refused(device string) string {
-	reason, _ := g.rejection(device)
-	return reason
-}
-
 // rejection reports why device may not publish now (or ""), and whether
 // the platform has rejected it since its last accepted event: then the
 // next acknowledgement must reset its back-off.

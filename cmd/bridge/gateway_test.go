@@ -22,11 +22,11 @@ func TestNotifyBacksOffTheDevice(t *testing.T) {
 	g.handleNotify([]byte(`not json`), known)
 	g.handleNotify([]byte(`{"Request":"publish","Type":"other","Id":"x","Message":"?"}`), known)
 
-	if why := g.refused("m1"); why != "Device type is not valid" {
-		t.Fatalf("refused(m1) = %q", why)
+	if why, _ := g.rejection("m1"); why != "Device type is not valid" {
+		t.Fatalf("rejection(m1) = %q", why)
 	}
-	if why := g.refused("m2"); why != "" {
-		t.Errorf("refused(m2) = %q, want none", why)
+	if why, _ := g.rejection("m2"); why != "" {
+		t.Errorf("rejection(m2) = %q, want none", why)
 	}
 	err := <-gatewayPublisher{g: g, device: "m1"}.Publish(context.Background(), "t", nil)
 	if !errors.Is(err, errRejected) {
@@ -36,7 +36,7 @@ func TestNotifyBacksOffTheDevice(t *testing.T) {
 		t.Errorf("rejectedDevices = %v", got)
 	}
 	g.accepted("m1")
-	if why := g.refused("m1"); why != "" {
+	if why, _ := g.rejection("m1"); why != "" {
 		t.Errorf("still refused after an accepted publish: %q", why)
 	}
 }
@@ -180,7 +180,7 @@ func TestGatewayNotifyBacksOffRejectedDevice(t *testing.T) {
 	go func() { done <- b.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	testwait.For(t, waitTimeout, "the platform's rejection of m2", func() bool { return b.gateway.refused("m2") != "" })
+	testwait.For(t, waitTimeout, "the platform's rejection of m2", func() bool { reason, _ := b.gateway.rejection("m2"); return reason != "" })
 	testwait.For(t, waitTimeout, "m2's events piling up in the buffer", func() bool { return b.store.QueueStats("m2").Len >= 5 })
 	testwait.For(t, waitTimeout, "a health event naming m2", func() bool {
 		for {
