@@ -80,21 +80,12 @@ func benchPollToSubscriber(b *testing.B, gateway bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []int
-			for d := bus; d < latencyDevices; d += pollPathBuses {
-				mine = append(mine, d)
-			}
+			mine := busDevices(bus, latencyDevices)
 			next := time.Now()
 			for i := range per {
 				next = next.Add(latencyPoll / time.Duration(len(mine)))
 				time.Sleep(time.Until(next))
-				r := readings[mine[i%len(mine)]]
-				for _, blk := range r.Blocks {
-					for k := range blk.Registers {
-						blk.Registers[k] = uint16(i + k)
-					}
-				}
-				r.Time = time.Now()
+				r := nextReading(readings, mine, i)
 				br.handleReading(br.view().devices[r.Device], r)
 			}
 		}()

@@ -73,10 +73,7 @@ func benchPollPath(b *testing.B, paced, gateway bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []int
-			for d := bus; d < pollPathDevices; d += pollPathBuses {
-				mine = append(mine, d)
-			}
+			mine := busDevices(bus, pollPathDevices)
 			s := make([]sample, 0, per)
 			next := time.Now()
 			for i := range per {
@@ -84,13 +81,7 @@ func benchPollPath(b *testing.B, paced, gateway bool) {
 					next = next.Add(time.Second / time.Duration(len(mine)))
 					time.Sleep(time.Until(next))
 				}
-				r := readings[mine[i%len(mine)]]
-				for _, blk := range r.Blocks {
-					for k := range blk.Registers {
-						blk.Registers[k] = uint16(i + k)
-					}
-				}
-				r.Time = time.Now()
+				r := nextReading(readings, mine, i)
 				t0 := time.Now()
 				br.handleReading(br.view().devices[r.Device], r)
 				s = append(s, sample{t0.Sub(start), time.Since(t0)})
@@ -253,4 +244,28 @@ func rssMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// busDevices returns the devices of bus when devices are spread over
+// pollPathBuses round robin, as the benchmarks' configurations do.
+func busDevices(bus, devices int) []int {
+	var mine []int
+	for d := bus; d < devices; d += pollPathBuses {
+		mine = append(mine, d)
+	}
+	return mine
+}
+
+// nextReading returns the i-th reading of a bus goroutine serving mine:
+// its device's turn in the round, with new register values (so that every
+// event is due) and the time of now.
+func nextReading(readings []adapters.Reading, mine []int, i int) adapters.Reading {
+	r := readings[mine[i%len(mine)]]
+	for _, blk := range r.Blocks {
+		for k := range blk.Registers {
+			blk.Registers[k] = uint16(i + k)
+		}
+	}
+	r.Time = time.Now()
+	return r
 }
