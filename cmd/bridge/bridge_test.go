@@ -181,6 +181,22 @@ func (r *rig) registry() []platform.Device {
 	return devices
 }
 
+// startPlatformOn starts the local platform of the configuration's org on
+// addr ("": a free port) with the given registry, until the test ends.
+func (r *rig) startPlatformOn(t *testing.T, addr string, devices []platform.Device) *platform.Platform {
+	t.Helper()
+	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Addr: addr, Devices: devices}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("start the platform on %q: %v", addr, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r.plat = p
+	return p
+}
+
 // useGateway switches the configuration to gateway mode, as gateway gw-1
 // of type edge-gw (startPlatform registers it).
 func (r *rig) useGateway() {
@@ -191,15 +207,7 @@ func (r *rig) useGateway() {
 // startPlatformWith is startPlatform with the given registry.
 func (r *rig) startPlatformWith(t *testing.T, devices []platform.Device) *platform.Subscription {
 	t.Helper()
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Devices: devices}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	r.plat = p
+	p := r.startPlatformOn(t, "", devices)
 	sub, err := p.Subscribe("iot-2/type/+/id/+/evt/+/fmt/+")
 	if err != nil {
 		t.Fatal(err)

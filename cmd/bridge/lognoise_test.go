@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"fieldbridge/internal/testwait"
-	"fieldbridge/platform"
 )
 
 // logCapture is a JSON slog destination the test can read while the bridge
@@ -136,18 +135,7 @@ func TestLogNoiseWhileBrokerAndDeviceAreDown(t *testing.T) {
 	testwait.For(t, 15*time.Second, "every device connection to fail twice and boiler-9 to be down", retried)
 	testwait.For(t, 15*time.Second, "a summary of the links that are down", func() bool { return logs.count("uplinks down", "", "") > 0 })
 
-	var devices []platform.Device
-	for _, d := range r.cfg.Devices {
-		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
-	}
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Addr: broker, Devices: devices}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatalf("start the platform on %s: %v", broker, err)
-	}
-	t.Cleanup(func() { p.Close() })
+	r.startPlatformOn(t, broker, r.registry())
 	testwait.For(t, 20*time.Second, "every uplink to be connected", func() bool {
 		return logs.count("uplink connected", "", "") >= len(r.cfg.Devices)
 	})

@@ -432,18 +432,7 @@ func TestReadyzFollowsBrokerAndBuffer(t *testing.T) {
 		t.Errorf("/healthz = %d while not ready, want 200: the process is alive", code)
 	}
 
-	var devices []platform.Device
-	for _, d := range r.cfg.Devices {
-		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
-	}
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Addr: brokerAddr, Devices: devices}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	r.startPlatformOn(t, brokerAddr, r.registry())
 	testwait.For(t, waitTimeout, "/readyz 200 once the broker is up", func() bool {
 		code, _ := getJSON(t, addr, "/readyz")
 		return code == http.StatusOK
@@ -476,18 +465,7 @@ func TestDrainProgressLogged(t *testing.T) {
 	if n := logs.count("backlog draining", "", ""); n != 0 {
 		t.Errorf("%d drain progress lines while the broker is down, want 0: nothing drains", n)
 	}
-	var devices []platform.Device
-	for _, d := range r.cfg.Devices {
-		devices = append(devices, platform.Device{Type: d.Type.Name, ID: d.Name, Token: d.Token})
-	}
-	p, err := platform.New(platform.Config{Org: r.cfg.Platform.Org, Addr: brokerAddr, Devices: devices}, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	r.startPlatformOn(t, brokerAddr, r.registry())
 
 	testwait.For(t, waitTimeout, "the backlog drained", func() bool { return logs.count("backlog drained", "", "") > 0 })
 	progress := logs.lines("backlog draining")
