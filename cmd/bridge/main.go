@@ -11,6 +11,9 @@ import (
 	"syscall"
 )
 
+// stopProfile ends a CPU profile started by a -tags profile build.
+var stopProfile = func() {}
+
 func main() {
 	// SIGHUP (a closed terminal, or an operator asking for a reload) must
 	// never kill the bridge: it is received on hangups and handled by the
@@ -27,5 +30,6 @@ func main() {
 	// GOMEMLIMIT is set (memlimit.go).
 	code := runProcess(ctx, process{stop: stop, hangups: hangups, setMemoryLimit: debug.SetMemoryLimit}, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	os.Exit(code)
 }
