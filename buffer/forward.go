@@ -164,28 +164,37 @@ func (f *forwarder) run(ctx context.Context) error {
 			f.progress(now, false)
 			progressAt = now.Add(s.cfg.progressEvery)
 		}
-		// Persist what was acknowledged before sending more.
+		// Settle what was acknowledged; the writer commits the cursor.
 		if len(f.acked) > 0 {
-			if err := f.persist(); err != nil {
+			if err := f.settle(); err != nil {
+				return ErrClosed
+			}
+		}
+		q.mu.Lock()
+		head, tail, unsaved := q.head, q.tail, q.persisted < q.head
+		q.mu.Unlock()
+		if f.next <= head {
+			f.next = head + 1 // dropped by policy under us
+		}
+
+		// Fill the window, once the cursor is persisted: a kill -9 then
+		// re-sends at most one window.
+		if !f.failing && len(f.win) < inflight && f.next < tail && unsaved {
+			if err := f.awaitCursor(ctx); err != nil {
 				if errors.Is(err, ErrClosed) {
 					return ErrClosed
+				}
+				if ctx.Err() != nil {
+					return f.finish()
 				}
 				setTimer(f.backoff())
 				if !f.wait(ctx, timerC) {
 					return f.finish()
 				}
 				timerC = nil
-				continue
 			}
+			continue
 		}
-		q.mu.Lock()
-		head, tail := q.head, q.tail
-		q.mu.Unlock()
-		if f.next <= head {
-			f.next = head + 1 // dropped by policy under us
-		}
-
-		// Fill the window.
 		if !f.failing && len(f.win) < inflight && f.next < tail {
 			room := inflight - len(f.win)
 			if s.cfg.Rate > 0 {
@@ -329,9 +338,10 @@ func (f *forwarder) takeReady() {
 	}
 }
 
-// persist advances the cursor over f.acked.
-func (f *forwarder) persist() error {
-	if err := f.s.ack(f.q, f.acked); err != nil {
+// settle hands f.acked to the Store: removed from the queue at once, the
+// cursor committed by the writer.
+func (f *forwarder) settle() error {
+	if err := f.s.settle(f.q, f.acked); err != nil {
 		return err
 	}
 	f.ackedTotal += uint64(len(f.acked))
@@ -339,13 +349,36 @@ func (f *forwarder) persist() error {
 	return nil
 }
 
-// finish persists what was acknowledged and ends the loop cleanly.
+// awaitCursor waits until the writer has committed the queue's cursor over
+// everything settled, or its attempt failed.
+func (f *forwarder) awaitCursor(ctx context.Context) error {
+	for {
+		wait := f.s.cursorWait(f.q)
+		if wait == nil {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.s.done:
+			return ErrClosed
+		}
+		if err := f.s.cursorErr(f.q); err != nil {
+			return err
+		}
+	}
+}
+
+// finish settles what was acknowledged, waits for its cursor and ends the
+// loop cleanly.
 func (f *forwarder) finish() error {
 	f.takeReady()
-	if len(f.acked) > 0 {
-		if err := f.persist(); err != nil && !errors.Is(err, ErrClosed) {
-			f.log.Warn("buffer cursor not saved on stop; the last events will be sent again", "err", err)
-		}
+	if len(f.acked) > 0 && f.settle() != nil {
+		return nil // closed: the writer committed what it could
+	}
+	if err := f.awaitCursor(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+		f.log.Warn("buffer cursor not saved on stop; the last events will be sent again", "err", err)
 	}
 	return nil
 }
@@ -583,58 +616,6 @@ func readItemOf(item *badger.Item, seq uint64) readItem {
 		ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
 	}
 	return ri
-}
-
-// ack advances q's cursor over settled flights (in seq order).
-func (s *Store) ack(q *queue, fl []flight) error {
-	s.gate.RLock()
-	defer s.gate.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	last := fl[len(fl)-1].seq
-	if last <= q.head {
-		return nil // dropped by policy meanwhile
-	}
-	var keys [][]byte
-	var n, bytes int64
-	var acked, bad, old uint64
-	for _, x := range fl {
-		if x.seq <= q.head {
-			continue
-		}
-		n++
-		bytes += x.size
-		switch x.why {
-		case removedAcked:
-			acked++
-		case removedCorrupt:
-			bad++
-		case removedExpired:
-			old++
-		}
-		if s.deletesRecords() {
-			keys = append(keys, eventKey(q.qid, x.seq))
-		}
-	}
-	if err := s.commitHead(q, last, keys); err != nil {
-		return err
-	}
-	q.head = last
-	q.count -= n
-	q.bytes -= bytes
-	q.acked += acked
-	q.corrupt += bad
-	q.dropped += old
-	q.droppedAge += old
-	s.total.Add(-bytes)
-	s.noteRemoved(bytes)
-	if old > 0 {
-		s.logDrop(q, old, "buffer events older than max_age dropped")
-	}
-	return nil
 }
 
 // skipGap moves q's cursor to upTo when no record exists in (head, upTo].
