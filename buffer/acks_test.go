@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"fieldbridge/internal/testwait"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // runForwarders runs Forward on every queue with pub until the test ends.
@@ -172,5 +174,78 @@ func TestAcksPassWhenEventsRefused(t *testing.T) {
 	}
 	if got := diskCursor(t, s, "a"); got != 4 {
 		t.Errorf("cursor of a on disk after a refused batch = %d, want 4", got)
+	}
+}
+
+// TestFreshRecordsSkipBadgerReads: at paced load the forwarder takes each
+// committed event from memory and never reads Badger; a backlog (events
+// committed before the forwarder ran) is read from Badger.
+func TestFreshRecordsSkipBadgerReads(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := openTest(t, k.config(t))
+			backlog := mustAppend(t, s, "d", 30, 10)
+			pub := &fakePublisher{}
+			runForwarders(t, s, []string{"d"}, pub)
+			testwait.For(t, 20*time.Second, "backlog delivered", func() bool { return s.QueueCounters("d").Acked == 30 })
+			if s.reads.Load() == 0 {
+				t.Fatal("a backlog was delivered without reading Badger")
+			}
+			reads := s.reads.Load()
+			want := backlog
+			for i := range 40 {
+				var seq uint64
+				var err error
+				if i%4 == 0 {
+					seq, err = s.Append("d", testTopic, seqPayload(10))
+				} else {
+					seq, err = s.Enqueue("d", testTopic, seqPayload(10))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, seq)
+				if err := s.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				testwait.For(t, 20*time.Second, "event acknowledged", func() bool { return s.QueueCounters("d").Acked == uint64(len(want)) })
+			}
+			if got := s.reads.Load() - reads; got != 0 {
+				t.Errorf("40 paced events took %d Badger reads, want 0", got)
+			}
+			if diff := cmp.Diff(want, pub.seqs()); diff != "" {
+				t.Errorf("delivered (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFreshRecordsForwarderBehind: a forwarder more than a window behind
+// gets the older records from Badger and the newest from memory, in order,
+// each once.
+func TestFreshRecordsForwarderBehind(t *testing.T) {
+	s := openTest(t, Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, InFlight: 4})
+	pub := &fakePublisher{hold: true}
+	runForwarders(t, s, []string{"d"}, pub)
+	var want []uint64
+	for range 50 {
+		seq, err := s.Enqueue("d", testTopic, seqPayload(10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, seq)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "all delivered", func() bool {
+		pub.release()
+		return s.QueueCounters("d").Acked == 50
+	})
+	if diff := cmp.Diff(want, pub.seqs()); diff != "" {
+		t.Errorf("delivered (-want +got):\n%s", diff)
+	}
+	if s.reads.Load() == 0 {
+		t.Error("50 events behind a window of 4 were delivered without reading Badger")
 	}
 }

@@ -98,6 +98,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		q.count++
 		q.bytes += size
 		q.appended++
+		s.keepFresh(q, seq, val)
 		q.mu.Unlock()
 		s.total.Add(size)
 		s.dirty.Store(true)

@@ -86,6 +86,7 @@ func (s *Store) Forward(ctx context.Context, queue string, pub Publisher) error 
 	defer func() {
 		q.mu.Lock()
 		q.forwarding = false
+		q.dropFresh()
 		q.mu.Unlock()
 	}()
 	f := &forwarder{s: s, q: q, pub: pub, log: s.log.With("queue", queue)}
@@ -430,9 +431,12 @@ func (f *forwarder) take(want int) (int, time.Duration) {
 // fill reads up to room records from f.next (below tail) and publishes them.
 func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
 	s := f.s
-	recs, next, err := s.readRange(f.q, f.next, tail, room)
-	if err != nil {
-		return err
+	recs, next := s.takeFresh(f.q, f.next, tail, room)
+	if len(recs) == 0 {
+		var err error
+		if recs, next, err = s.readRange(f.q, f.next, tail, room); err != nil {
+			return err
+		}
 	}
 	f.next = next
 	now := s.cfg.now()
@@ -554,6 +558,7 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 	if s.closed {
 		return nil, from, ErrClosed
 	}
+	s.reads.Add(1)
 	next = to
 	err = s.db.View(func(txn *badger.Txn) error {
 		// Records are normally contiguous from the cursor on: look the first
@@ -609,10 +614,16 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 // or decoded is returned with its error, to be skipped as corrupt.
 func readItemOf(item *badger.Item, seq uint64) readItem {
 	val, err := item.ValueCopy(nil)
-	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
 	if err != nil {
-		ri.err = err
-	} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
+		return readItem{seq: seq, size: int64(keyLen + len(val)), err: err}
+	}
+	return decodeItem(val, seq)
+}
+
+// decodeItem decodes the record val stored under seq.
+func decodeItem(val []byte, seq uint64) readItem {
+	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
+	if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
 		ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
 	}
 	return ri

@@ -128,6 +128,7 @@ type queue struct {
 	bytes       int64
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
 	forwarding  bool
+	fresh       []freshRecord // committed records for the forwarder, in seq order (fresh.go)
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open

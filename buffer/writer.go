@@ -40,6 +40,7 @@ type pendingEvent struct {
 	size int64
 	fail error
 	done chan error // Append and Flush wait on it; nil for Enqueue
+	kept bool       // val went to the queue's forwarder (fresh.go), not back to recordPool
 }
 
 // recordPool recycles encoded records: Badger copies keys and values into
@@ -337,9 +338,9 @@ func (s *Store) commitBatch(w *writer) {
 	if evErr == nil {
 		// Count before releasing the gate, so that reclamation (which
 		// holds it exclusively) sees the records.
-		for _, ev := range batch {
-			if ev.val != nil {
-				s.stored(ev)
+		for i := range batch {
+			if batch[i].val != nil {
+				batch[i].kept = s.stored(batch[i])
 			}
 		}
 	}
@@ -395,7 +396,7 @@ func (s *Store) answer(batch []pendingEvent, err error) {
 		}
 		ev.q.pending.Add(-1)
 		s.pendingBytes.Add(-ev.size)
-		if ev.val != nil {
+		if ev.val != nil && !ev.kept {
 			recordPool.Put(ev.val)
 		}
 		if ev.done != nil {
@@ -407,16 +408,20 @@ func (s *Store) answer(batch []pendingEvent, err error) {
 	}
 }
 
-// stored accounts for a committed event. The caller holds the gate.
-func (s *Store) stored(ev pendingEvent) {
+// stored accounts for a committed event and hands its record to the
+// queue's forwarder; it reports whether the record was kept for it. The
+// caller holds the gate.
+func (s *Store) stored(ev pendingEvent) (kept bool) {
 	q := ev.q
 	q.mu.Lock()
 	q.tail = max(q.tail, ev.seq+1)
 	q.count++
 	q.bytes += ev.size
 	q.appended++
+	kept = s.keepFresh(q, ev.seq, *ev.val)
 	q.mu.Unlock()
 	s.total.Add(ev.size)
+	return kept
 }
 
 // refuseCommitted is refuse for an event that went through the writer:
