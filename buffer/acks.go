@@ -162,27 +162,33 @@ type cursorWrite struct {
 	head uint64
 }
 
+// maxCursors bounds the cursor entries (and, for the deletes strategies,
+// record deletes) of one writer transaction: with a full batch of events
+// on top they stay below Badger's transaction limit
+// (TestBatchLimitsFitTheMemTable). The queues beyond it wait for the next
+// transaction.
+const maxCursors = 1024
+
 // lockCursors locks the queues of acks (the writer holds their q.mu over
 // its transaction, so that no other cursor write of theirs comes in
-// between) and returns what each needs written. Only the writer holds more
-// than one q.mu at a time. The deletes strategies put a delete per record
-// in the transaction: queues beyond maxRemove of them go back into the set
-// for the next one.
-func (s *Store) lockCursors(acks []*queue, into []cursorWrite) []cursorWrite {
+// between) and returns what each needs written, within maxCursors entries
+// (the rest go back into the set). Only the writer holds more than one
+// q.mu at a time.
+func (s *Store) lockCursors(acks []*queue, into []cursorWrite) (_ []cursorWrite, more bool) {
 	entries := 0
 	for i, q := range acks {
 		q.mu.Lock()
-		if i > 0 && entries+1+len(q.ackKeys) > maxRemove {
+		if i > 0 && entries+1+len(q.ackKeys) > maxCursors {
 			q.mu.Unlock()
 			for _, rest := range acks[i:] {
 				s.markCursor(rest)
 			}
-			break
+			return into, true
 		}
 		entries += 1 + len(q.ackKeys)
 		into = append(into, cursorWrite{q: q, head: q.head})
 	}
-	return into
+	return into, false
 }
 
 // cursorBytes is what cursors add to a transaction, for the disk guard.

@@ -301,7 +301,11 @@ func (s *Store) commitBatch(w *writer) {
 	}
 	s.gate.RLock()
 	w.acks = s.takeAcks(w.acks[:0])
-	w.cursors = s.lockCursors(w.acks, w.cursors[:0])
+	var more bool
+	w.cursors, more = s.lockCursors(w.acks, w.cursors[:0])
+	if more {
+		kick(s.ackNow) // the rest in the next transaction, at once
+	}
 	clear(w.acks)
 	curErr := errNothing
 	if len(w.cursors) > 0 {
