@@ -34,8 +34,11 @@ type Client struct {
 	// completed while that connection was still the latest.
 	epoch atomic.Uint64
 
-	mu   sync.Mutex
-	sess *session // the connection accepting publishes; nil when there is none
+	mu          sync.Mutex
+	sess        *session        // the connection accepting publishes; nil when there is none
+	runCtx      context.Context // Run's ctx, for the Handler
+	dispatching bool            // a dispatch goroutine runs
+	stopped     bool            // Run is returning: no goroutine starts any more
 
 	inbound chan inboundMessage
 	wg      sync.WaitGroup // every goroutine Run starts
@@ -153,9 +156,15 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.cfg.TLS != nil && c.cfg.TLS.InsecureSkipVerify {
 		c.log.Warn("uplink tls certificate verification disabled")
 	}
-	c.wg.Add(1)
-	go c.dispatch(ctx)
-	defer c.wg.Wait()
+	c.mu.Lock()
+	c.runCtx = ctx
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.stopped = true // no dispatcher starts after this
+		c.mu.Unlock()
+		c.wg.Wait()
+	}()
 
 	bo := backoff{base: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
 	short := 0 // connections in a row closed by the broker within StableAfter
@@ -390,28 +399,60 @@ func (c *Client) tokenResult(s *session, tok mqtt.Token) error {
 	return nil
 }
 
-// dispatch hands inbound messages to the Handler one at a time and
-// acknowledges each after the Handler returned.
+// startDispatch makes sure a dispatcher runs for a message just queued in
+// c.inbound. The dispatcher is not kept waiting for commands, which are
+// rare: device mode has a Client per device.
+func (c *Client) startDispatch() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dispatching || c.stopped {
+		return // a stopped Client leaves the message unacknowledged
+	}
+	c.dispatching = true
+	c.wg.Add(1) // under mu, before Run's Wait (stopped is false)
+	go c.dispatch(c.runCtx)
+}
+
+// dispatch hands inbound messages to the Handler one at a time, in arrival
+// order, and acknowledges each after the Handler returned. It returns when
+// the queue is empty or ctx ended.
 func (c *Client) dispatch(ctx context.Context) {
 	defer c.wg.Done()
 	for {
+		var m inboundMessage
 		select {
-		case <-ctx.Done():
+		case m = <-c.inbound:
+		default:
+			// Empty. Checked again under mu: startDispatch, called after
+			// each message is queued, finds dispatching still true only
+			// while the message can be seen here.
+			c.mu.Lock()
+			if len(c.inbound) > 0 {
+				c.mu.Unlock()
+				continue
+			}
+			c.dispatching = false
+			c.mu.Unlock()
 			return
-		case m := <-c.inbound:
-			if c.cfg.Handler == nil {
-				c.log.Debug("uplink inbound message dropped: no handler", "topic", m.topic)
-			} else if err := c.cfg.Handler.HandleMessage(ctx, m.topic, m.payload); err != nil {
-				c.log.Warn("uplink inbound message not handled", "topic", m.topic, "err", err)
-			}
-			if ctx.Err() != nil {
-				return // not acknowledged: a durable session gets it again
-			}
-			select {
-			case <-m.s.lost: // an ack cannot travel on a dead connection
-			default:
-				m.ack()
-			}
+		}
+		if ctx.Err() != nil {
+			c.mu.Lock()
+			c.dispatching = false
+			c.mu.Unlock()
+			return // not acknowledged: a durable session gets it again
+		}
+		if c.cfg.Handler == nil {
+			c.log.Debug("uplink inbound message dropped: no handler", "topic", m.topic)
+		} else if err := c.cfg.Handler.HandleMessage(ctx, m.topic, m.payload); err != nil {
+			c.log.Warn("uplink inbound message not handled", "topic", m.topic, "err", err)
+		}
+		if ctx.Err() != nil {
+			continue // not acknowledged; the check above ends the loop
+		}
+		select {
+		case <-m.s.lost: // an ack cannot travel on a dead connection
+		default:
+			m.ack()
 		}
 	}
 }

@@ -253,8 +253,11 @@ func (c *Client) onMessage(s *session, stop <-chan struct{}) mqtt.MessageHandler
 		select {
 		case c.inbound <- inboundMessage{topic: m.Topic(), payload: m.Payload(), ack: m.Ack, s: s}:
 		case <-s.down:
+			return
 		case <-stop:
+			return
 		}
+		c.startDispatch()
 	}
 }
 
