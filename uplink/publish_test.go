@@ -313,3 +313,36 @@ func TestInboundOrderAcrossDispatchers(t *testing.T) {
 		}
 	}
 }
+
+// TestEndedPublishesAreNotWritten: a queued publish whose ctx ended gets
+// its result at once and is never written; the next one goes in its place.
+func TestEndedPublishesAreNotWritten(t *testing.T) {
+	b := startScriptedBroker(t)
+	cfg := testConfig(b.url())
+	cfg.MaxInflight = 1
+	c, _ := runClient(t, cfg, nil)
+	testwait.For(t, waitLong, "connected", c.Connected)
+	conn := <-b.conns
+	topic := DeviceEventTopic("reading", "json")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := c.Publish(context.Background(), topic, []byte("1"))
+	abandoned := c.Publish(ctx, topic, []byte("2"))
+	third := c.Publish(context.Background(), topic, []byte("3"))
+	p1 := b.next()
+	cancel()
+	if err := result(t, abandoned, waitLong); !errors.Is(err, context.Canceled) {
+		t.Fatalf("queued publish after its ctx ended = %v, want context.Canceled", err)
+	}
+	b.ack(conn, p1)
+	if p := b.next(); string(p.Payload) != "3" {
+		t.Errorf("after the first, the broker got %q, want 3 (2 was abandoned)", p.Payload)
+	} else {
+		b.ack(conn, p)
+	}
+	for i, ch := range []<-chan error{first, third} {
+		if err := result(t, ch, waitLong); err != nil {
+			t.Errorf("publish %d = %v, want nil", 2*i+1, err)
+		}
+	}
+}
