@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -84,14 +85,14 @@ func benchPublish(b *testing.B, url string, qos byte, window int) {
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	begin, cpu0 := time.Now(), cpuTime(b)
+	begin, cpu0, started0 := time.Now(), cpuTime(b), goroutinesCreated()
 	for range b.N {
 		sem <- struct{}{}
 		fifo <- inflight{time.Now(), c.Publish(ctx, topic, payload)}
 	}
 	close(fifo)
 	<-collected
-	elapsed, cpu := time.Since(begin), cpuTime(b)-cpu0
+	elapsed, cpu, started := time.Since(begin), cpuTime(b)-cpu0, goroutinesCreated()-started0
 	b.StopTimer()
 
 	if n := failures.Load(); n > 0 {
@@ -105,6 +106,7 @@ func benchPublish(b *testing.B, url string, qos byte, window int) {
 	// mochi, the broker. Against Mosquitto (another process) it is the
 	// client's cost per message, plus the loop's.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu_us/msg")
+	b.ReportMetric(float64(started)/float64(b.N), "goroutines/msg")
 }
 
 // cpuTime is the user and system CPU time of this process so far.
@@ -118,6 +120,13 @@ func cpuTime(b *testing.B) time.Duration {
 // goroutine hand-off on an otherwise idle process. Less sensitive than CPU
 // time to the other load on a shared machine.
 func parks(b *testing.B) int64 { return rusage(b).Nvcsw }
+
+// goroutinesCreated counts the goroutines started by this process so far.
+func goroutinesCreated() uint64 {
+	m := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(m)
+	return m[0].Value.Uint64()
+}
 
 func rusage(b *testing.B) syscall.Rusage {
 	var ru syscall.Rusage
@@ -173,7 +182,7 @@ func benchPublishPaced(b *testing.B, qos byte) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	begin, cpu0, parks0 := time.Now(), cpuTime(b), parks(b)
+	begin, cpu0, parks0, started0 := time.Now(), cpuTime(b), parks(b), goroutinesCreated()
 	for i, c := range links {
 		wg.Add(1)
 		go func() {
@@ -191,7 +200,7 @@ func benchPublishPaced(b *testing.B, qos byte) {
 		}()
 	}
 	wg.Wait()
-	elapsed, cpu, parked := time.Since(begin), cpuTime(b)-cpu0, parks(b)-parks0
+	elapsed, cpu, parked, started := time.Since(begin), cpuTime(b)-cpu0, parks(b)-parks0, goroutinesCreated()-started0
 	b.StopTimer()
 	if n := failures.Load(); n > 0 {
 		b.Fatalf("%d publishes failed", n)
@@ -201,6 +210,8 @@ func benchPublishPaced(b *testing.B, qos byte) {
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu_us/msg")
 	b.ReportMetric(float64(parked)/float64(len(all)), "parks/msg")
+	// Less the benchmark's own goroutine per Client.
+	b.ReportMetric(float64(started-clients)/float64(len(all)), "goroutines/msg")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
 }
