@@ -21,8 +21,9 @@ import (
 //     ended: each distinct ctx (by its Done channel) is watched once per
 //     session, not once per publish, and its watcher only signals serve.
 //
-// So a publish costs no goroutine, no timer and no context of its own. A
-// request keeps its in-flight slot until its token completes or the
+// So a publish costs no goroutine, no timer and no context of its own: one
+// pump serves a whole burst (a publish that finds the connection idle, as at
+// a paced load, does start one). A request keeps its in-flight slot until its token completes or the
 // connection ends, even after its caller got ErrAckTimeout or a ctx error,
 // so that the broker never sees more than MaxInflight unacknowledged
 // messages.
