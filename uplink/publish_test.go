@@ -346,3 +346,36 @@ func TestEndedPublishesAreNotWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownWaitsForInflightAcks: when Run's ctx ends, publishes already
+// written get their PUBACKs during the short quiesce and report nil; Run
+// then disconnects and returns. (The PUBACKs go out within milliseconds of
+// the shutdown's start, well inside quiesce, 250 ms.)
+func TestShutdownWaitsForInflightAcks(t *testing.T) {
+	b := startScriptedBroker(t)
+	cfg := testConfig(b.url())
+	c, stop := runClient(t, cfg, nil)
+	testwait.For(t, waitLong, "connected", c.Connected)
+	conn := <-b.conns
+	topic := DeviceEventTopic("reading", "json")
+	first := c.Publish(context.Background(), topic, []byte("1"))
+	second := c.Publish(context.Background(), topic, []byte("2"))
+	p1, p2 := b.next(), b.next()
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); stop() }()
+	testwait.For(t, waitLong, "the shutdown to begin", func() bool { return !c.Connected() })
+	b.ack(conn, p1)
+	b.ack(conn, p2)
+	<-stopped
+	for i, ch := range []<-chan error{first, second} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("publish %d acknowledged during shutdown = %v, want nil", i+1, err)
+			}
+		default:
+			t.Errorf("publish %d has no result after Run returned", i+1)
+		}
+	}
+}
