@@ -69,6 +69,19 @@ type flight struct {
 //
 // At most one Forward may run per queue; a second one returns an error.
 func (s *Store) Forward(ctx context.Context, queue string, pub Publisher) error {
+	return s.forward(ctx, queue, pub, false)
+}
+
+// ForwardUntilIdle is Forward for a queue that is mostly empty (command
+// results): it returns nil as soon as nothing of the queue is waiting,
+// handed to the writer, or in flight, with every acknowledgement's cursor
+// persisted. The caller runs it again when it appends to the queue; a
+// parked forwarder per such queue would cost a goroutine for nothing.
+func (s *Store) ForwardUntilIdle(ctx context.Context, queue string, pub Publisher) error {
+	return s.forward(ctx, queue, pub, true)
+}
+
+func (s *Store) forward(ctx context.Context, queue string, pub Publisher, untilIdle bool) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
@@ -89,7 +102,7 @@ func (s *Store) Forward(ctx context.Context, queue string, pub Publisher) error 
 		q.dropFresh()
 		q.mu.Unlock()
 	}()
-	f := &forwarder{s: s, q: q, pub: pub, log: s.log.With("queue", queue)}
+	f := &forwarder{s: s, q: q, pub: pub, log: s.log.With("queue", queue), untilIdle: untilIdle}
 	return f.run(ctx)
 }
 
@@ -103,6 +116,8 @@ type forwarder struct {
 	slots []flight // win's array: win starts over at its front when empty
 	acked []flight // settled successfully, cursor not yet persisted
 	next  uint64   // next seq to read
+
+	untilIdle bool // ForwardUntilIdle: return once the queue is idle
 
 	failing bool // a result failed: settle the window, then go back
 	retry   time.Duration
@@ -249,6 +264,9 @@ func (f *forwarder) run(ctx context.Context) error {
 			}
 			if f.next < tail && timerC == nil {
 				continue // more to read (the window was full)
+			}
+			if f.untilIdle && f.next >= tail && timerC == nil && q.pending.Load() == 0 {
+				return f.finish()
 			}
 			select {
 			case <-ctx.Done():
