@@ -252,35 +252,50 @@ func TestFreshRecordsForwarderBehind(t *testing.T) {
 
 // TestAcksBeyondOneTransaction: more settled cursors than one writer
 // transaction takes (maxCursors) are all committed, the rest in the next
-// transaction at once.
+// transaction at once; at Close too.
 func TestAcksBeyondOneTransaction(t *testing.T) {
-	s := openTest(t, Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, ackDelay: time.Hour})
-	names := queueNames(maxCursors + 100)
-	if err := s.Prepare(names...); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		mustAppend(t, s, name, 1, 0)
-		q, err := s.queue(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.settle(q, []flight{{seq: 1, size: s.QueueCounters(name).Bytes}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	testwait.For(t, 20*time.Second, "every cursor committed", func() bool {
-		for _, name := range names {
-			if diskCursor(t, s, name) != 1 {
-				return false
+	for _, how := range []string{"flush", "close"} {
+		t.Run(how, func(t *testing.T) {
+			cfg := Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, ackDelay: time.Hour}
+			s := openTest(t, cfg)
+			names := queueNames(maxCursors + 100)
+			if err := s.Prepare(names...); err != nil {
+				t.Fatal(err)
 			}
-		}
-		return true
-	})
-	if st := s.Stats(); st.Len != 0 || st.Bytes != 0 {
-		t.Errorf("Stats = %+v, want empty", st)
+			for _, name := range names {
+				mustAppend(t, s, name, 1, 0)
+				q, err := s.queue(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.settle(q, []flight{{seq: 1, size: s.QueueCounters(name).Bytes}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if how == "close" {
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				s = openTest(t, cfg)
+				if st := s.Stats(); st.Len != 0 {
+					t.Errorf("after Close and reopen Stats().Len = %d, want 0: every cursor committed at Close", st.Len)
+				}
+				return
+			}
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, 20*time.Second, "every cursor committed", func() bool {
+				for _, name := range names {
+					if diskCursor(t, s, name) != 1 {
+						return false
+					}
+				}
+				return true
+			})
+			if st := s.Stats(); st.Len != 0 || st.Bytes != 0 {
+				t.Errorf("Stats = %+v, want empty", st)
+			}
+		})
 	}
 }

@@ -212,7 +212,7 @@ func (s *Store) writeLoop() {
 		select {
 		case ev, ok := <-s.wch:
 			if !ok {
-				s.commitBatch(w) // the cursors settled before Close
+				s.commitLast(w)
 				return
 			}
 			w.add(ev)
@@ -226,17 +226,36 @@ func (s *Store) writeLoop() {
 		case <-timerC:
 			timerC = nil
 		}
-		open := w.gather(s.wch)
-		s.commitBatch(w)
-		if !open {
-			return // Close: no cursor is settled after wch closed
+		if !w.gather(s.wch) {
+			s.commitLast(w)
+			return
 		}
+		s.commitBatch(w)
 		if timerC == nil && s.acksWaiting() {
 			// Settled while this batch committed, or failed: retry.
 			timer.Reset(s.cfg.ackDelay)
 			timerC = timer.C
 		}
 	}
+}
+
+// commitLast is the writer's last commit, at Close: what was handed over
+// and every cursor settled before (no cursor is settled after wch closed),
+// in as many transactions as maxCursors needs. A transaction that fails
+// leaves its cursors unsaved (the events are sent again after the
+// restart) rather than retrying without end.
+func (s *Store) commitLast(w *writer) {
+	for range s.queueCount()/maxCursors + 1 {
+		if !s.commitBatch(w) {
+			return
+		}
+	}
+}
+
+func (s *Store) queueCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.queues)
 }
 
 // writer is the writer goroutine's scratch space.
@@ -275,8 +294,9 @@ func (w *writer) gather(wch <-chan pendingEvent) bool {
 // after the disk guard (and, under drop_oldest, making room), then updates
 // the queues in seq order and answers the waiters. Events stop at MinFree,
 // cursors only at MinFree/2: a batch whose events are refused still commits
-// its cursors, so that a full buffer drains.
-func (s *Store) commitBatch(w *writer) {
+// its cursors, so that a full buffer drains. It reports whether cursors
+// were left for the next transaction (more than maxCursors).
+func (s *Store) commitBatch(w *writer) (more bool) {
 	batch, bytes := w.batch, w.bytes
 	defer func() {
 		clear(w.batch) // let the records go
@@ -301,7 +321,6 @@ func (s *Store) commitBatch(w *writer) {
 	}
 	s.gate.RLock()
 	w.acks = s.takeAcks(w.acks[:0])
-	var more bool
 	w.cursors, more = s.lockCursors(w.acks, w.cursors[:0])
 	if more {
 		kick(s.ackNow) // the rest in the next transaction, at once
@@ -359,6 +378,7 @@ func (s *Store) commitBatch(w *writer) {
 		evErr = nil // only Flush markers and events refused at hand-over
 	}
 	s.answer(batch, evErr)
+	return more
 }
 
 // errNothing marks a part of a writer transaction that has nothing to
