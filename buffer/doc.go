@@ -80,8 +80,12 @@
 //     Append waits for its own commit; while events of its queue wait for
 //     the writer it goes through the writer too, so each queue is
 //     committed in seq order. Forward only sees committed events.
-//   - Counters: QueueCounters reads every QueueStats counter from memory
-//     (no database access; OldestAge, which needs a read, is left 0).
+//   - Counters: QueueCounters and Counters read every counter from memory
+//     (no database access; OldestAge is left 0). Stats also gives
+//     OldestAge, from memory for queues being forwarded (the forwarder's
+//     reads leave the time of each queue's oldest waiting event there) and
+//     with at most statsReadBudget database reads per call for the others;
+//     TestStatsOldestAgeWithoutReadingEveryQueue.
 //
 // # What survives what
 //

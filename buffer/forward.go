@@ -569,6 +569,9 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 	if err != nil {
 		return nil, from, fmt.Errorf("buffer: read %q: %v", q.name, err)
 	}
+	q.mu.Lock()
+	q.stamps.noteRead(q.head, from, items, max, s.cfg.InFlight)
+	q.mu.Unlock()
 	return items, next, nil
 }
 

@@ -41,6 +41,9 @@ type Store struct {
 
 	capMu sync.Mutex   // serialises making room under MaxBytes
 	total atomic.Int64 // bytes of waiting events, all queues
+	// statsReads counts the database reads Stats and QueueStats made for
+	// OldestAge (tests check that a scrape does not read every queue).
+	statsReads atomic.Int64
 
 	leaseMu     sync.Mutex // guards state and stateClosed; serialises state.json writes
 	state       stateFile
@@ -104,6 +107,9 @@ type queue struct {
 	bytes       int64
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
 	forwarding  bool
+	// stamps knows when recent records were appended, for OldestAge
+	// without a database read (stats.go).
+	stamps stamps
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open
