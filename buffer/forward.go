@@ -512,10 +512,20 @@ type readItem struct {
 // up an iterator.
 const pointReads = 4
 
-// readRange reads up to max records of q with seq in [from, to). next is
-// where the following read starts: after the last record returned, or to
-// when the range was exhausted.
+// readRange is the forwarder's read: up to max records of q with seq in
+// [from, to), fewer when the forwarders together hold DefaultReadAhead
+// records (at least one). next is where the following read starts: after
+// the last record returned, or to when the range was exhausted.
 func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
+	items, next, err = s.read(q, from, to, s.grantReadAhead(q, from, max))
+	if err == nil {
+		s.readAheadDone(q, items)
+	}
+	return items, next, err
+}
+
+// read reads up to max records of q with seq in [from, to) (see readRange).
+func (s *Store) read(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if s.closed {

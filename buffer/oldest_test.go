@@ -234,3 +234,93 @@ func TestStampsOldest(t *testing.T) {
 	st.noteRead(8, 9, bad, window, window)
 	expect(8, 8, false)
 }
+
+// TestReadAheadBoundsTheWindows: with many queues draining, the forwarders
+// together hold about readAhead.max records read and not acknowledged,
+// not InFlight per queue (issue 12: 1 000 full windows were about 50 MiB of
+// a drain's heap); each queue still gets records, and once the results come
+// back everything is delivered in order and the running total is back to 0.
+func TestReadAheadBoundsTheWindows(t *testing.T) {
+	const queues, perQueue, window, readAhead = 50, 40, 32, 64
+	s := openTest(t, Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, InFlight: window})
+	s.readAhead.max = readAhead
+	names := make([]string, queues)
+	for i := range names {
+		names[i] = fmt.Sprintf("dev-%02d", i)
+	}
+	for range perQueue {
+		for _, name := range names {
+			if _, err := s.Enqueue(name, name, seqPayload(4)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	pub := &fakePublisher{hold: true}
+	published := func() map[string]int {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		n := map[string]int{}
+		for _, d := range pub.delivered {
+			n[d.topic]++
+		}
+		return n
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Forward(ctx, name, pub); err != nil {
+				t.Errorf("Forward(%s): %v", name, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	testwait.For(t, 30*time.Second, "every queue published", func() bool { return len(published()) == queues })
+
+	// Nothing is acknowledged: each forwarder read once, and again at most
+	// once when an append's notification was still pending; each read
+	// gets at least one record.
+	total := 0
+	for _, n := range published() {
+		total += n
+	}
+	if limit := readAhead + 2*queues; total > limit {
+		t.Fatalf("%d queues with InFlight %d published %d events with none acknowledged, want at most %d (read-ahead %d, plus one read per queue and a notified one)",
+			queues, window, total, limit, readAhead)
+	}
+
+	pub.mu.Lock()
+	pub.hold = false
+	pub.mu.Unlock()
+	pub.release()
+	testwait.For(t, 60*time.Second, "every queue drained", func() bool { return s.Counters().Len == 0 })
+	got := map[string][]uint64{}
+	pub.mu.Lock()
+	for _, d := range pub.delivered {
+		got[d.topic] = append(got[d.topic], d.seq)
+	}
+	pub.mu.Unlock()
+	for _, name := range names {
+		seqs := distinct(got[name])
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Fatalf("%s: delivered %v, want consecutive seqs in order", name, seqs)
+			}
+		}
+		if len(seqs) != perQueue {
+			t.Fatalf("%s: delivered %d distinct events, want %d", name, len(seqs), perQueue)
+		}
+	}
+	s.readAhead.mu.Lock()
+	left := s.countReadAhead()
+	s.readAhead.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("read-ahead after the drain: %d records, want 0", left)
+	}
+}

@@ -156,8 +156,8 @@ func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int) QueueStat
 	if !exact && *budget > 0 {
 		*budget--
 		s.statsReads.Add(1)
-		// readRange notes the record it finds as the oldest (noteRead).
-		items, _, err := s.readRange(q, head+1, tail, 1)
+		// read notes the record it finds as the oldest (noteRead).
+		items, _, err := s.read(q, head+1, tail, 1)
 		if err == nil && len(items) == 1 && items[0].err == nil {
 			at = items[0].rec.Appended.UnixNano()
 		}

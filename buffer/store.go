@@ -44,6 +44,7 @@ type Store struct {
 	// statsReads counts the database reads Stats and QueueStats made for
 	// OldestAge (tests check that a scrape does not read every queue).
 	statsReads atomic.Int64
+	readAhead  readAhead // bounds the forwarders' windows together (readahead.go)
 
 	leaseMu     sync.Mutex // guards state and stateClosed; serialises state.json writes
 	state       stateFile
@@ -110,6 +111,11 @@ type queue struct {
 	// stamps knows when recent records were appended, for OldestAge
 	// without a database read (stats.go).
 	stamps stamps
+	// readTo is one past the last record the forwarder read; readWindow
+	// (under Store.readAhead.mu) is what this queue counts in the
+	// read-ahead total (readahead.go).
+	readTo     uint64
+	readWindow int64
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open
@@ -153,6 +159,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		dropChunk:  min(cfg.MaxBytes/256, 1<<20),
 		done:       make(chan struct{}),
 		wch:        make(chan pendingEvent, cfg.writeQueue),
+		readAhead:  readAhead{max: DefaultReadAhead},
 	}
 	if cfg.InMemory {
 		db, err := s.openBadger("")
