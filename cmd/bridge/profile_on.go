@@ -14,8 +14,10 @@ import (
 // to $BRIDGE_CPUPROFILE, and with $BRIDGE_HEAPPROFILE set a heap profile to
 // $BRIDGE_HEAPPROFILE.<n> (n = 1, 2, ...) every $BRIDGE_HEAPPROFILE_EVERY
 // (a Go duration, default 10s) and a last one at exit: a drain lasts about a
-// minute, so a series of snapshots is what shows where the memory goes
-// (measurements with the load rig; never in a release).
+// minute, so a series of snapshots is what shows where the memory goes. Next
+// to each, $BRIDGE_HEAPPROFILE.<n>.goroutines lists the goroutines by stack
+// (what a slow /metrics scrape waits for). Measurements with the load rig;
+// never in a release.
 func init() {
 	var stops []func()
 	if path := os.Getenv("BRIDGE_CPUPROFILE"); path != "" {
@@ -82,6 +84,10 @@ func writeHeapProfile(path string) {
 	defer f.Close()
 	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 		fmt.Fprintln(os.Stderr, "heap profile:", err)
+	}
+	if g, err := os.Create(path + ".goroutines"); err == nil {
+		_ = pprof.Lookup("goroutine").WriteTo(g, 1)
+		g.Close()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
