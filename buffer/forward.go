@@ -518,9 +518,7 @@ const pointReads = 4
 // the last record returned, or to when the range was exhausted.
 func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	items, next, err = s.read(q, from, to, s.grantReadAhead(q, from, max))
-	if err == nil {
-		s.readAheadDone(q, items)
-	}
+	s.readAheadDone(q, items)
 	return items, next, err
 }
 
@@ -528,6 +526,11 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 func (s *Store) read(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
+	return s.readGated(q, from, to, max)
+}
+
+// readGated is read with the gate held for reading.
+func (s *Store) readGated(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	if s.closed {
 		return nil, from, ErrClosed
 	}

@@ -57,34 +57,42 @@ func (s *Store) grantReadAhead(q *queue, from uint64, want int) int {
 		ra.counted = time.Now()
 		free = ra.max - ra.total
 	}
-	return int(min(int64(want), max(free, 1)))
+	// Count the grant at once, so that forwarders reading at the same time
+	// do not all get the same free records; readAheadDone corrects it to
+	// what was read.
+	n := min(int64(want), max(free, 1))
+	ra.total += n
+	q.readWindow += n
+	q.readGranted = n
+	return int(n)
 }
 
-// readAheadDone records the end of q's read: the window now reaches to the
-// last record read.
+// readAheadDone records the end of q's read (items empty when it failed):
+// the window now reaches to the last record read.
 func (s *Store) readAheadDone(q *queue, items []readItem) {
-	if len(items) == 0 {
-		return
-	}
 	ra := &s.readAhead
 	q.mu.Lock()
-	q.readTo = items[len(items)-1].seq + 1
+	if len(items) > 0 {
+		q.readTo = items[len(items)-1].seq + 1
+	}
 	window := int64(q.readTo - min(q.readTo, q.head+1))
 	q.mu.Unlock()
 
 	ra.mu.Lock()
 	ra.total += window - q.readWindow
 	q.readWindow = window
+	q.readGranted = 0
 	ra.mu.Unlock()
 }
 
-// countReadAhead recounts every queue's window with its current cursor.
-// Called with readAhead.mu held (lock order: readAhead.mu -> queue.mu).
+// countReadAhead recounts every queue's window with its current cursor,
+// plus what was granted to reads still under way. Called with
+// readAhead.mu held (lock order: readAhead.mu -> queue.mu).
 func (s *Store) countReadAhead() int64 {
 	var total int64
 	for _, q := range s.snapshotQueues() {
 		q.mu.Lock()
-		q.readWindow = int64(q.readTo - min(q.readTo, q.head+1))
+		q.readWindow = int64(q.readTo-min(q.readTo, q.head+1)) + q.readGranted
 		q.mu.Unlock()
 		total += q.readWindow
 	}

@@ -155,17 +155,31 @@ func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int) QueueStat
 	q.mu.Unlock()
 	if !exact && *budget > 0 {
 		*budget--
-		s.statsReads.Add(1)
-		// read notes the record it finds as the oldest (noteRead).
-		items, _, err := s.read(q, head+1, tail, 1)
-		if err == nil && len(items) == 1 && items[0].err == nil {
-			at = items[0].rec.Appended.UnixNano()
+		if t, ok := s.readOldest(q, head, tail); ok {
+			at = t
 		}
 	}
 	if at != 0 {
 		st.OldestAge = max(0, now.Sub(time.Unix(0, at)))
 	}
 	return st
+}
+
+// readOldest reads when q's oldest waiting record was appended, unless
+// space reclamation holds or waits for the gate: a scrape does not wait for
+// a DropPrefix (seconds during a drain), it estimates.
+func (s *Store) readOldest(q *queue, head, tail uint64) (at int64, ok bool) {
+	if !s.gate.TryRLock() {
+		return 0, false
+	}
+	defer s.gate.RUnlock()
+	s.statsReads.Add(1)
+	// The read notes the record it finds as the oldest (noteRead).
+	items, _, err := s.readGated(q, head+1, tail, 1)
+	if err != nil || len(items) != 1 || items[0].err != nil {
+		return 0, false
+	}
+	return items[0].rec.Appended.UnixNano(), true
 }
 
 // stamp is when the record with seq was appended (Unix nanoseconds).

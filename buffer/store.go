@@ -112,10 +112,12 @@ type queue struct {
 	// without a database read (stats.go).
 	stamps stamps
 	// readTo is one past the last record the forwarder read; readWindow
-	// (under Store.readAhead.mu) is what this queue counts in the
-	// read-ahead total (readahead.go).
-	readTo     uint64
-	readWindow int64
+	// and readGranted (under Store.readAhead.mu) are what this queue counts
+	// in the read-ahead total and what its read under way was granted
+	// (readahead.go).
+	readTo      uint64
+	readWindow  int64
+	readGranted int64
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open
