@@ -38,7 +38,9 @@
 //     above the lease, leaving a logged gap. After a plain kill -9 (same
 //     boot) numbering continues without a gap.
 //   - Delivery: at least once, in order per queue. Forward keeps at most
-//     Config.InFlight events outstanding, removes an event only after its
+//     Config.InFlight events outstanding (and all forwarders together
+//     about DefaultReadAhead, each at least one: readahead.go,
+//     TestReadAheadBoundsTheWindows), removes an event only after its
 //     Publish result was nil, and on any failure waits for the window to
 //     settle and resends from the first unacknowledged event (go-back-N;
 //     duplicates are allowed, receivers de-duplicate on seq). The persisted
