@@ -133,18 +133,21 @@ func (q *queue) counters() QueueStats {
 // a /metrics scrape take over 5 s; the queues left over are estimated.
 const statsReadBudget = 32
 
+// queueStats is one queue's statistics with OldestAge exact: it reads the
+// database when needed, waiting for space reclamation if it must.
 func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
 	budget := 1
-	return s.queueStatsWithin(q, now, &budget)
+	return s.queueStatsWithin(q, now, &budget, true)
 }
 
 // queueStatsWithin returns q's statistics. OldestAge comes from memory when
 // the time of q's oldest record is known there; otherwise it is read from the
-// database while *budget is above zero (each read takes one), and else
-// estimated from the last oldest record known, which left the queue since:
-// the estimate is the age of an older event, never below the true age (the
-// clock going back aside), and 0 only if nothing was ever known.
-func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int) QueueStats {
+// database while *budget is above zero (each read takes one; unless wait,
+// not while space reclamation holds the database), and else estimated from
+// the last oldest record known, which left the queue since: the estimate is
+// the age of an older event, never below the true age (the clock going back
+// aside), and 0 only if nothing was ever known.
+func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int, wait bool) QueueStats {
 	st := q.counters()
 	if st.Len == 0 {
 		return st
@@ -155,7 +158,7 @@ func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int) QueueStat
 	q.mu.Unlock()
 	if !exact && *budget > 0 {
 		*budget--
-		if t, ok := s.readOldest(q, head, tail); ok {
+		if t, ok := s.readOldest(q, head, tail, wait); ok {
 			at = t
 		}
 	}
@@ -165,11 +168,14 @@ func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int) QueueStat
 	return st
 }
 
-// readOldest reads when q's oldest waiting record was appended, unless
-// space reclamation holds or waits for the gate: a scrape does not wait for
-// a DropPrefix (seconds during a drain), it estimates.
-func (s *Store) readOldest(q *queue, head, tail uint64) (at int64, ok bool) {
-	if !s.gate.TryRLock() {
+// readOldest reads when q's oldest waiting record was appended. Unless
+// wait, it gives up when space reclamation holds or waits for the gate: a
+// scrape does not wait for a DropPrefix (seconds during a drain), it
+// estimates.
+func (s *Store) readOldest(q *queue, head, tail uint64, wait bool) (at int64, ok bool) {
+	if wait {
+		s.gate.RLock()
+	} else if !s.gate.TryRLock() {
 		return 0, false
 	}
 	defer s.gate.RUnlock()
@@ -286,7 +292,7 @@ func (s *Store) stats(withAge bool) Stats {
 	for _, k := range queues {
 		var qs QueueStats
 		if withAge {
-			qs = s.queueStatsWithin(k.q, now, &budget)
+			qs = s.queueStatsWithin(k.q, now, &budget, false)
 		} else {
 			qs = k.q.counters()
 		}
