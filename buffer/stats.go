@@ -109,6 +109,10 @@ func (s *Store) lookupQueue(name string) (*queue, QueueStats) {
 func (q *queue) counters() QueueStats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.countersLocked()
+}
+
+func (q *queue) countersLocked() QueueStats {
 	return QueueStats{
 		Queue:      q.name,
 		Len:        q.count,
@@ -124,6 +128,24 @@ func (q *queue) counters() QueueStats {
 	}
 }
 
+// queueSnapshot is what Stats needs of one queue, taken under one lock of
+// its mutex: during a drain the forwarders hold their queues' mutexes while
+// Badger writes their cursors, so every further lock is another wait.
+type queueSnapshot struct {
+	q          *queue
+	st         QueueStats
+	head, tail uint64
+	at         int64 // when the oldest waiting record was appended, or the estimate (stamps.oldest)
+	exact      bool
+}
+
+func (q *queue) snapshot() queueSnapshot {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	at, exact := q.stamps.oldest(q.head)
+	return queueSnapshot{q: q, st: q.countersLocked(), head: q.head, tail: q.tail, at: at, exact: exact}
+}
+
 // statsReadBudget is how many queues one Stats call reads from the database
 // for OldestAge, at most. A queue that is being forwarded never needs a read
 // (its forwarder's reads leave the time of its oldest record in memory, see
@@ -136,34 +158,23 @@ const statsReadBudget = 32
 // queueStats is one queue's statistics with OldestAge exact: it reads the
 // database when needed, waiting for space reclamation if it must.
 func (s *Store) queueStats(q *queue, now time.Time) QueueStats {
-	budget := 1
-	return s.queueStatsWithin(q, now, &budget, true)
-}
-
-// queueStatsWithin returns q's statistics. OldestAge comes from memory when
-// the time of q's oldest record is known there; otherwise it is read from the
-// database while *budget is above zero (each read takes one; unless wait,
-// not while space reclamation holds the database), and else estimated from
-// the last oldest record known, which left the queue since: the estimate is
-// the age of an older event, never below the true age (the clock going back
-// aside), and 0 only if nothing was ever known.
-func (s *Store) queueStatsWithin(q *queue, now time.Time, budget *int, wait bool) QueueStats {
-	st := q.counters()
-	if st.Len == 0 {
-		return st
-	}
-	q.mu.Lock()
-	head, tail := q.head, q.tail
-	at, exact := q.stamps.oldest(head)
-	q.mu.Unlock()
-	if !exact && *budget > 0 {
-		*budget--
-		if t, ok := s.readOldest(q, head, tail, wait); ok {
-			at = t
+	snap := q.snapshot()
+	if snap.st.Len > 0 && !snap.exact {
+		if t, ok := s.readOldest(q, snap.head, snap.tail, true); ok {
+			snap.at = t
 		}
 	}
-	if at != 0 {
-		st.OldestAge = max(0, now.Sub(time.Unix(0, at)))
+	return snap.withAge(now)
+}
+
+// withAge is the snapshot's statistics with OldestAge from at: the exact
+// time of the oldest record, or the estimate, the time of the last oldest
+// record known, which left the queue since: the age of an older event,
+// never below the true age (the clock going back aside); 0 if never known.
+func (snap queueSnapshot) withAge(now time.Time) QueueStats {
+	st := snap.st
+	if st.Len > 0 && snap.at != 0 {
+		st.OldestAge = max(0, now.Sub(time.Unix(0, snap.at)))
 	}
 	return st
 }
@@ -260,7 +271,8 @@ func (st *stamps) noteRead(head, from uint64, items []readItem, max, window int)
 // is exact for every queue whose oldest event's time is in memory (a queue
 // being forwarded, or one read before and unchanged since); of the others
 // at most statsReadBudget are read from the database per call and the rest
-// estimated from their last known oldest event (see queueStatsWithin).
+// estimated from their last known oldest event (see withAge). It locks each
+// queue once.
 func (s *Store) Stats() Stats {
 	return s.stats(true)
 }
@@ -275,26 +287,18 @@ func (s *Store) Counters() Stats {
 func (s *Store) stats(withAge bool) Stats {
 	now := s.cfg.now()
 	st := Stats{MaxBytes: s.cfg.MaxBytes, InMemory: !s.persistent, Closed: s.isClosed()}
-	// The queues whose oldest record was never known first, then the ones
-	// known longest ago: the read budget goes where the estimate is worst.
-	type byKnown struct {
-		q  *queue
-		at int64
-	}
-	var queues []byKnown
-	for _, q := range s.snapshotQueues() {
-		queues = append(queues, byKnown{q, q.knownAt()})
+	queues := s.snapshotQueues()
+	snaps := make([]queueSnapshot, len(queues))
+	for i, q := range queues {
+		snaps[i] = q.snapshot()
 	}
 	if withAge {
-		slices.SortFunc(queues, func(a, b byKnown) int { return cmp.Compare(a.at, b.at) })
+		s.readOldestWithin(snaps, statsReadBudget)
 	}
-	budget := statsReadBudget
-	for _, k := range queues {
-		var qs QueueStats
+	for _, snap := range snaps {
+		qs := snap.st
 		if withAge {
-			qs = s.queueStatsWithin(k.q, now, &budget, false)
-		} else {
-			qs = k.q.counters()
+			qs = snap.withAge(now)
 		}
 		st.Len += qs.Len
 		st.Bytes += qs.Bytes
@@ -310,9 +314,21 @@ func (s *Store) stats(withAge bool) Stats {
 	return st
 }
 
-// knownAt is when q's last known oldest record was appended; 0 if never.
-func (q *queue) knownAt() int64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.stamps.known.at
+// readOldestWithin reads, for at most budget of the waiting queues whose
+// oldest record's time is not in memory, that time from the database; not
+// while space reclamation holds it. The queues never known come first, then
+// the ones known longest ago: the reads go where the estimate is worst.
+func (s *Store) readOldestWithin(snaps []queueSnapshot, budget int) {
+	var inexact []*queueSnapshot
+	for i := range snaps {
+		if snaps[i].st.Len > 0 && !snaps[i].exact {
+			inexact = append(inexact, &snaps[i])
+		}
+	}
+	slices.SortFunc(inexact, func(a, b *queueSnapshot) int { return cmp.Compare(a.at, b.at) })
+	for _, snap := range inexact[:min(budget, len(inexact))] {
+		if t, ok := s.readOldest(snap.q, snap.head, snap.tail, false); ok {
+			snap.at, snap.exact = t, true
+		}
+	}
 }
