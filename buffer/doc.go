@@ -38,7 +38,9 @@
 //     above the lease, leaving a logged gap. After a plain kill -9 (same
 //     boot) numbering continues without a gap.
 //   - Delivery: at least once, in order per queue. Forward keeps at most
-//     Config.InFlight events outstanding, removes an event only after its
+//     Config.InFlight events outstanding (and all forwarders together
+//     about DefaultReadAhead, each at least one: readahead.go,
+//     TestReadAheadBoundsTheWindows), removes an event only after its
 //     Publish result was nil, and on any failure waits for the window to
 //     settle and resends from the first unacknowledged event (go-back-N;
 //     duplicates are allowed, receivers de-duplicate on seq). The persisted
@@ -94,8 +96,12 @@
 //     Append waits for its own commit; while events of its queue wait for
 //     the writer it goes through the writer too, so each queue is
 //     committed in seq order. Forward only sees committed events.
-//   - Counters: QueueCounters reads every QueueStats counter from memory
-//     (no database access; OldestAge, which needs a read, is left 0).
+//   - Counters: QueueCounters and Counters read every counter from memory
+//     (no database access; OldestAge is left 0). Stats also gives
+//     OldestAge, from memory for queues being forwarded (the forwarder's
+//     reads leave the time of each queue's oldest waiting event there) and
+//     with at most statsReadBudget database reads per call for the others;
+//     TestStatsOldestAgeWithoutReadingEveryQueue.
 //
 // # What survives what
 //

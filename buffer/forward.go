@@ -567,12 +567,25 @@ type readItem struct {
 // up an iterator.
 const pointReads = 4
 
-// readRange reads up to max records of q with seq in [from, to). next is
-// where the following read starts: after the last record returned, or to
-// when the range was exhausted.
+// readRange is the forwarder's read: up to max records of q with seq in
+// [from, to), fewer when the forwarders together hold DefaultReadAhead
+// records (at least one). next is where the following read starts: after
+// the last record returned, or to when the range was exhausted.
 func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
+	items, next, err = s.read(q, from, to, s.grantReadAhead(q, from, max))
+	s.readAheadDone(q, items)
+	return items, next, err
+}
+
+// read reads up to max records of q with seq in [from, to) (see readRange).
+func (s *Store) read(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
+	return s.readGated(q, from, to, max)
+}
+
+// readGated is read with the gate held for reading.
+func (s *Store) readGated(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	if s.closed {
 		return nil, from, ErrClosed
 	}
@@ -625,6 +638,9 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 	if err != nil {
 		return nil, from, fmt.Errorf("buffer: read %q: %v", q.name, err)
 	}
+	q.mu.Lock()
+	q.stamps.noteRead(q.head, from, items, max, s.cfg.InFlight)
+	q.mu.Unlock()
 	return items, next, nil
 }
 

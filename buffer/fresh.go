@@ -63,6 +63,15 @@ func (s *Store) takeFresh(q *queue, from, to uint64, max int) (items []readItem,
 	rest := copy(q.fresh, q.fresh[n:])
 	clear(q.fresh[rest:])
 	q.fresh = q.fresh[:rest]
+	if len(items) > 0 {
+		// As a read from Badger does: the oldest waiting event's time for
+		// OldestAge (stats.go), and the window's end for the read-ahead
+		// bound (readahead.go).
+		q.stamps.noteRead(q.head, from, items, max, s.cfg.InFlight)
+		if next > q.readTo {
+			q.readTo = next
+		}
+	}
 	return items, next
 }
 

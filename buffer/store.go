@@ -41,6 +41,10 @@ type Store struct {
 
 	capMu sync.Mutex   // serialises making room under MaxBytes
 	total atomic.Int64 // bytes of waiting events, all queues
+	// statsReads counts the database reads Stats and QueueStats made for
+	// OldestAge (tests check that a scrape does not read every queue).
+	statsReads atomic.Int64
+	readAhead  readAhead // bounds the forwarders' windows together (readahead.go)
 
 	leaseMu     sync.Mutex // guards state and stateClosed; serialises state.json writes
 	state       stateFile
@@ -129,6 +133,16 @@ type queue struct {
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
 	forwarding  bool
 	fresh       []freshRecord // committed records for the forwarder, in seq order (fresh.go)
+	// stamps knows when recent records were appended, for OldestAge
+	// without a database read (stats.go).
+	stamps stamps
+	// readTo is one past the last record the forwarder read; readWindow
+	// and readGranted (under Store.readAhead.mu) are what this queue counts
+	// in the read-ahead total and what its read under way was granted
+	// (readahead.go).
+	readTo      uint64
+	readWindow  int64
+	readGranted int64
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open
@@ -174,6 +188,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		wch:        make(chan pendingEvent, cfg.writeQueue),
 		ackNow:     make(chan struct{}, 1),
 		ackLater:   make(chan struct{}, 1),
+		readAhead:  readAhead{max: DefaultReadAhead},
 	}
 	if cfg.InMemory {
 		db, err := s.openBadger("")
