@@ -127,13 +127,77 @@ func TestLoopWrite(t *testing.T) {
 	}
 }
 
-func TestStartOffsetStable(t *testing.T) {
-	a, b := startOffset("meter-1", time.Second), startOffset("meter-1", time.Second)
-	if a != b || a < 0 || a >= time.Second {
-		t.Fatalf("startOffset = %v, %v", a, b)
+func TestPollSlotOnTheGrid(t *testing.T) {
+	for _, iv := range []time.Duration{time.Second, 1500 * time.Millisecond, 60 * time.Second, 7 * time.Millisecond, 3 * time.Millisecond} {
+		slot := min(max(iv/pollSlots, minPollSlot), iv)
+		seen := map[time.Duration]bool{}
+		for i := range 200 {
+			name := fmt.Sprintf("meter-%d", i)
+			s := pollSlot(name, iv)
+			if s != pollSlot(name, iv) {
+				t.Fatalf("pollSlot(%s, %v) is not stable", name, iv)
+			}
+			if s < 0 || s >= iv || s%slot != 0 {
+				t.Fatalf("pollSlot(%s, %v) = %v: not a slot of %v inside the interval", name, iv, s, slot)
+			}
+			seen[s] = true
+		}
+		// 200 names must spread over every slot of the grid (or nearly: a
+		// hash may miss one).
+		if slots := int((iv + slot - 1) / slot); len(seen) < slots-1 {
+			t.Errorf("interval %v: 200 devices use %d of %d slots", iv, len(seen), slots)
+		}
 	}
-	if startOffset("meter-1", time.Second) == startOffset("meter-2", time.Second) {
-		t.Log("two names share an offset (possible, but unlikely)")
+}
+
+func TestSlotAtOrAfter(t *testing.T) {
+	iv := time.Second
+	for i := range 50 {
+		st := &deviceState{dev: Device{Name: fmt.Sprintf("d%d", i), Interval: iv}}
+		st.slot = pollSlot(st.dev.Name, iv)
+		for _, t0 := range []time.Time{time.Unix(1700000000, 123456789), time.Unix(1700000000, int64(st.slot)), time.Now()} {
+			got := st.slotAtOrAfter(t0)
+			if got.Before(t0) || !got.Before(t0.Add(iv)) {
+				t.Fatalf("slotAtOrAfter(%v) = %v: not within one interval from it", t0, got)
+			}
+			if pos := time.Duration(got.UnixNano() % int64(iv)); pos != st.slot {
+				t.Fatalf("slotAtOrAfter(%v) lies at %v of the interval, want its slot %v", t0, pos, st.slot)
+			}
+		}
+	}
+}
+
+// TestScheduleKeepsTheSlot drives schedule with a fixed clock: a device on
+// its slot is due exactly one interval later; one that was off its slot
+// (after a backoff) or overran its interval goes back to its slot, within
+// half an interval of where it would have been.
+func TestScheduleKeepsTheSlot(t *testing.T) {
+	const iv = time.Second
+	dev := Device{Name: "meter-7", Interval: iv, Plan: []Range{{Unit: 1, Table: InputRegister, Count: 2}}}
+	ok := Reading{Device: dev.Name, Blocks: []Block{{Registers: []uint16{1, 2}}}}
+	var now time.Time
+	loop := NewLoop(&slowBus{}, LoopConfig{Bus: "b", Devices: []Device{dev}, Now: func() time.Time { return now }}, nil)
+	st := &deviceState{dev: dev, slot: pollSlot(dev.Name, iv)}
+	onSlot := func(at time.Time) bool { return time.Duration(at.UnixNano()%int64(iv)) == st.slot }
+
+	due := st.slotAtOrAfter(time.Unix(1700000000, 0))
+	now = due.Add(20 * time.Millisecond) // the cycle took 20 ms
+	loop.schedule(st, due, due, ok)
+	if want := due.Add(iv); !st.next.Equal(want) {
+		t.Fatalf("on its slot: next = %v, want %v (one interval on)", st.next, want)
+	}
+
+	offSlot := due.Add(317 * time.Millisecond) // as after a backoff
+	now = offSlot.Add(20 * time.Millisecond)
+	loop.schedule(st, offSlot, offSlot, ok)
+	if !onSlot(st.next) || st.next.Before(offSlot.Add(iv/2)) || !st.next.Before(offSlot.Add(3*iv/2)) {
+		t.Fatalf("off its slot: next = %v (%v after due), want its slot within half an interval of one interval on", st.next, st.next.Sub(offSlot))
+	}
+
+	now = due.Add(2500 * time.Millisecond) // overran: the cycle ended 2.5 intervals after it was due
+	loop.schedule(st, due, due, ok)
+	if !onSlot(st.next) || st.next.Before(now.Add(iv/2)) || !st.next.Before(now.Add(3*iv/2)) {
+		t.Fatalf("after an overrun: next = %v (%v after now), want its slot within half an interval of one interval on", st.next, st.next.Sub(now))
 	}
 }
 

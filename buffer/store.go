@@ -69,6 +69,21 @@ type Store struct {
 	handoffClosed bool         // under handoffMu
 	pendingBytes  atomic.Int64 // bytes handed over, not yet committed or refused
 
+	// Acknowledgement cursors waiting for the writer (writer.go): a
+	// forwarder settles its acknowledged events in memory at once and
+	// leaves the cursor write to the writer, which commits the cursors of
+	// every queue in ackSet together, with its next batch of events or
+	// after ackDelay, or at once when a forwarder waits (ackNow).
+	ackMu    sync.Mutex
+	ackSet   []*queue      // under ackMu; queue.inAckSet marks membership
+	ackNow   chan struct{} // capacity 1: a forwarder waits for its cursor
+	ackLater chan struct{} // capacity 1: ackSet became non-empty
+
+	// For tests: Badger write transactions of events and cursors, and
+	// forward reads from Badger.
+	commits atomic.Uint64
+	reads   atomic.Uint64
+
 	faultMu    sync.Mutex
 	fault      string
 	faultSince time.Time
@@ -97,7 +112,16 @@ type queue struct {
 	pending atomic.Int64
 
 	mu   sync.Mutex // guards everything below
-	head uint64     // every seq <= head is removed; persisted
+	head uint64     // every seq <= head is removed (acknowledged or dropped)
+	// persisted is the cursor committed to Badger (<= head). Between the
+	// two are acknowledged events whose cursor waits for the writer: they
+	// are counted as removed already but stay on disk (reclamation stops
+	// at persisted), and a kill -9 sends them again.
+	persisted uint64
+	ackErr    error         // the writer's last attempt to commit the cursor failed
+	ackWait   chan struct{} // closed after the writer's next attempt to commit the cursor
+	ackKeys   [][]byte      // deletes strategies: keys of acknowledged records, deleted with the cursor
+	inAckSet  bool          // in Store.ackSet; under Store.ackMu, not mu
 	// tail is one past the last seq committed (or refused): readers see
 	// records below it only. next is the seq the next Append or Enqueue
 	// gets (changed under appendMu too); next > tail while events wait for
@@ -108,6 +132,7 @@ type queue struct {
 	bytes       int64
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
 	forwarding  bool
+	fresh       []freshRecord // committed records for the forwarder, in seq order (fresh.go)
 	// stamps knows when recent records were appended, for OldestAge
 	// without a database read (stats.go).
 	stamps stamps
@@ -162,6 +187,8 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		done:       make(chan struct{}),
 		wch:        make(chan pendingEvent, cfg.writeQueue),
 		readAhead:  readAhead{max: DefaultReadAhead},
+		ackNow:     make(chan struct{}, 1),
+		ackLater:   make(chan struct{}, 1),
 	}
 	if cfg.InMemory {
 		db, err := s.openBadger("")
@@ -576,6 +603,7 @@ func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
 			q.head = binary.BigEndian.Uint64(v)
 		}
 	}
+	q.persisted = q.head
 
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: q.prefix})
 	defer it.Close()

@@ -67,8 +67,8 @@ type ResultPublisher interface {
 // ExecutorConfig configures an Executor.
 type ExecutorConfig struct {
 	// Devices maps each device id the Executor serves to its device type.
-	// Each gets its own queue and worker, so one slow device never delays
-	// another's commands.
+	// Each gets its own queue, and its own worker while commands wait, so
+	// one slow device never delays another's commands.
 	Devices map[string]string
 	// Gateway, when set, is the gateway's own id (gateway mode; it must be
 	// in Devices too). Its commands are answered by the Executor itself:
@@ -96,13 +96,21 @@ type ExecutorConfig struct {
 	Now func() time.Time
 }
 
-// Executor runs commands: one bounded queue and one worker goroutine per
-// device (started by Run), a result for every command, duplicate reqIds
-// dropped. HandleCommand and RunCommand are safe for concurrent use.
+// Executor runs commands: one bounded queue per device, a result for every
+// command, duplicate reqIds dropped. A device's commands run one after the
+// other on a worker goroutine that exists only while the device has
+// commands waiting: an idle device costs no goroutine (at 500 devices, one
+// parked worker each was a third of the bridge's goroutines). HandleCommand
+// and RunCommand are safe for concurrent use.
 type Executor struct {
 	cfg     ExecutorConfig
 	logger  *slog.Logger
 	devices map[string]*deviceQueue
+
+	mu      sync.Mutex      // guards ctx, stopped and every deviceQueue.working
+	ctx     context.Context // Run's; nil before Run
+	stopped bool            // Run's ctx ended: no worker starts any more
+	workers sync.WaitGroup
 
 	accepted, refused, duplicates, done atomic.Uint64
 	queuedBytes                         atomic.Int64
@@ -119,6 +127,7 @@ type ExecutorStats struct {
 type deviceQueue struct {
 	name, typ string
 	jobs      chan job
+	working   bool // a worker runs for this queue (Executor.mu)
 
 	mu   sync.Mutex
 	seen map[string]bool // reqIds taken
@@ -163,22 +172,53 @@ func NewExecutor(cfg ExecutorConfig, logger *slog.Logger) (*Executor, error) {
 	return e, nil
 }
 
-// Run starts one worker per device and blocks until ctx is done; it
-// returns nil then. Commands still queued at that moment are not executed
-// but answered with an error (they were acknowledged to the broker when
-// HandleCommand returned, so they will not be redelivered).
+// Run executes commands until ctx is done, and returns nil then (once the
+// commands being executed have finished). Commands queued before Run start
+// now. Commands still queued when ctx ends, or handed over after it, are
+// not executed but answered with an error (they were acknowledged to the
+// broker when HandleCommand returned, so they will not be redelivered).
 func (e *Executor) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	e.mu.Lock()
+	e.ctx = ctx
 	for _, q := range e.devices {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.work(ctx, q)
-		}()
+		e.startWorker(q)
 	}
+	e.mu.Unlock()
 	<-ctx.Done()
-	wg.Wait()
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.workers.Wait()
+	for _, q := range e.devices {
+		e.answerLeftovers(q)
+	}
 	return nil
+}
+
+// kick makes sure a worker runs q's waiting commands: it starts one unless
+// one runs, Run has not started yet (Run starts it), or Run has ended (the
+// commands are answered as not executed).
+func (e *Executor) kick(q *deviceQueue) {
+	e.mu.Lock()
+	stopped := e.stopped
+	if !stopped {
+		e.startWorker(q)
+	}
+	e.mu.Unlock()
+	if stopped {
+		e.answerLeftovers(q)
+	}
+}
+
+// startWorker starts q's worker if q has commands waiting and none runs.
+// The caller holds e.mu.
+func (e *Executor) startWorker(q *deviceQueue) {
+	if e.ctx == nil || q.working || len(q.jobs) == 0 {
+		return
+	}
+	q.working = true
+	e.workers.Add(1)
+	go e.work(e.ctx, q)
 }
 
 // Stats returns the counters.
@@ -218,6 +258,7 @@ func (e *Executor) HandleCommand(ctx context.Context, c Command) {
 	select {
 	case q.jobs <- job{command: c.Name, reqID: reqID, payload: append([]byte(nil), c.Payload...)}:
 		e.accepted.Add(1)
+		e.kick(q)
 	default:
 		e.queuedBytes.Add(-size)
 		e.busy(q, c.Name, reqID, fmt.Errorf("%w: %d already waiting", ErrBusy, cap(q.jobs)))
@@ -245,21 +286,35 @@ func (e *Executor) publish(device string, r Result) {
 	}
 }
 
-// work runs the device's commands one after the other until ctx is done.
+// work runs the device's waiting commands one after the other, and returns
+// when none is left or ctx is done (Run answers what is left then).
 func (e *Executor) work(ctx context.Context, q *deviceQueue) {
-	for {
+	defer e.workers.Done()
+	for ctx.Err() == nil {
 		select {
-		case <-ctx.Done():
-			e.answerLeftovers(q)
-			return
 		case j := <-q.jobs:
 			e.queuedBytes.Add(-int64(len(j.payload)))
 			r := e.execute(ctx, q.name, j.command, j.payload)
 			r.ReqID = j.reqID
 			e.done.Add(1)
 			e.publish(q.name, r.Result)
+			continue
+		default:
 		}
+		// Nothing waiting. Checked again under the lock, so that a command
+		// queued just now either is seen here or finds no worker and
+		// starts one (kick).
+		e.mu.Lock()
+		if len(q.jobs) == 0 {
+			q.working = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
 	}
+	e.mu.Lock()
+	q.working = false
+	e.mu.Unlock()
 }
 
 // answerLeftovers answers the commands still queued at shutdown: they were

@@ -3,8 +3,10 @@ package dm_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"fieldbridge/adapters"
 	"fieldbridge/dm"
+	"fieldbridge/internal/testwait"
 	"fieldbridge/simulator"
 )
 
@@ -240,5 +243,107 @@ func TestQueuedBytesBounded(t *testing.T) {
 	// About 20000/5030 commands fit; the first may already run.
 	if busy < n-6 || busy > n-3 {
 		t.Errorf("%d of %d refused as busy, want all but the 3 to 6 that fit the budget", busy, n)
+	}
+}
+
+// gatedField is a FieldIO whose writes wait for the test to open the gate;
+// it records how many writes ran at once, per device and in all.
+type gatedField struct {
+	gate chan struct{}
+
+	mu                 sync.Mutex
+	running            map[uint8]int
+	maxPerUnit, maxAll int
+	all                int
+}
+
+func (f *gatedField) Write(ctx context.Context, w adapters.WriteRequest) error {
+	f.mu.Lock()
+	f.running[w.Unit]++
+	f.all++
+	f.maxPerUnit = max(f.maxPerUnit, f.running[w.Unit])
+	f.maxAll = max(f.maxAll, f.all)
+	f.mu.Unlock()
+	select {
+	case <-f.gate:
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	f.running[w.Unit]--
+	f.all--
+	f.mu.Unlock()
+	return ctx.Err()
+}
+
+func (f *gatedField) Read(context.Context, string, adapters.Range) (adapters.Block, error) {
+	return adapters.Block{}, errors.New("no reads here")
+}
+
+// unitPlanner plans every command as one register write to the device's
+// unit (device "d<N>" is unit N).
+type unitPlanner struct{}
+
+func (unitPlanner) PlanCommand(device, command string, payload []byte) (dm.Plan, error) {
+	unit, _ := strconv.Atoi(strings.TrimPrefix(device, "d"))
+	return dm.Plan{Writes: []adapters.WriteRequest{{Unit: uint8(unit), Table: adapters.HoldingRegister, Address: 1, Registers: []uint16{1}}}}, nil
+}
+
+// TestWorkersOnlyWhileCommandsWait: 200 idle devices cost no goroutine;
+// commands for a few devices start a worker each, which runs that device's
+// commands one at a time (devices in parallel) and goes away once they are
+// done; a command after that starts one again.
+func TestWorkersOnlyWhileCommandsWait(t *testing.T) {
+	devices := map[string]string{}
+	for i := 1; i <= 200; i++ {
+		devices["d"+strconv.Itoa(i)] = "pump"
+	}
+	field := &gatedField{gate: make(chan struct{}), running: map[uint8]int{}}
+	res := newResults()
+	exec, err := dm.NewExecutor(dm.ExecutorConfig{Devices: devices, Planner: unitPlanner{}, Field: field, Results: res}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); exec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(50 * time.Millisecond) // let Run start (it must start nothing)
+	if n := runtime.NumGoroutine() - base; n > 1 {
+		t.Fatalf("Run with 200 idle devices started %d goroutines, want only its own", n)
+	}
+
+	send := func(device string, i int) {
+		exec.HandleCommand(context.Background(), dm.Command{DeviceType: "pump", DeviceID: device, Name: "go", Format: "json",
+			Payload: []byte(`{"reqId":"` + device + "-" + strconv.Itoa(i) + `"}`)})
+	}
+	for i := range 5 {
+		for _, d := range []string{"d1", "d2", "d3"} {
+			send(d, i)
+		}
+	}
+	testwait.For(t, 5*time.Second, "three devices writing at once", func() bool {
+		field.mu.Lock()
+		defer field.mu.Unlock()
+		return field.all == 3
+	})
+	close(field.gate) // let every write through from now on
+	for range 15 {
+		if r := res.next(t); !r.OK {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	field.mu.Lock()
+	perUnit, all := field.maxPerUnit, field.maxAll
+	field.mu.Unlock()
+	if perUnit != 1 || all != 3 {
+		t.Errorf("at most %d commands of one device ran at once (want 1), %d in all (want 3)", perUnit, all)
+	}
+	testwait.For(t, 5*time.Second, "the workers to end once their commands are done", func() bool {
+		return runtime.NumGoroutine()-base <= 1
+	})
+	send("d7", 0)
+	if r := res.next(t); !r.OK || r.ReqID != "d7-0" {
+		t.Errorf("a command after the workers ended: %+v", r)
 	}
 }

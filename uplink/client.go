@@ -34,8 +34,11 @@ type Client struct {
 	// completed while that connection was still the latest.
 	epoch atomic.Uint64
 
-	mu   sync.Mutex
-	sess *session // the connection accepting publishes; nil when there is none
+	mu          sync.Mutex
+	sess        *session        // the connection accepting publishes; nil when there is none
+	runCtx      context.Context // Run's ctx, for the Handler
+	dispatching bool            // a dispatch goroutine runs
+	stopped     bool            // Run is returning: no goroutine starts any more
 
 	inbound chan inboundMessage
 	wg      sync.WaitGroup // every goroutine Run starts
@@ -111,62 +114,27 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) <-ch
 		c.mu.Unlock()
 		res <- ErrNotConnected
 		return res
-	case s.pending >= c.cfg.MaxPending:
+	case s.pending() >= c.cfg.MaxPending:
 		c.mu.Unlock()
 		res <- ErrBusy
 		return res
 	}
-	r := newRequest(ctx, c.cfg.AckTimeout, topic, payload, res)
-	s.queue = append(s.queue, r)
-	s.pending++
+	r := &request{ctx: ctx, deadline: time.Now().Add(c.cfg.AckTimeout), topic: topic, payload: payload, result: res}
+	s.queue.push(r)
+	c.watch(s, ctx)
+	c.armTimer(s)
+	start := !s.pumping
+	if start {
+		s.pumping = true
+		c.wg.Add(1) // under mu, while s is the open session: before Run's Wait
+	} else if s.inFlight() < c.cfg.MaxInflight {
+		c.wakePump(s) // else the pump waits for a slot and finds r then
+	}
 	c.mu.Unlock()
-
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if start {
+		go c.pump(s)
 	}
 	return res
-}
-
-// request is one Publish call waiting for its result.
-type request struct {
-	parent  context.Context
-	ctx     context.Context // parent with the AckTimeout deadline
-	cancel  context.CancelFunc
-	stop    func() bool // unregisters the ctx watcher
-	topic   string
-	payload []byte
-	result  chan error
-	done    atomic.Bool
-}
-
-func newRequest(parent context.Context, timeout time.Duration, topic string, payload []byte, result chan error) *request {
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	r := &request{parent: parent, ctx: ctx, cancel: cancel, topic: topic, payload: payload, result: result}
-	r.stop = context.AfterFunc(ctx, r.expire)
-	return r
-}
-
-// finish delivers err as the result unless one was delivered already.
-func (r *request) finish(err error) {
-	if r.done.CompareAndSwap(false, true) {
-		r.result <- err
-		r.stop()
-		r.cancel()
-	}
-}
-
-// expire runs when the request's context ends: the caller's context or the
-// ack timeout, whichever came first.
-func (r *request) expire() {
-	if r.done.CompareAndSwap(false, true) {
-		err := r.parent.Err()
-		if err == nil {
-			err = ErrAckTimeout
-		}
-		r.result <- err
-		r.cancel()
-	}
 }
 
 // Run connects and keeps the connection up until ctx ends, reconnecting
@@ -188,9 +156,15 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.cfg.TLS != nil && c.cfg.TLS.InsecureSkipVerify {
 		c.log.Warn("uplink tls certificate verification disabled")
 	}
-	c.wg.Add(1)
-	go c.dispatch(ctx)
-	defer c.wg.Wait()
+	c.mu.Lock()
+	c.runCtx = ctx
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.stopped = true // no dispatcher starts after this
+		c.mu.Unlock()
+		c.wg.Wait()
+	}()
 
 	bo := backoff{base: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
 	short := 0 // connections in a row closed by the broker within StableAfter
@@ -288,24 +262,30 @@ func (c *Client) serve(ctx context.Context, s *session) error {
 	s.epoch = c.epoch.Add(1)
 	c.sess = s
 	c.mu.Unlock()
-	c.wg.Add(1)
-	go c.writeLoop(s)
 
 	c.log.Info("uplink connected", "session_present", s.sessionPresent, "epoch", s.epoch)
 	c.cfg.Reachable.connected()
 	c.notify(true, nil)
 
-	select {
-	case <-ctx.Done():
-		c.shutdown(s)
-		return nil
-	case <-s.lost:
-		// The writer is not waited for here: if the connection broke while
-		// paho was taking a message, paho's Publish blocks until
-		// WriteTimeout, and the next connection must not wait for that. The
-		// writer does nothing more once it returns; Run waits for it at exit.
-		c.endSession(s)
-		return fmt.Errorf("%w: %v", ErrConnectionLost, s.cause)
+	defer c.stopWatching(s)
+	for {
+		select {
+		case <-ctx.Done():
+			c.shutdown(s)
+			return nil
+		case <-s.lost:
+			// A pump inside paho's Publish is not waited for here: if the
+			// connection broke while paho was taking a message, that takes
+			// until WriteTimeout, and the next connection must not wait for
+			// it. The pump does nothing more once it returns; Run waits for
+			// it at exit.
+			c.endSession(s)
+			return fmt.Errorf("%w: %v", ErrConnectionLost, s.cause)
+		case <-s.timer.C:
+			c.expire(s)
+		case <-s.ctxEnded:
+			c.failEnded(s)
+		}
 	}
 }
 
@@ -348,148 +328,60 @@ func (c *Client) shutdown(s *session) {
 	c.endSession(s)
 
 	// In-flight publishes get a moment to be acknowledged: wait until the
-	// writer has stopped and every in-flight slot is free again.
-	expired := make(chan struct{})
-	t := time.AfterFunc(quiesce, func() { close(expired) })
-	defer t.Stop()
-	select {
-	case <-s.writerDone:
-	case <-s.lost:
-	case <-expired:
-	}
-drain:
-	for range cap(s.slots) {
+	// pump has settled every one of them.
+	expired := time.NewTimer(quiesce)
+	defer expired.Stop()
+wait:
+	for {
 		select {
-		case s.slots <- struct{}{}:
+		case <-s.drained:
+			break wait
 		case <-s.lost:
-			break drain
-		case <-expired:
-			break drain
+			break wait
+		case <-expired.C:
+			break wait
+		case <-s.timer.C:
+			c.expire(s)
+		case <-s.ctxEnded:
+			c.failEnded(s)
 		}
 	}
 
 	s.pc.Disconnect(uint(quiesce / time.Millisecond))
 	s.markLost(errors.New("client disconnected"))
+	c.mu.Lock()
+	c.settleLost(s)
+	c.mu.Unlock()
 	c.log.Info("uplink disconnected")
 	c.notify(false, nil)
 }
 
 // endSession stops a connection from accepting publishes and fails those
 // that were accepted but not yet handed to paho. Publishes already written
-// are settled by their await goroutine when the token completes or the
-// connection is lost.
+// are settled by the pump when their tokens complete, or here when the
+// connection is gone.
 func (c *Client) endSession(s *session) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if s.closed {
-		c.mu.Unlock()
 		return
 	}
 	s.closed = true
 	if c.sess == s {
 		c.sess = nil
 	}
-	queued, inHand := s.queue, s.inHand
-	s.queue = nil
-	s.pending -= len(queued)
-	close(s.ended)
-	c.mu.Unlock()
-
-	for _, r := range queued {
+	for s.queue.len() > 0 {
+		r := s.queue.pop()
 		r.finish(ErrConnectionLost)
+		c.retire(s, r)
 	}
-	if inHand != nil {
-		inHand.finish(ErrConnectionLost)
+	if s.inHand != nil {
+		s.inHand.finish(ErrConnectionLost) // the pump retires it
 	}
-}
-
-// writeLoop hands queued publishes to paho one at a time, in order, while at
-// most MaxInflight are unacknowledged.
-func (c *Client) writeLoop(s *session) {
-	defer c.wg.Done()
-	defer close(s.writerDone)
-	for {
-		r := c.take(s)
-		if r == nil {
-			return
-		}
-		if r.done.Load() { // its ctx ended while it was queued
-			c.release(s)
-			continue
-		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-r.ctx.Done():
-			c.release(s)
-			continue
-		case <-s.ended: // endSession failed r (it was in hand)
-			c.release(s)
-			return
-		}
-		tok := s.pc.Publish(r.topic, c.cfg.QoS, false, r.payload)
-		c.wg.Add(1) // while this goroutine still counts in c.wg
-		go c.await(s, r, tok)
-		c.mu.Lock()
-		s.inHand = nil
-		c.mu.Unlock()
+	if s.isLost() {
+		c.settleLost(s)
 	}
-}
-
-// take removes the next request from the queue, waiting for one; it returns
-// nil once the session ended.
-func (c *Client) take(s *session) *request {
-	for {
-		c.mu.Lock()
-		if s.closed {
-			c.mu.Unlock()
-			return nil
-		}
-		if len(s.queue) > 0 {
-			r := s.queue[0]
-			s.queue[0] = nil
-			s.queue = s.queue[1:]
-			s.inHand = r
-			c.mu.Unlock()
-			return r
-		}
-		c.mu.Unlock()
-		select {
-		case <-s.wake:
-		case <-s.ended:
-			return nil
-		}
-	}
-}
-
-// release accounts for a request that no longer counts against MaxPending.
-func (c *Client) release(s *session) {
-	c.mu.Lock()
-	s.pending--
-	c.mu.Unlock()
-}
-
-// await settles one written publish from its paho token. It keeps the
-// in-flight slot until the token completes or the connection ends, even
-// after the caller got ErrAckTimeout or a ctx error, so that the broker never
-// sees more than MaxInflight unacknowledged messages.
-func (c *Client) await(s *session, r *request, tok mqtt.Token) {
-	defer c.wg.Done()
-	defer func() {
-		<-s.slots
-		c.release(s)
-	}()
-	select {
-	case <-tok.Done():
-	case <-s.lost:
-		// paho reports a lost connection only after its reader stopped, so a
-		// PUBACK that arrived has completed the token by now.
-		select {
-		case <-tok.Done():
-		default:
-			r.finish(ErrConnectionLost)
-			return
-		}
-	}
-	r.finish(c.tokenResult(s, tok))
+	c.checkDrained(s)
 }
 
 // tokenResult turns a completed paho token into Publish's result.
@@ -507,28 +399,60 @@ func (c *Client) tokenResult(s *session, tok mqtt.Token) error {
 	return nil
 }
 
-// dispatch hands inbound messages to the Handler one at a time and
-// acknowledges each after the Handler returned.
+// startDispatch makes sure a dispatcher runs for a message just queued in
+// c.inbound. The dispatcher is not kept waiting for commands, which are
+// rare: device mode has a Client per device.
+func (c *Client) startDispatch() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dispatching || c.stopped {
+		return // a stopped Client leaves the message unacknowledged
+	}
+	c.dispatching = true
+	c.wg.Add(1) // under mu, before Run's Wait (stopped is false)
+	go c.dispatch(c.runCtx)
+}
+
+// dispatch hands inbound messages to the Handler one at a time, in arrival
+// order, and acknowledges each after the Handler returned. It returns when
+// the queue is empty or ctx ended.
 func (c *Client) dispatch(ctx context.Context) {
 	defer c.wg.Done()
 	for {
+		var m inboundMessage
 		select {
-		case <-ctx.Done():
+		case m = <-c.inbound:
+		default:
+			// Empty. Checked again under mu: startDispatch, called after
+			// each message is queued, finds dispatching still true only
+			// while the message can be seen here.
+			c.mu.Lock()
+			if len(c.inbound) > 0 {
+				c.mu.Unlock()
+				continue
+			}
+			c.dispatching = false
+			c.mu.Unlock()
 			return
-		case m := <-c.inbound:
-			if c.cfg.Handler == nil {
-				c.log.Debug("uplink inbound message dropped: no handler", "topic", m.topic)
-			} else if err := c.cfg.Handler.HandleMessage(ctx, m.topic, m.payload); err != nil {
-				c.log.Warn("uplink inbound message not handled", "topic", m.topic, "err", err)
-			}
-			if ctx.Err() != nil {
-				return // not acknowledged: a durable session gets it again
-			}
-			select {
-			case <-m.s.lost: // an ack cannot travel on a dead connection
-			default:
-				m.ack()
-			}
+		}
+		if ctx.Err() != nil {
+			c.mu.Lock()
+			c.dispatching = false
+			c.mu.Unlock()
+			return // not acknowledged: a durable session gets it again
+		}
+		if c.cfg.Handler == nil {
+			c.log.Debug("uplink inbound message dropped: no handler", "topic", m.topic)
+		} else if err := c.cfg.Handler.HandleMessage(ctx, m.topic, m.payload); err != nil {
+			c.log.Warn("uplink inbound message not handled", "topic", m.topic, "err", err)
+		}
+		if ctx.Err() != nil {
+			continue // not acknowledged; the check above ends the loop
+		}
+		select {
+		case <-m.s.lost: // an ack cannot travel on a dead connection
+		default:
+			m.ack()
 		}
 	}
 }

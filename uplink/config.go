@@ -139,7 +139,8 @@ type Subscription struct {
 // Handler handles inbound messages.
 type Handler interface {
 	// HandleMessage is called for each inbound message, one at a time and in
-	// the order they arrived, from one goroutine. ctx ends when Run stops.
+	// the order they arrived (not always from the same goroutine: the
+	// dispatcher runs only while messages wait). ctx ends when Run stops.
 	// The message is acknowledged to the broker after HandleMessage returns,
 	// whatever it returns; a non-nil error is logged. The handler may keep
 	// payload. It should return promptly: while it runs, later messages wait,

@@ -44,14 +44,21 @@
 // # Concurrency
 //
 // Publish, Connected and Run are safe for concurrent use; Run must be called
-// once. Publish never blocks: it queues the message, and one writer goroutine
+// once. Publish never blocks: it queues the message, and a pump goroutine
 // per connection hands the queue to paho in call order while at most
 // Config.MaxInflight messages are unacknowledged (the platform closes a
-// device connection with more than 10). Publish keeps the payload slice
-// until its result arrives. Handler.HandleMessage is
-// called from one goroutine, in arrival order. Config.OnStateChange is called
-// from Run's goroutine. Every goroutine is started by Run and has ended when
-// Run returns.
+// device connection with more than 10), and settles each written message
+// from its paho token, oldest first. The pump runs only while something is
+// queued or unacknowledged. A publish costs no goroutine, timer or context
+// of its own: Run's goroutine keeps one Config.AckTimeout timer per
+// connection (for the oldest unsettled publish) and watches each distinct
+// publish ctx once per connection (publish.go). Publish keeps the payload
+// slice until its result arrives. Handler.HandleMessage is called from one
+// goroutine at a time, in arrival order; that dispatcher runs only while a
+// received message waits. Config.OnStateChange is called from Run's
+// goroutine. Every goroutine is started by Run or by Publish and has ended
+// when Run returns. A connected, idle Client costs Run's goroutine and
+// paho's ten (TestGoroutinesPerClient).
 //
 // # Secrets
 //

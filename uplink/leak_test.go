@@ -24,7 +24,7 @@ func ownGoroutines() []string {
 	return own
 }
 
-// TestRunLeavesNoGoroutines: every goroutine Run started (writer, awaits,
+// TestRunLeavesNoGoroutines: every goroutine Run or Publish started (pump,
 // dispatcher, paho callbacks into this package) has ended when Run returns,
 // after publishes, inbound messages, an outage and a reconnect.
 func TestRunLeavesNoGoroutines(t *testing.T) {

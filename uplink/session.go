@@ -34,10 +34,10 @@ type session struct {
 	down     chan struct{} // closed when the network connection is closed
 	downOnce sync.Once
 
-	ended      chan struct{} // closed by endSession: no more publishes
-	writerDone chan struct{} // closed when writeLoop returned
-	wake       chan struct{} // a publish was queued
-	slots      chan struct{} // one token per unacknowledged message
+	wake     chan struct{} // the pump may have something to write
+	timer    *time.Timer   // AckTimeout of the oldest unsettled request; serve receives
+	ctxEnded chan struct{} // a watched ctx ended; serve receives
+	drained  chan struct{} // closed once closed, with the pump stopped and nothing in flight
 
 	watchMu   sync.Mutex
 	stopWatch func() bool // stops closing the connection when the attempt's ctx ends
@@ -46,11 +46,17 @@ type session struct {
 	// and never changes afterwards.
 	epoch uint64
 
-	// Guarded by Client.mu.
-	queue   []*request
-	inHand  *request // taken from the queue, not yet handed to an await goroutine
-	closed  bool
-	pending int // queued or in flight, for MaxPending
+	callbacks sync.WaitGroup // ctx watcher callbacks that may run
+
+	// Guarded by Client.mu (see publish.go).
+	queue         fifo     // accepted, not yet handed to paho, in call order
+	inHand        *request // taken by the pump, inside paho's Publish
+	flight        fifo     // handed to paho, token not settled, in write order
+	closed        bool     // endSession ran: no more publishes accepted or written
+	pumping       bool     // a pump goroutine runs
+	drainedClosed bool
+	timerArmed    bool
+	watches       map[<-chan struct{}]*ctxWatch // by the ctx's Done channel
 }
 
 func (s *session) markLost(err error) {
@@ -60,15 +66,21 @@ func (s *session) markLost(err error) {
 	})
 }
 
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
 // connect makes one connection attempt: dial, TLS, CONNECT and CONNACK.
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	s := &session{
-		lost:       make(chan struct{}),
-		down:       make(chan struct{}),
-		ended:      make(chan struct{}),
-		writerDone: make(chan struct{}),
-		wake:       make(chan struct{}, 1),
-		slots:      make(chan struct{}, c.cfg.MaxInflight),
+		lost:     make(chan struct{}),
+		down:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		timer:    stoppedTimer(),
+		ctxEnded: make(chan struct{}, 1),
+		drained:  make(chan struct{}),
 	}
 	attempt, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -241,8 +253,11 @@ func (c *Client) onMessage(s *session, stop <-chan struct{}) mqtt.MessageHandler
 		select {
 		case c.inbound <- inboundMessage{topic: m.Topic(), payload: m.Payload(), ack: m.Ack, s: s}:
 		case <-s.down:
+			return
 		case <-stop:
+			return
 		}
+		c.startDispatch()
 	}
 }
 

@@ -20,7 +20,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	if s := c.sess; s != nil {
 		st.Connected = true
-		st.InFlight = len(s.slots)
+		st.InFlight = s.inFlight()
 	}
 	c.mu.Unlock()
 	return st

@@ -112,6 +112,7 @@ type fieldDevice struct {
 type deviceRun struct {
 	stopForward, stopLink context.CancelFunc
 	forwarders, link      sync.WaitGroup
+	results               onDemand // the forwarder of its command results
 }
 
 // busUnit is one bus at run time: its loop polls the devices on it.
@@ -572,7 +573,8 @@ func (b *bridge) Run(ctx context.Context) error {
 		if a := g.agent; a != nil { // stops with the pollers, while the uplinks still carry its Unmanage
 			r.spawn(pollCtx, &r.pollers, "device management "+g.id.ID, func() error { return a.Run(pollCtx) })
 		}
-		r.spawn(fwdCtx, &r.forwarders, "forward results gateway", func() error { return b.store.Forward(fwdCtx, resultQueue(g.id.ID), g.link) })
+		g.results.start(fwdCtx, func(run func() error) { r.spawn(fwdCtx, &r.forwarders, "forward results gateway", run) },
+			func(ctx context.Context) error { return b.store.ForwardUntilIdle(ctx, resultQueue(g.id.ID), g.link) })
 	}
 	b.reloadMu.Lock()
 	v := b.view()
@@ -604,6 +606,7 @@ func (b *bridge) Run(ctx context.Context) error {
 	stopPolling()
 	r.pollers.Wait()
 	b.drain()
+	b.stopResultForwarders()
 	stopForward()
 	r.forwarders.Wait()
 	stopLinks()
@@ -613,6 +616,22 @@ func (b *bridge) Run(ctx context.Context) error {
 	}
 	b.logger.Info("stopped")
 	return runErr
+}
+
+// stopResultForwarders keeps the on-demand forwarders of command results
+// from starting once the forwarders are being stopped and waited for.
+func (b *bridge) stopResultForwarders() {
+	if b.gateway != nil {
+		b.gateway.results.stop()
+	}
+	b.reloadMu.Lock()
+	defer b.reloadMu.Unlock()
+	for _, d := range b.view().devices {
+		d.run.results.stop()
+	}
+	for _, d := range b.draining {
+		d.run.results.stop()
+	}
 }
 
 // startDevice starts d's link (when it is its own) and forwarders.
@@ -629,13 +648,17 @@ func (b *bridge) startDevice(r *runner, d *fieldDevice) {
 	}
 	r.spawn(fwdCtx, &r.forwarders, "forward "+d.name, func() error { return b.store.Forward(fwdCtx, d.name, d.pub) }, &d.run.forwarders)
 	if b.cfg.Platform.Mode != config.ModeQuickstart {
-		r.spawn(fwdCtx, &r.forwarders, "forward results "+d.name, func() error { return b.store.Forward(fwdCtx, resultQueue(d.name), d.pub) }, &d.run.forwarders)
+		d.run.results.start(fwdCtx, func(run func() error) {
+			r.spawn(fwdCtx, &r.forwarders, "forward results "+d.name, run, &d.run.forwarders)
+		},
+			func(ctx context.Context) error { return b.store.ForwardUntilIdle(ctx, resultQueue(d.name), d.pub) })
 	}
 }
 
 // stopDevice stops d's forwarders, then its link, and waits for them.
 // What they had not sent stays buffered.
 func (b *bridge) stopDevice(d *fieldDevice) {
+	d.run.results.stop()
 	d.run.stopForward()
 	d.run.forwarders.Wait()
 	d.run.stopLink()

@@ -47,10 +47,11 @@ type commands struct {
 
 // commandTarget is what commands need to know about a device.
 type commandTarget struct {
-	typ   *mapping.DeviceType
-	unit  uint8
-	topic string // its command event's topic
-	pub   buffer.Publisher
+	typ     *mapping.DeviceType
+	unit    uint8
+	topic   string // its command event's topic
+	pub     buffer.Publisher
+	results *onDemand // the forwarder of its results queue
 }
 
 // wireCommands builds the Executor and the Muxes of v, or takes old's
@@ -68,7 +69,7 @@ func (b *bridge) wireCommands(v, old *fieldView) error {
 	for _, d := range v.cfg.Devices {
 		fd := v.devices[d.Name]
 		devices[d.Name] = d.Type.Name
-		c.targets[d.Name] = commandTarget{typ: d.Type.DeviceType, unit: d.Unit, topic: fd.topic.of(mapping.CommandEvent), pub: fd.pub}
+		c.targets[d.Name] = commandTarget{typ: d.Type.DeviceType, unit: d.Unit, topic: fd.topic.of(mapping.CommandEvent), pub: fd.pub, results: &fd.run.results}
 	}
 	ec := dm.ExecutorConfig{Devices: devices, Planner: c, Field: c, Results: resultSink{b: b, c: c}}
 	if g := b.gateway; g != nil {
@@ -76,7 +77,7 @@ func (b *bridge) wireCommands(v, old *fieldView) error {
 			return fmt.Errorf("gateway id %q is also a device name; commands could not tell them apart", g.id.ID)
 		}
 		devices[g.id.ID], ec.Gateway = g.id.Type, g.id.ID
-		c.targets[g.id.ID] = commandTarget{topic: uplink.GatewayEventTopic(g.id, mapping.CommandEvent, "json"), pub: g.link}
+		c.targets[g.id.ID] = commandTarget{topic: uplink.GatewayEventTopic(g.id, mapping.CommandEvent, "json"), pub: g.link, results: &g.results}
 	}
 	exec, err := dm.NewExecutor(ec, b.logger.With("component", "commands"))
 	if err != nil {
@@ -229,6 +230,7 @@ func (s resultSink) PublishResult(device string, r dm.Result) error {
 	s.b.metrics.CountCommand(t.commandLabel(r.Command), r.Class)
 	_, err := s.b.store.Append(resultQueue(device), t.topic, r.Payload)
 	if err == nil {
+		t.results.kick()
 		s.b.logger.Debug("command result buffered", "device", device, "command", r.Command, "ok", r.OK)
 	}
 	return err

@@ -38,6 +38,7 @@ type gateway struct {
 	link    *uplink.Client
 	agent   *dm.Agent    // its own device management; nil when off
 	limiter *rateLimiter // nil when unlimited
+	results onDemand     // the forwarder of its own command results
 	logger  *slog.Logger
 
 	mu       sync.Mutex
