@@ -334,10 +334,60 @@ func TestReadAheadBoundsTheWindows(t *testing.T) {
 			t.Fatalf("%s: delivered %d distinct events, want %d", name, len(seqs), perQueue)
 		}
 	}
-	s.readAhead.mu.Lock()
-	left := s.countReadAhead()
-	s.readAhead.mu.Unlock()
-	if left != 0 {
+	s.countReadAhead()
+	if left := s.readAhead.total.Load(); left != 0 {
 		t.Fatalf("read-ahead after the drain: %d records, want 0", left)
+	}
+}
+
+// TestStatsOldestAgeOfLiveQueues: events enqueued while their forwarders
+// run are handed to the forwarders from memory (fresh.go), not read from
+// the database; their times still reach the stamps, so Stats knows every
+// queue's oldest event without a read.
+func TestStatsOldestAgeOfLiveQueues(t *testing.T) {
+	const queues = 40
+	clock := &fakeClock{t: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)}
+	cfg := Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, InFlight: 8}
+	cfg.now = clock.now
+	s := openTest(t, cfg)
+	pub := &fakePublisher{hold: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	names := make([]string, queues)
+	for i := range names {
+		names[i] = fmt.Sprintf("dev-%02d", i)
+		if err := s.Prepare(names[i]); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Forward(ctx, names[i], pub); err != nil {
+				t.Errorf("Forward(%s): %v", names[i], err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	appended := map[string]time.Time{}
+	for _, name := range names {
+		clock.advance(time.Second)
+		enqueueWaiting(t, s, name)
+		appended[name] = clock.now()
+	}
+	testwait.For(t, 30*time.Second, "every queue's event published", func() bool {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return len(pub.delivered) == queues
+	})
+	clock.advance(time.Minute)
+	before := s.statsReads.Load()
+	st := s.Stats()
+	if reads := s.statsReads.Load() - before; reads != 0 {
+		t.Fatalf("Stats with every queue's event in its forwarder's window read %d queues from the database, want 0", reads)
+	}
+	for _, q := range st.Queues {
+		if want := clock.now().Sub(appended[q.Queue]); q.OldestAge != want {
+			t.Errorf("%s: OldestAge %v, want %v", q.Queue, q.OldestAge, want)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 package buffer
 
 import (
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,78 +23,72 @@ const readAheadRecheck = 100 * time.Millisecond
 // readAhead keeps the running total of the records read ahead of the
 // cursor by every queue's forwarder: for each queue the seqs from its
 // oldest waiting one up to the end of its last read (gaps included, so the
-// total is never below the truth). The total is updated when a queue reads,
-// so acknowledgements since a queue's last read still count until it reads
-// again or a recount.
+// total is never below the truth), plus what a read under way was granted.
+// The total is updated when a queue reads, so acknowledgements since a
+// queue's last read still count until it reads again or a recount. It is
+// kept without a lock that every forwarder would queue on: each queue's
+// share is swapped atomically and the difference added to the total.
 type readAhead struct {
-	max int64 // DefaultReadAhead; tests lower it
-
-	mu      sync.Mutex
-	total   int64
-	counted time.Time // last recount
+	max     int64 // DefaultReadAhead; tests lower it
+	total   atomic.Int64
+	counted atomic.Int64 // Unix nanoseconds of the last recount
 }
 
-// grant returns how many records (at most want, at least 1) q's forwarder
-// may read now, from seq from. Every read gets at least one record, so each
-// forwarder keeps moving (and a read never comes back empty because of this
-// bound, which a forwarder with an empty window would take for a gap);
-// under the bound a queue's window shrinks to the records it gets back
-// between reads.
+// setReadWindow makes w q's share of the read-ahead total.
+func (s *Store) setReadWindow(q *queue, w int64) {
+	s.readAhead.total.Add(w - q.readWindow.Swap(w))
+}
+
+// grantReadAhead returns how many records (at most want, at least 1) q's
+// forwarder may read now, from seq from. Every read gets at least one
+// record, so each forwarder keeps moving (and a read never comes back empty
+// because of this bound, which a forwarder with an empty window would take
+// for a gap); under the bound a queue's window shrinks to the records it
+// gets back between reads. The grant counts at once, so that forwarders
+// reading at the same time do not all get the same free records;
+// readAheadDone corrects it to what was read.
 func (s *Store) grantReadAhead(q *queue, from uint64, want int) int {
 	ra := &s.readAhead
 	q.mu.Lock()
 	q.readTo = max(from, q.head+1) // what was read before this read
 	window := int64(q.readTo - (q.head + 1))
 	q.mu.Unlock()
+	s.setReadWindow(q, window)
 
-	ra.mu.Lock()
-	defer ra.mu.Unlock()
-	ra.total += window - q.readWindow
-	q.readWindow = window
-	free := ra.max - ra.total
-	if free < int64(want) && time.Since(ra.counted) >= readAheadRecheck {
-		ra.total = s.countReadAhead()
-		ra.counted = time.Now()
-		free = ra.max - ra.total
+	free := ra.max - ra.total.Load()
+	if free < int64(want) {
+		last, now := ra.counted.Load(), time.Now().UnixNano()
+		if now-last >= int64(readAheadRecheck) && ra.counted.CompareAndSwap(last, now) {
+			s.countReadAhead() // one forwarder recounts; the others go on
+			free = ra.max - ra.total.Load()
+		}
 	}
-	// Count the grant at once, so that forwarders reading at the same time
-	// do not all get the same free records; readAheadDone corrects it to
-	// what was read.
 	n := min(int64(want), max(free, 1))
-	ra.total += n
-	q.readWindow += n
-	q.readGranted = n
+	q.readGranted.Store(n)
+	s.setReadWindow(q, window+n)
 	return int(n)
 }
 
 // readAheadDone records the end of q's read (items empty when it failed):
 // the window now reaches to the last record read.
 func (s *Store) readAheadDone(q *queue, items []readItem) {
-	ra := &s.readAhead
 	q.mu.Lock()
 	if len(items) > 0 {
 		q.readTo = items[len(items)-1].seq + 1
 	}
 	window := int64(q.readTo - min(q.readTo, q.head+1))
 	q.mu.Unlock()
-
-	ra.mu.Lock()
-	ra.total += window - q.readWindow
-	q.readWindow = window
-	q.readGranted = 0
-	ra.mu.Unlock()
+	q.readGranted.Store(0)
+	s.setReadWindow(q, window)
 }
 
-// countReadAhead recounts every queue's window with its current cursor,
-// plus what was granted to reads still under way. Called with
-// readAhead.mu held (lock order: readAhead.mu -> queue.mu).
-func (s *Store) countReadAhead() int64 {
-	var total int64
+// countReadAhead recounts every queue's share with its current cursor, plus
+// what was granted to a read under way.
+func (s *Store) countReadAhead() {
 	for _, q := range s.snapshotQueues() {
 		q.mu.Lock()
-		q.readWindow = int64(q.readTo-min(q.readTo, q.head+1)) + q.readGranted
+		w := int64(q.readTo - min(q.readTo, q.head+1))
 		q.mu.Unlock()
-		total += q.readWindow
+		s.setReadWindow(q, w+q.readGranted.Load())
 	}
-	return total
 }

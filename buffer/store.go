@@ -137,12 +137,11 @@ type queue struct {
 	// without a database read (stats.go).
 	stamps stamps
 	// readTo is one past the last record the forwarder read; readWindow
-	// and readGranted (under Store.readAhead.mu) are what this queue counts
-	// in the read-ahead total and what its read under way was granted
-	// (readahead.go).
+	// and readGranted are what this queue counts in the read-ahead total
+	// and what its read under way was granted (readahead.go).
 	readTo      uint64
-	readWindow  int64
-	readGranted int64
+	readWindow  atomic.Int64
+	readGranted atomic.Int64
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open
