@@ -163,18 +163,7 @@ func TestStatsOldestAgeWithoutReadingEveryQueue(t *testing.T) {
 			t.Fatalf("queues start at different seqs (%s: %d, %s: %d); the test assumes one", name, firstSeq[name], names[0], firstSeq[names[0]])
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Forward(ctx, name, pub); err != nil {
-				t.Errorf("Forward(%s): %v", name, err)
-			}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
+	runForwarders(t, s, names, pub)
 	for _, name := range names {
 		testwait.For(t, 60*time.Second, name+" acknowledged its first events and refilled its window", func() bool {
 			return s.QueueCounters(name).Acked == acked && pub.published(name) == window+acked
@@ -286,18 +275,7 @@ func TestReadAheadBoundsTheWindows(t *testing.T) {
 		}
 		return n
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Forward(ctx, name, pub); err != nil {
-				t.Errorf("Forward(%s): %v", name, err)
-			}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
+	runForwarders(t, s, names, pub)
 	testwait.For(t, 30*time.Second, "every queue published", func() bool { return len(published()) == queues })
 
 	// Nothing is acknowledged: each forwarder read once, and again at most
