@@ -111,6 +111,10 @@ type Config struct {
 	// Rate limits Forward to this many publishes per second per queue; 0
 	// means unlimited.
 	Rate float64
+	// ReadAhead bounds how many records all forwarders together hold read
+	// and not yet acknowledged (readahead.go); 0 means DefaultReadAhead.
+	// More than the uplinks take on the wire at once only waits in memory.
+	ReadAhead int
 
 	// MinFree is the free space the file system holding Dir must keep:
 	// Append returns ErrDiskFull below it, acknowledgements and cursor
@@ -167,8 +171,8 @@ func (c *Config) setDefaults() error {
 	if !c.InMemory && c.Dir == "" {
 		return errors.New("buffer: dir is required unless in_memory")
 	}
-	if c.MaxBytes < 0 || c.MaxAge < 0 || c.Sync < 0 || c.InFlight < 0 || c.Rate < 0 || c.MinFree < 0 {
-		return errors.New("buffer: negative max_bytes, max_age, sync, in_flight, rate or min_free")
+	if c.MaxBytes < 0 || c.MaxAge < 0 || c.Sync < 0 || c.InFlight < 0 || c.Rate < 0 || c.MinFree < 0 || c.ReadAhead < 0 {
+		return errors.New("buffer: negative max_bytes, max_age, sync, in_flight, rate, min_free or read-ahead")
 	}
 	if c.OnFull != DropOldest && c.OnFull != DropNewest {
 		return fmt.Errorf("buffer: invalid full policy %d", int(c.OnFull))
@@ -181,6 +185,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.InFlight == 0 {
 		c.InFlight = DefaultInFlight
+	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = DefaultReadAhead
 	}
 	if c.MinFree == 0 {
 		c.MinFree = DefaultMinFree

@@ -244,14 +244,13 @@ func TestStampsOldest(t *testing.T) {
 }
 
 // TestReadAheadBoundsTheWindows: with many queues draining, the forwarders
-// together hold about readAhead.max records read and not acknowledged,
+// together hold about Config.ReadAhead records read and not acknowledged,
 // not InFlight per queue (issue 12: 1 000 full windows were about 50 MiB of
 // a drain's heap); each queue still gets records, and once the results come
 // back everything is delivered in order and the running total is back to 0.
 func TestReadAheadBoundsTheWindows(t *testing.T) {
 	const queues, perQueue, window, readAhead = 50, 40, 32, 64
-	s := openTest(t, Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, InFlight: window})
-	s.readAhead.max = readAhead
+	s := openTest(t, Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, InFlight: window, ReadAhead: readAhead})
 	names := make([]string, queues)
 	for i := range names {
 		names[i] = fmt.Sprintf("dev-%02d", i)

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// DefaultReadAhead bounds how many records all the Store's forwarders
+// DefaultReadAhead is Config.ReadAhead's default: it bounds how many records all the Store's forwarders
 // together hold read and not yet acknowledged (their windows). Each
 // forwarder may have Config.InFlight outstanding, and with 1 000 queues
 // draining a backlog that was 64 000 records, each a copy of its value plus
@@ -29,7 +29,7 @@ const readAheadRecheck = 100 * time.Millisecond
 // kept without a lock that every forwarder would queue on: each queue's
 // share is swapped atomically and the difference added to the total.
 type readAhead struct {
-	max     int64 // DefaultReadAhead; tests lower it
+	max     int64 // Config.ReadAhead
 	total   atomic.Int64
 	counted atomic.Int64 // Unix nanoseconds of the last recount
 }

@@ -187,7 +187,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		wch:        make(chan pendingEvent, cfg.writeQueue),
 		ackNow:     make(chan struct{}, 1),
 		ackLater:   make(chan struct{}, 1),
-		readAhead:  readAhead{max: DefaultReadAhead},
+		readAhead:  readAhead{max: int64(cfg.ReadAhead)},
 	}
 	if cfg.InMemory {
 		db, err := s.openBadger("")
