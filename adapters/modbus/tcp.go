@@ -28,7 +28,8 @@ type TCPConfig struct {
 // unit id behind it (a gateway to a serial line, or a single device).
 type TCP struct {
 	cfg       TCPConfig
-	handler   *mb.TCPClientHandler
+	handler   *mb.TCPClientHandler // the packager (MBAP header, unit id)
+	wire      *tcpWire             // the transporter
 	client    mb.Client
 	connected bool // a connection is open (as far as we know)
 	multiple  bool // FC15/FC16 even for one value
@@ -47,15 +48,14 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cfg.Timeout = time.Second
 	}
 	h := mb.NewTCPClientHandler(cfg.Address)
-	h.Timeout = cfg.Timeout
-	h.IdleTimeout = 0 // we close on errors ourselves; no background timer
-	return &TCP{cfg: cfg, handler: h, client: mb.NewClient(h)}, nil
+	w := &tcpWire{address: cfg.Address, timeout: cfg.Timeout}
+	return &TCP{cfg: cfg, handler: h, wire: w, client: mb.NewClient2(h, w)}, nil
 }
 
 // Close closes the connection. The next request reconnects.
 func (t *TCP) Close() error {
 	t.connected = false
-	return t.handler.Close()
+	return t.wire.close()
 }
 
 // connect opens the connection if needed and waits ConnectPause after a new
@@ -64,7 +64,7 @@ func (t *TCP) connect(ctx context.Context) error {
 	if t.connected {
 		return nil
 	}
-	if err := t.handler.Connect(); err != nil {
+	if err := t.wire.connect(); err != nil {
 		return translate(err)
 	}
 	t.connected = true
@@ -118,13 +118,13 @@ func (t *TCP) do(ctx context.Context, unit uint8, retry bool, call func() error)
 		return err
 	}
 	t.handler.SlaveId = unit
-	t.handler.Timeout = t.cfg.Timeout
+	t.wire.timeout = t.cfg.Timeout
 	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < t.handler.Timeout {
+		if left := time.Until(dl); left < t.wire.timeout {
 			if left <= 0 {
 				return context.DeadlineExceeded
 			}
-			t.handler.Timeout = left
+			t.wire.timeout = left
 		}
 	}
 	reused := t.connected
