@@ -260,6 +260,7 @@ func (s *Store) commitBatch(batch []pendingEvent, bytes int64, keys []byte) []by
 					}
 				}
 				s.dirty.Store(true)
+				s.noteWritten(bytes, int64(len(batch)))
 			} else {
 				err = fmt.Errorf("buffer: append: %v", err)
 			}
