@@ -123,8 +123,13 @@ func (s *Store) noteWritten(n, entries int64) {
 }
 
 // maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
-// checks each key of the rewritten tables against every prefix.
-const maxDropPrefixes = 256
+// checks each key of the rewritten tables against every prefix (a linear
+// scan). It is above the queues of 500 devices on purpose: with 256, the
+// memtable trigger's call dropped half of the queues, the flush wrote the
+// other half's acknowledged events into a table, and the follow-up call
+// rewrote that table to drop them (docs/performance.md, "Badger's share of
+// the CPU").
+const maxDropPrefixes = 1024
 
 // reclaim gives the disk space of removed records back.
 //
