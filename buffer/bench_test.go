@@ -476,7 +476,7 @@ func must[T any](v T, err error) T {
 var (
 	liveDevices  = flag.Int("live.devices", 500, "devices (queues) in BenchmarkLiveRSS")
 	liveDuration = flag.Duration("live.duration", 20*time.Second, "how long BenchmarkLiveRSS runs")
-	liveMemTable = flag.Int("live.memtable_mib", 8, "Badger memtable size for BenchmarkLiveRSS (the product uses 8)")
+	liveMemTable = flag.Int("live.memtable_mib", defaultMemTableMiB, "Badger memtable size for BenchmarkLiveRSS (default: the product's)")
 	liveReclaim  = flag.String("live.reclaim", "dropprefix", "reclamation strategy for BenchmarkLiveRSS")
 )
 
