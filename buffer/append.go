@@ -88,6 +88,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		return 0, ErrClosed
 	}
 	err = s.db.Update(func(txn *badger.Txn) error { return txn.Set(eventKey(q.qid, seq), val) })
+	s.commits.Add(1)
 	if err == nil {
 		// Update the state before releasing the gate, so that reclamation
 		// (which holds the gate exclusively) sees the record counted.
@@ -97,6 +98,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		q.count++
 		q.bytes += size
 		q.appended++
+		s.keepFresh(q, seq, val)
 		q.mu.Unlock()
 		s.total.Add(size)
 		s.dirty.Store(true)
@@ -312,10 +314,12 @@ func (s *Store) commitHead(q *queue, head uint64, keys [][]byte) error {
 		}
 		return txn.Set(headKey(q.qid), binary.BigEndian.AppendUint64(nil, head))
 	})
+	s.commits.Add(1)
 	if err != nil {
 		s.noteWriteError(err)
 		return fmt.Errorf("buffer: advance cursor of %q: %v", q.name, err)
 	}
+	q.persisted = max(q.persisted, head)
 	s.dirty.Store(true)
 	s.noteWritten(int64(1+4+8+len(keys)*keyLen), int64(1+len(keys))) // head key and value, deletes
 	return nil

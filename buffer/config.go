@@ -111,6 +111,10 @@ type Config struct {
 	// Rate limits Forward to this many publishes per second per queue; 0
 	// means unlimited.
 	Rate float64
+	// ReadAhead bounds how many records all forwarders together hold read
+	// and not yet acknowledged (readahead.go); 0 means DefaultReadAhead.
+	// More than the uplinks take on the wire at once only waits in memory.
+	ReadAhead int
 
 	// MinFree is the free space the file system holding Dir must keep:
 	// Append returns ErrDiskFull below it, acknowledgements and cursor
@@ -130,6 +134,7 @@ type Config struct {
 	leaseBlock      uint64        // seq lease size; 0 means 1<<16
 	noBackground    bool          // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64         // 0 means defaultMemTableMiB
+	ackDelay        time.Duration // longest wait of a settled cursor for the writer; 0 means DefaultAckDelay
 	writeQueue      int           // events the writer's hand-over channel holds; 0 means DefaultWriteQueue
 	handoffWait     time.Duration // longest wait for room in that channel; 0 means DefaultHandoffWait
 	now             func() time.Time
@@ -166,8 +171,8 @@ func (c *Config) setDefaults() error {
 	if !c.InMemory && c.Dir == "" {
 		return errors.New("buffer: dir is required unless in_memory")
 	}
-	if c.MaxBytes < 0 || c.MaxAge < 0 || c.Sync < 0 || c.InFlight < 0 || c.Rate < 0 || c.MinFree < 0 {
-		return errors.New("buffer: negative max_bytes, max_age, sync, in_flight, rate or min_free")
+	if c.MaxBytes < 0 || c.MaxAge < 0 || c.Sync < 0 || c.InFlight < 0 || c.Rate < 0 || c.MinFree < 0 || c.ReadAhead < 0 {
+		return errors.New("buffer: negative max_bytes, max_age, sync, in_flight, rate, min_free or read-ahead")
 	}
 	if c.OnFull != DropOldest && c.OnFull != DropNewest {
 		return fmt.Errorf("buffer: invalid full policy %d", int(c.OnFull))
@@ -181,6 +186,9 @@ func (c *Config) setDefaults() error {
 	if c.InFlight == 0 {
 		c.InFlight = DefaultInFlight
 	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = DefaultReadAhead
+	}
 	if c.MinFree == 0 {
 		c.MinFree = DefaultMinFree
 	}
@@ -189,6 +197,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.reclaimEvery == 0 {
 		c.reclaimEvery = time.Minute
+	}
+	if c.ackDelay == 0 {
+		c.ackDelay = DefaultAckDelay
 	}
 	if c.writeQueue == 0 {
 		c.writeQueue = DefaultWriteQueue

@@ -168,7 +168,7 @@ func TestCorruptMemtableLog(t *testing.T) {
 		t.Skip("re-executes the test binary")
 	}
 	src := filepath.Join(t.TempDir(), "src")
-	lines, stderr := runAndKill(t, src, 1, false)
+	lines, stderr := runAndKill(t, src, 1, false, false)
 	appended := lines.appended["b"] // never forwarded
 	if len(appended) == 0 {
 		t.Fatalf("child appended nothing; stderr:\n%s", stderr)

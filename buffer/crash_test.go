@@ -23,6 +23,11 @@ const crashChildEnv = "BUFFER_CRASH_CHILD_DIR"
 // only after Flush returned: "stored" for the writer path.
 const crashEnqueueEnv = "BUFFER_CRASH_ENQUEUE"
 
+// crashLazyAcksEnv, set to 1, gives TestCrashChild an hour's ack delay:
+// cursors are committed only with event batches or when the forwarder
+// waits to refill its window.
+const crashLazyAcksEnv = "BUFFER_CRASH_LAZY_ACKS"
+
 // TestCrashChild is not a test: TestCrashKill9 runs the test binary again
 // with it selected, and kills it. It appends to queue "a" (forwarded) and
 // "b" (never forwarded) at a steady rate and reports on stdout, one line per
@@ -36,7 +41,11 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("helper process of TestCrashKill9")
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := Open(Config{Dir: dir, Sync: 20 * time.Millisecond, InFlight: 8, leaseBlock: 64}, logger)
+	cfg := Config{Dir: dir, Sync: 20 * time.Millisecond, InFlight: 8, leaseBlock: 64}
+	if os.Getenv(crashLazyAcksEnv) == "1" {
+		cfg.ackDelay = time.Hour
+	}
+	s, err := Open(cfg, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(3)
@@ -110,13 +119,18 @@ func (f publisherFunc) Publish(ctx context.Context, topic string, payload []byte
 // that each event the child saw appended is still stored or was delivered,
 // and that seq numbers were never reused. At the end everything left is
 // delivered.
-func TestCrashKill9(t *testing.T) { crashKill9(t, false) }
+func TestCrashKill9(t *testing.T) { crashKill9(t, false, false) }
 
 // TestCrashKill9Enqueue is TestCrashKill9 for the writer path: every event
 // Enqueue accepted before a Flush that returned nil survives kill -9.
-func TestCrashKill9Enqueue(t *testing.T) { crashKill9(t, true) }
+func TestCrashKill9Enqueue(t *testing.T) { crashKill9(t, true, false) }
 
-func crashKill9(t *testing.T, enqueue bool) {
+// TestCrashKill9LazyAcks is TestCrashKill9Enqueue with cursors committed
+// only with the writer's batches or when the forwarder waits to refill its
+// window (no ack timer): still at most one window is re-sent.
+func TestCrashKill9LazyAcks(t *testing.T) { crashKill9(t, true, true) }
+
+func crashKill9(t *testing.T, enqueue, lazyAcks bool) {
 	if testing.Short() {
 		t.Skip("crash test re-executes the test binary")
 	}
@@ -125,7 +139,7 @@ func crashKill9(t *testing.T, enqueue bool) {
 	appended := map[string][]uint64{}
 	delivered := map[string]map[uint64]bool{"a": {}, "b": {}}
 	for round := 1; round <= rounds; round++ {
-		lines, stderr := runAndKill(t, dir, round, enqueue)
+		lines, stderr := runAndKill(t, dir, round, enqueue, lazyAcks)
 		for q, seqs := range lines.appended {
 			if prev := appended[q]; len(prev) > 0 && len(seqs) > 0 && seqs[0] <= prev[len(prev)-1] {
 				t.Fatalf("round %d: queue %s reused seq: first %d after %d", round, q, seqs[0], prev[len(prev)-1])
@@ -196,12 +210,15 @@ type childLines struct {
 
 // runAndKill runs TestCrashChild on dir and SIGKILLs it at a random moment
 // after it has appended a little.
-func runAndKill(t *testing.T, dir string, round int, enqueue bool) (childLines, string) {
+func runAndKill(t *testing.T, dir string, round int, enqueue, lazyAcks bool) (childLines, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
 	if enqueue {
 		cmd.Env = append(cmd.Env, crashEnqueueEnv+"=1")
+	}
+	if lazyAcks {
+		cmd.Env = append(cmd.Env, crashLazyAcksEnv+"=1")
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -57,19 +57,23 @@ func TestDiskFullInjected(t *testing.T) {
 		t.Errorf("Fault after recovery = %q, want empty", st.Fault)
 	}
 
-	// Below MinFree/2 even acknowledgements stop: the events stay queued
-	// and are delivered (again) once space returns.
+	// Below MinFree/2 even cursor writes stop: the acknowledged events stay
+	// on disk (a restart would deliver them again) until space returns.
 	free.Store(6 << 20)
+	cursor := diskCursor(t, s, "d")
 	pub := &fakePublisher{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Forward(ctx, "d", pub) }()
-	testwait.For(t, 20*time.Second, "both events published", func() bool { return len(distinct(pub.seqs())) == 2 })
-	if got := s.QueueStats("d").Len; got != 2 {
-		t.Errorf("Len with 6 MiB free (acks need 8 MiB) = %d, want 2: the cursor must not be written", got)
+	testwait.For(t, 20*time.Second, "both events acknowledged", func() bool { return s.QueueStats("d").Len == 0 })
+	if err := s.Flush(); err != nil { // a writer transaction after the acks
+		t.Fatal(err)
+	}
+	if got := diskCursor(t, s, "d"); got != cursor {
+		t.Errorf("cursor on disk with 6 MiB free (cursors need 8 MiB) = %d, want %d: it must not be written", got, cursor)
 	}
 	free.Store(30 << 20)
-	testwait.For(t, 20*time.Second, "queue d empty after space returned", func() bool { return s.QueueStats("d").Len == 0 })
+	testwait.For(t, 20*time.Second, "cursor of d committed after space returned", func() bool { return diskCursor(t, s, "d") == 10 })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Forward = %v", err)

@@ -38,12 +38,28 @@
 //     above the lease, leaving a logged gap. After a plain kill -9 (same
 //     boot) numbering continues without a gap.
 //   - Delivery: at least once, in order per queue. Forward keeps at most
-//     Config.InFlight events outstanding, removes an event only after its
+//     Config.InFlight events outstanding (and all forwarders together
+//     about DefaultReadAhead, each at least one: readahead.go,
+//     TestReadAheadBoundsTheWindows), removes an event only after its
 //     Publish result was nil, and on any failure waits for the window to
 //     settle and resends from the first unacknowledged event (go-back-N;
 //     duplicates are allowed, receivers de-duplicate on seq). The persisted
 //     acknowledgement cursor is advanced before the window is refilled, so a
 //     kill -9 re-sends at most one window.
+//   - Acknowledgements: Forward settles acknowledged events in memory at
+//     once (QueueStats.Len, Acked, MaxBytes accounting) and hands the
+//     cursor to the writer, which commits the cursors of all queues that
+//     have settled events in one transaction with its next batch of
+//     events, within DefaultAckDelay (50 ms) when no batch comes, and at
+//     once when a forwarder waits for its cursor to refill its window. A
+//     forwarder with nothing more to send does not wait. Reclamation never
+//     drops records above the persisted cursor. Forward's stop and Close
+//     commit what was settled before them.
+//   - Fresh records: whoever commits an event (the writer, Append) hands
+//     the encoded record to its queue while a forwarder runs on it (at
+//     most Config.InFlight, the newest); the forwarder publishes those from
+//     memory and reads Badger only for the rest (a backlog, after a
+//     restart, after gaps).
 //   - Bounds: Config.MaxBytes caps the bytes of waiting events (our own
 //     accounting: key plus encoded record; not Badger's lagging estimate) with
 //     the OnFull policy: drop_oldest removes the oldest events of the largest
@@ -80,8 +96,12 @@
 //     Append waits for its own commit; while events of its queue wait for
 //     the writer it goes through the writer too, so each queue is
 //     committed in seq order. Forward only sees committed events.
-//   - Counters: QueueCounters reads every QueueStats counter from memory
-//     (no database access; OldestAge, which needs a read, is left 0).
+//   - Counters: QueueCounters and Counters read every counter from memory
+//     (no database access; OldestAge is left 0). Stats also gives
+//     OldestAge, from memory for queues being forwarded (the forwarder's
+//     reads leave the time of each queue's oldest waiting event there) and
+//     with at most statsReadBudget database reads per call for the others;
+//     TestStatsOldestAgeWithoutReadingEveryQueue.
 //
 // # What survives what
 //
@@ -95,8 +115,18 @@
 //
 //   - kill -9 at any moment: every stored event is delivered afterwards
 //     (or was already), no seq of a stored event is reused, at most one
-//     window is re-sent. TestCrashKill9 (Append), TestCrashKill9Enqueue
-//     (Enqueue then Flush), TestContract/*/reopen_after_unclean_stop.
+//     window is re-sent: the acknowledged events whose cursor still waited
+//     for the writer and the window in flight are together at most one
+//     window, since the window is refilled only once the cursor is
+//     committed. TestCrashKill9 (Append), TestCrashKill9Enqueue (Enqueue
+//     then Flush), TestCrashKill9LazyAcks (cursors committed only with
+//     event batches or when the forwarder waits),
+//     TestContract/*/reopen_after_unclean_stop.
+//   - Acknowledgements share commits: TestAcksShareCommits (100 queues,
+//     one event each per round: the cursors ride with the next round's
+//     events), TestAckDelayCommitsQuietCursors, TestAcksCommittedOnStopAndClose.
+//     Fresh records skip Badger: TestFreshRecordsSkipBadgerReads,
+//     TestFreshRecordsForwarderBehind.
 //   - Close: the writer commits everything accepted before Close returns.
 //     TestCloseCommitsEnqueued.
 //   - The disk stalls (flush, compaction, reclamation holding the gate):
@@ -126,7 +156,8 @@
 //     in state.json across restarts); delivery goes on while more than
 //     MinFree/2 is free and pauses below it; nothing accepted is lost and all
 //     resumes when space returns; the writer runs the guard before every
-//     batch (TestEnqueueDiskFull). No SIGBUS. TestDiskFullInjected,
+//     batch (TestEnqueueDiskFull), and a batch whose events are refused still
+//     commits the cursors waiting for it (TestAcksPassWhenEventsRefused). No SIGBUS. TestDiskFullInjected,
 //     TestDiskFullTmpfs, TestDiskFullOtherProcess (a real tmpfs filled by dd
 //     while a child process holds a backlog and its broker returns).
 //   - A damaged record value (checksum or seq mismatch): skipped and counted
@@ -183,7 +214,8 @@
 //	0x10 <qid:4> <seq:8>         one event record (see record.go)
 //
 // Acknowledging or dropping events only advances the head cursor (one small
-// write per batch, no per-record tombstones); readers seek straight to
+// write per batch, for acknowledgements shared by every queue in the
+// writer's transaction; no per-record tombstones); readers seek straight to
 // head+1 and never walk removed keys. Space is reclaimed deliberately: a
 // background task (once a minute, sooner when an eighth of MaxBytes was
 // removed, and just before Badger's memtable fills while what it holds is

@@ -99,6 +99,7 @@ func (s *Store) forward(ctx context.Context, queue string, pub Publisher, untilI
 	defer func() {
 		q.mu.Lock()
 		q.forwarding = false
+		q.dropFresh()
 		q.mu.Unlock()
 	}()
 	f := &forwarder{s: s, q: q, pub: pub, log: s.log.With("queue", queue), untilIdle: untilIdle}
@@ -179,28 +180,37 @@ func (f *forwarder) run(ctx context.Context) error {
 			f.progress(now, false)
 			progressAt = now.Add(s.cfg.progressEvery)
 		}
-		// Persist what was acknowledged before sending more.
+		// Settle what was acknowledged; the writer commits the cursor.
 		if len(f.acked) > 0 {
-			if err := f.persist(); err != nil {
+			if err := f.settle(); err != nil {
+				return ErrClosed
+			}
+		}
+		q.mu.Lock()
+		head, tail, unsaved := q.head, q.tail, q.persisted < q.head
+		q.mu.Unlock()
+		if f.next <= head {
+			f.next = head + 1 // dropped by policy under us
+		}
+
+		// Fill the window, once the cursor is persisted: a kill -9 then
+		// re-sends at most one window.
+		if !f.failing && len(f.win) < inflight && f.next < tail && unsaved {
+			if err := f.awaitCursor(ctx); err != nil {
 				if errors.Is(err, ErrClosed) {
 					return ErrClosed
+				}
+				if ctx.Err() != nil {
+					return f.finish()
 				}
 				setTimer(f.backoff())
 				if !f.wait(ctx, timerC) {
 					return f.finish()
 				}
 				timerC = nil
-				continue
 			}
+			continue
 		}
-		q.mu.Lock()
-		head, tail := q.head, q.tail
-		q.mu.Unlock()
-		if f.next <= head {
-			f.next = head + 1 // dropped by policy under us
-		}
-
-		// Fill the window.
 		if !f.failing && len(f.win) < inflight && f.next < tail {
 			room := inflight - len(f.win)
 			if s.cfg.Rate > 0 {
@@ -347,9 +357,10 @@ func (f *forwarder) takeReady() {
 	}
 }
 
-// persist advances the cursor over f.acked.
-func (f *forwarder) persist() error {
-	if err := f.s.ack(f.q, f.acked); err != nil {
+// settle hands f.acked to the Store: removed from the queue at once, the
+// cursor committed by the writer.
+func (f *forwarder) settle() error {
+	if err := f.s.settle(f.q, f.acked); err != nil {
 		return err
 	}
 	f.ackedTotal += uint64(len(f.acked))
@@ -357,13 +368,36 @@ func (f *forwarder) persist() error {
 	return nil
 }
 
-// finish persists what was acknowledged and ends the loop cleanly.
+// awaitCursor waits until the writer has committed the queue's cursor over
+// everything settled, or its attempt failed.
+func (f *forwarder) awaitCursor(ctx context.Context) error {
+	for {
+		wait := f.s.cursorWait(f.q)
+		if wait == nil {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.s.done:
+			return ErrClosed
+		}
+		if err := f.s.cursorErr(f.q); err != nil {
+			return err
+		}
+	}
+}
+
+// finish settles what was acknowledged, waits for its cursor and ends the
+// loop cleanly.
 func (f *forwarder) finish() error {
 	f.takeReady()
-	if len(f.acked) > 0 {
-		if err := f.persist(); err != nil && !errors.Is(err, ErrClosed) {
-			f.log.Warn("buffer cursor not saved on stop; the last events will be sent again", "err", err)
-		}
+	if len(f.acked) > 0 && f.settle() != nil {
+		return nil // closed: the writer committed what it could
+	}
+	if err := f.awaitCursor(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+		f.log.Warn("buffer cursor not saved on stop; the last events will be sent again", "err", err)
 	}
 	return nil
 }
@@ -415,9 +449,12 @@ func (f *forwarder) take(want int) (int, time.Duration) {
 // fill reads up to room records from f.next (below tail) and publishes them.
 func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
 	s := f.s
-	recs, next, err := s.readRange(f.q, f.next, tail, room)
-	if err != nil {
-		return err
+	recs, next := s.takeFresh(f.q, f.next, tail, room)
+	if len(recs) == 0 {
+		var err error
+		if recs, next, err = s.readRange(f.q, f.next, tail, room); err != nil {
+			return err
+		}
 	}
 	f.next = next
 	now := s.cfg.now()
@@ -530,15 +567,29 @@ type readItem struct {
 // up an iterator.
 const pointReads = 4
 
-// readRange reads up to max records of q with seq in [from, to). next is
-// where the following read starts: after the last record returned, or to
-// when the range was exhausted.
+// readRange is the forwarder's read: up to max records of q with seq in
+// [from, to), fewer when the forwarders together hold DefaultReadAhead
+// records (at least one). next is where the following read starts: after
+// the last record returned, or to when the range was exhausted.
 func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
+	items, next, err = s.read(q, from, to, s.grantReadAhead(q, from, max))
+	s.readAheadDone(q, items)
+	return items, next, err
+}
+
+// read reads up to max records of q with seq in [from, to) (see readRange).
+func (s *Store) read(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
+	return s.readGated(q, from, to, max)
+}
+
+// readGated is read with the gate held for reading.
+func (s *Store) readGated(q *queue, from, to uint64, max int) (items []readItem, next uint64, err error) {
 	if s.closed {
 		return nil, from, ErrClosed
 	}
+	s.reads.Add(1)
 	next = to
 	err = s.db.View(func(txn *badger.Txn) error {
 		// Records are normally contiguous from the cursor on: look the first
@@ -587,6 +638,9 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 	if err != nil {
 		return nil, from, fmt.Errorf("buffer: read %q: %v", q.name, err)
 	}
+	q.mu.Lock()
+	q.stamps.noteRead(q.head, from, items, max, s.cfg.InFlight)
+	q.mu.Unlock()
 	return items, next, nil
 }
 
@@ -594,65 +648,19 @@ func (s *Store) readRange(q *queue, from, to uint64, max int) (items []readItem,
 // or decoded is returned with its error, to be skipped as corrupt.
 func readItemOf(item *badger.Item, seq uint64) readItem {
 	val, err := item.ValueCopy(nil)
-	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
 	if err != nil {
-		ri.err = err
-	} else if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
+		return readItem{seq: seq, size: int64(keyLen + len(val)), err: err}
+	}
+	return decodeItem(val, seq)
+}
+
+// decodeItem decodes the record val stored under seq.
+func decodeItem(val []byte, seq uint64) readItem {
+	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
+	if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
 		ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
 	}
 	return ri
-}
-
-// ack advances q's cursor over settled flights (in seq order).
-func (s *Store) ack(q *queue, fl []flight) error {
-	s.gate.RLock()
-	defer s.gate.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	last := fl[len(fl)-1].seq
-	if last <= q.head {
-		return nil // dropped by policy meanwhile
-	}
-	var keys [][]byte
-	var n, bytes int64
-	var acked, bad, old uint64
-	for _, x := range fl {
-		if x.seq <= q.head {
-			continue
-		}
-		n++
-		bytes += x.size
-		switch x.why {
-		case removedAcked:
-			acked++
-		case removedCorrupt:
-			bad++
-		case removedExpired:
-			old++
-		}
-		if s.deletesRecords() {
-			keys = append(keys, eventKey(q.qid, x.seq))
-		}
-	}
-	if err := s.commitHead(q, last, keys); err != nil {
-		return err
-	}
-	q.head = last
-	q.count -= n
-	q.bytes -= bytes
-	q.acked += acked
-	q.corrupt += bad
-	q.dropped += old
-	q.droppedAge += old
-	s.total.Add(-bytes)
-	s.noteRemoved(bytes)
-	if old > 0 {
-		s.logDrop(q, old, "buffer events older than max_age dropped")
-	}
-	return nil
 }
 
 // skipGap moves q's cursor to upTo when no record exists in (head, upTo].

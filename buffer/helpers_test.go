@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -251,4 +252,32 @@ func getRaw(t testing.TB, s *Store, queue string, seq uint64) []byte {
 		t.Fatalf("read %s/%d: %v", queue, seq, err)
 	}
 	return v
+}
+
+// diskCursor reads queue's acknowledgement cursor from Badger (0 when none
+// was written).
+func diskCursor(t testing.TB, s *Store, queue string) uint64 {
+	t.Helper()
+	q, err := s.queue(queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head uint64
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(headKey(q.qid))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			head = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return head
 }

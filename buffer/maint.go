@@ -122,6 +122,20 @@ func (s *Store) noteWritten(n, entries int64) {
 	}
 }
 
+// noteCommitted is noteWritten for one of the writer's transactions: its
+// events if they were in it, and its cursors if they were.
+func (s *Store) noteCommitted(eventsIn bool, bytes int64, events int, cursorsIn bool, cursors []cursorWrite) {
+	var n, entries int64
+	if eventsIn {
+		n, entries = bytes, int64(events)
+	}
+	if cursorsIn {
+		n += cursorBytes(cursors)
+		entries += int64(len(cursors))
+	}
+	s.noteWritten(n, entries)
+}
+
 // maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
 // checks each key of the rewritten tables against every prefix (a linear
 // scan). It is above the queues of 500 devices on purpose: with 256, the
@@ -172,14 +186,18 @@ func (s *Store) reclaim() {
 		}
 		q.mu.Lock()
 		switch {
-		case q.count == 0 && q.tail-1 > q.reclaimedTo:
-			// Nothing waits: with writes paused, the whole range can go.
+		case q.count == 0 && q.persisted >= q.tail-1 && q.tail-1 > q.reclaimedTo:
+			// Nothing waits and the cursor says so on disk (a record
+			// above the persisted cursor keeps the queue's numbering
+			// after a kill -9): with writes paused, the whole range can go.
 			prefixes = append(prefixes, q.prefix)
 			plans = append(plans, plan{q, q.tail - 1})
 		default:
-			// Every complete block at or below the cursor.
+			// Every complete block at or below the persisted cursor:
+			// acknowledged events whose cursor waits for the writer
+			// stay until it is committed.
 			from := (q.reclaimedTo + 1) &^ (blockSize - 1)
-			to := (q.head + 1) &^ (blockSize - 1)
+			to := (q.persisted + 1) &^ (blockSize - 1)
 			if to > q.reclaimedTo+1 {
 				ps, end := rangePrefixes(q.qid, from, to, maxDropPrefixes-len(prefixes))
 				prefixes = append(prefixes, ps...)

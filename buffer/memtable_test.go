@@ -101,11 +101,13 @@ func TestBatchLimitsFitTheMemTable(t *testing.T) {
 	limitBytes := int64(defaultMemTableMiB<<20) * 15 / 100
 	limitCount := limitBytes / nodeSize
 	perEntry := int64(keyLen + 2 + 10)
-	commit := int64(maxBatchBytes) + int64(MaxPayload+maxRecordOverhead) + maxBatch*perEntry
+	// A writer transaction: a batch of events and the cursors (or, for the
+	// deletes strategies, record deletes) that ride with it.
+	commit := int64(maxBatchBytes) + int64(MaxPayload+maxRecordOverhead) + (maxBatch+maxCursors)*perEntry
 	if commit >= limitBytes {
 		t.Errorf("largest commit %d bytes, Badger's limit %d", commit, limitBytes)
 	}
-	if maxBatch >= limitCount || maxRemove >= limitCount {
-		t.Errorf("maxBatch %d, maxRemove %d entries; Badger's limit %d", maxBatch, maxRemove, limitCount)
+	if maxBatch+maxCursors >= limitCount || maxRemove >= limitCount {
+		t.Errorf("maxBatch %d + maxCursors %d, maxRemove %d entries; Badger's limit %d", maxBatch, maxCursors, maxRemove, limitCount)
 	}
 }

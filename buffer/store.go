@@ -41,6 +41,10 @@ type Store struct {
 
 	capMu sync.Mutex   // serialises making room under MaxBytes
 	total atomic.Int64 // bytes of waiting events, all queues
+	// statsReads counts the database reads Stats and QueueStats made for
+	// OldestAge (tests check that a scrape does not read every queue).
+	statsReads atomic.Int64
+	readAhead  readAhead // bounds the forwarders' windows together (readahead.go)
 
 	leaseMu     sync.Mutex // guards state and stateClosed; serialises state.json writes
 	state       stateFile
@@ -65,6 +69,21 @@ type Store struct {
 	handoffMu     sync.RWMutex
 	handoffClosed bool         // under handoffMu
 	pendingBytes  atomic.Int64 // bytes handed over, not yet committed or refused
+
+	// Acknowledgement cursors waiting for the writer (writer.go): a
+	// forwarder settles its acknowledged events in memory at once and
+	// leaves the cursor write to the writer, which commits the cursors of
+	// every queue in ackSet together, with its next batch of events or
+	// after ackDelay, or at once when a forwarder waits (ackNow).
+	ackMu    sync.Mutex
+	ackSet   []*queue      // under ackMu; queue.inAckSet marks membership
+	ackNow   chan struct{} // capacity 1: a forwarder waits for its cursor
+	ackLater chan struct{} // capacity 1: ackSet became non-empty
+
+	// For tests: Badger write transactions of events and cursors, and
+	// forward reads from Badger.
+	commits atomic.Uint64
+	reads   atomic.Uint64
 
 	faultMu    sync.Mutex
 	fault      string
@@ -94,7 +113,16 @@ type queue struct {
 	pending atomic.Int64
 
 	mu   sync.Mutex // guards everything below
-	head uint64     // every seq <= head is removed; persisted
+	head uint64     // every seq <= head is removed (acknowledged or dropped)
+	// persisted is the cursor committed to Badger (<= head). Between the
+	// two are acknowledged events whose cursor waits for the writer: they
+	// are counted as removed already but stay on disk (reclamation stops
+	// at persisted), and a kill -9 sends them again.
+	persisted uint64
+	ackErr    error         // the writer's last attempt to commit the cursor failed
+	ackWait   chan struct{} // closed after the writer's next attempt to commit the cursor
+	ackKeys   [][]byte      // deletes strategies: keys of acknowledged records, deleted with the cursor
+	inAckSet  bool          // in Store.ackSet; under Store.ackMu, not mu
 	// tail is one past the last seq committed (or refused): readers see
 	// records below it only. next is the seq the next Append or Enqueue
 	// gets (changed under appendMu too); next > tail while events wait for
@@ -105,6 +133,16 @@ type queue struct {
 	bytes       int64
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
 	forwarding  bool
+	fresh       []freshRecord // committed records for the forwarder, in seq order (fresh.go)
+	// stamps knows when recent records were appended, for OldestAge
+	// without a database read (stats.go).
+	stamps stamps
+	// readTo is one past the last record the forwarder read; readWindow
+	// and readGranted are what this queue counts in the read-ahead total
+	// and what its read under way was granted (readahead.go).
+	readTo      uint64
+	readWindow  atomic.Int64
+	readGranted atomic.Int64
 
 	appended, acked, dropped, droppedAge, corrupt, failed uint64
 	skipped                                               uint64 // seqs skipped at Open
@@ -148,6 +186,9 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		dropChunk:  min(cfg.MaxBytes/256, 1<<20),
 		done:       make(chan struct{}),
 		wch:        make(chan pendingEvent, cfg.writeQueue),
+		ackNow:     make(chan struct{}, 1),
+		ackLater:   make(chan struct{}, 1),
+		readAhead:  readAhead{max: int64(cfg.ReadAhead)},
 	}
 	if cfg.InMemory {
 		db, err := s.openBadger("")
@@ -562,6 +603,7 @@ func (s *Store) loadQueue(txn *badger.Txn, q *queue) error {
 			q.head = binary.BigEndian.Uint64(v)
 		}
 	}
+	q.persisted = q.head
 
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: q.prefix})
 	defer it.Close()

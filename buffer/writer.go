@@ -40,6 +40,7 @@ type pendingEvent struct {
 	size int64
 	fail error
 	done chan error // Append and Flush wait on it; nil for Enqueue
+	kept bool       // val went to the queue's forwarder (fresh.go), not back to recordPool
 }
 
 // recordPool recycles encoded records: Badger copies keys and values into
@@ -193,87 +194,219 @@ func (s *Store) Flush() error {
 }
 
 // writeLoop is the writer: it commits what was handed over, in batches,
-// until Close closes the channel, and then exits. Close waits for it.
+// with the acknowledgement cursors waiting (acks.go), until Close closes
+// the channel; then it commits what is left and exits. Close waits for it.
 func (s *Store) writeLoop() {
 	defer s.wg.Done()
-	batch := make([]pendingEvent, 0, 64)
-	keys := make([]byte, 0, 64*keyLen)
-	// A batch must fit under MaxBytes with room to spare, or drop_oldest
-	// could not make room for it.
-	limit := min(maxBatchBytes, s.cfg.MaxBytes/4)
-	for ev := range s.wch {
-		batch = append(batch[:0], ev)
-		bytes := ev.size
-	gather:
-		for len(batch) < maxBatch && bytes < limit {
-			select {
-			case ev, ok := <-s.wch:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, ev)
-				bytes += ev.size
-			default:
-				break gather
+	w := &writer{
+		batch: make([]pendingEvent, 0, 64),
+		keys:  make([]byte, 0, 64*keyLen),
+		// A batch must fit under MaxBytes with room to spare, or
+		// drop_oldest could not make room for it.
+		limit: min(maxBatchBytes, s.cfg.MaxBytes/4),
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var timerC <-chan time.Time // non-nil while the ack timer runs
+	for {
+		select {
+		case ev, ok := <-s.wch:
+			if !ok {
+				s.commitLast(w)
+				return
 			}
+			w.add(ev)
+		case <-s.ackNow:
+		case <-s.ackLater:
+			if timerC == nil {
+				timer.Reset(s.cfg.ackDelay)
+				timerC = timer.C
+			}
+			continue
+		case <-timerC:
+			timerC = nil
 		}
-		keys = s.commitBatch(batch, bytes, keys[:0])
-		clear(batch) // let the records go
+		if !w.gather(s.wch) {
+			s.commitLast(w)
+			return
+		}
+		s.commitBatch(w)
+		if timerC == nil && s.acksWaiting() {
+			// Settled while this batch committed, or failed: retry.
+			timer.Reset(s.cfg.ackDelay)
+			timerC = timer.C
+		}
 	}
 }
 
-// commitBatch writes batch in one transaction after the disk guard (and,
-// under drop_oldest, making room), then updates the queues in seq order
-// and answers the waiters. keys is scratch space, returned for reuse.
-func (s *Store) commitBatch(batch []pendingEvent, bytes int64, keys []byte) []byte {
-	err := s.checkDisk(writeEvent, bytes)
-	if err == nil && s.cfg.OnFull == DropOldest && s.total.Load()+bytes > s.cfg.MaxBytes {
-		if err = s.makeRoom(bytes); err != nil && !errors.Is(err, ErrClosed) {
-			err = fmt.Errorf("buffer: make room: %w", err)
+// commitLast is the writer's last commit, at Close: what was handed over
+// and every cursor settled before (no cursor is settled after wch closed),
+// in as many transactions as maxCursors needs. A transaction that fails
+// leaves its cursors unsaved (the events are sent again after the
+// restart) rather than retrying without end.
+func (s *Store) commitLast(w *writer) {
+	for range s.queueCount()/maxCursors + 1 {
+		if !s.commitBatch(w) {
+			return
 		}
 	}
-	if err == nil {
-		s.gate.RLock()
-		if s.closed {
-			err = ErrClosed
-		} else {
-			err = s.db.Update(func(txn *badger.Txn) error {
-				for _, ev := range batch {
-					if ev.val == nil {
-						continue
-					}
-					off := len(keys)
-					keys = binary.BigEndian.AppendUint32(append(keys, pfxEvent), ev.q.qid)
-					keys = binary.BigEndian.AppendUint64(keys, ev.seq)
-					if err := txn.Set(keys[off:len(keys):len(keys)], *ev.val); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err == nil {
-				// Count before releasing the gate, so that reclamation
-				// (which holds it exclusively) sees the records.
-				for _, ev := range batch {
-					if ev.val != nil {
-						s.stored(ev)
-					}
-				}
-				s.dirty.Store(true)
-				s.noteWritten(bytes, int64(len(batch)))
-			} else {
-				err = fmt.Errorf("buffer: append: %v", err)
+}
+
+func (s *Store) queueCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.queues)
+}
+
+// writer is the writer goroutine's scratch space.
+type writer struct {
+	batch   []pendingEvent
+	bytes   int64
+	limit   int64
+	keys    []byte
+	acks    []*queue
+	cursors []cursorWrite
+}
+
+func (w *writer) add(ev pendingEvent) {
+	w.batch = append(w.batch, ev)
+	w.bytes += ev.size
+}
+
+// gather adds what else waits on wch, within the batch limits. It returns
+// false when wch is closed.
+func (w *writer) gather(wch <-chan pendingEvent) bool {
+	for len(w.batch) < maxBatch && w.bytes < w.limit {
+		select {
+		case ev, ok := <-wch:
+			if !ok {
+				return false
+			}
+			w.add(ev)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// commitBatch writes w's batch and the waiting cursors in one transaction
+// after the disk guard (and, under drop_oldest, making room), then updates
+// the queues in seq order and answers the waiters. Events stop at MinFree,
+// cursors only at MinFree/2: a batch whose events are refused still commits
+// its cursors, so that a full buffer drains. It reports whether cursors
+// were left for the next transaction (more than maxCursors).
+func (s *Store) commitBatch(w *writer) (more bool) {
+	batch, bytes := w.batch, w.bytes
+	defer func() {
+		clear(w.batch) // let the records go
+		w.batch, w.bytes = w.batch[:0], 0
+	}()
+	events := 0
+	for _, ev := range batch {
+		if ev.val != nil {
+			events++
+		}
+	}
+	var evErr error
+	if events > 0 {
+		evErr = s.checkDisk(writeEvent, bytes)
+		if evErr == nil && s.cfg.OnFull == DropOldest && s.total.Load()+bytes > s.cfg.MaxBytes {
+			if evErr = s.makeRoom(bytes); evErr != nil && !errors.Is(evErr, ErrClosed) {
+				evErr = fmt.Errorf("buffer: make room: %w", evErr)
 			}
 		}
-		s.gate.RUnlock()
+	} else {
+		evErr = errNothing
 	}
+	s.gate.RLock()
+	w.acks = s.takeAcks(w.acks[:0])
+	w.cursors, more = s.lockCursors(w.acks, w.cursors[:0])
+	if more {
+		kick(s.ackNow) // the rest in the next transaction, at once
+	}
+	clear(w.acks)
+	curErr := errNothing
+	if len(w.cursors) > 0 {
+		curErr = s.checkDisk(writeCursor, cursorBytes(w.cursors))
+	}
+	var err error
 	switch {
-	case err == nil:
-		s.noteWriteOK()
-	case errors.Is(err, ErrDiskFull), errors.Is(err, ErrClosed):
-	default:
-		s.noteWriteError(err)
+	case s.closed:
+		evErr, curErr = ErrClosed, ErrClosed
+	case evErr == nil || curErr == nil:
+		err = s.db.Update(func(txn *badger.Txn) error {
+			if evErr == nil {
+				if err := s.writeEvents(txn, batch, w); err != nil {
+					return err
+				}
+			}
+			if curErr == nil {
+				return writeCursors(txn, w.cursors)
+			}
+			return nil
+		})
+		s.commits.Add(1)
+		if err != nil {
+			err = fmt.Errorf("buffer: append: %v", err)
+			evErr, curErr = err, err
+		} else {
+			s.dirty.Store(true)
+			s.noteCommitted(evErr == nil, bytes, events, curErr == nil, w.cursors)
+		}
 	}
+	if len(w.cursors) > 0 {
+		s.unlockCursors(w.cursors, curErr)
+		clear(w.cursors)
+	}
+	if evErr == nil {
+		// Count before releasing the gate, so that reclamation (which
+		// holds it exclusively) sees the records.
+		for i := range batch {
+			if batch[i].val != nil {
+				batch[i].kept = s.stored(batch[i])
+			}
+		}
+	}
+	s.gate.RUnlock()
+	switch {
+	case err != nil:
+		s.noteWriteError(err)
+	case evErr == nil || curErr == nil:
+		s.noteWriteOK()
+	}
+	if errors.Is(evErr, errNothing) {
+		evErr = nil // only Flush markers and events refused at hand-over
+	}
+	s.answer(batch, evErr)
+	return more
+}
+
+// errNothing marks a part of a writer transaction that has nothing to
+// write.
+var errNothing = errors.New("nothing to write")
+
+// writeEvents puts the batch's records into txn.
+func (s *Store) writeEvents(txn *badger.Txn, batch []pendingEvent, w *writer) error {
+	keys := w.keys[:0]
+	defer func() { w.keys = keys }()
+	for _, ev := range batch {
+		if ev.val == nil {
+			continue
+		}
+		off := len(keys)
+		keys = binary.BigEndian.AppendUint32(append(keys, pfxEvent), ev.q.qid)
+		keys = binary.BigEndian.AppendUint64(keys, ev.seq)
+		if err := txn.Set(keys[off:len(keys):len(keys)], *ev.val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// answer settles the batch's events after the commit (err: the events'
+// outcome) and answers Append and Flush.
+func (s *Store) answer(batch []pendingEvent, err error) {
 	for _, ev := range batch {
 		if ev.q == nil { // a Flush marker
 			ev.done <- nil
@@ -288,7 +421,7 @@ func (s *Store) commitBatch(batch []pendingEvent, bytes int64, keys []byte) []by
 		}
 		ev.q.pending.Add(-1)
 		s.pendingBytes.Add(-ev.size)
-		if ev.val != nil {
+		if ev.val != nil && !ev.kept {
 			recordPool.Put(ev.val)
 		}
 		if ev.done != nil {
@@ -298,19 +431,22 @@ func (s *Store) commitBatch(batch []pendingEvent, bytes int64, keys []byte) []by
 			ev.q.wake()
 		}
 	}
-	return keys
 }
 
-// stored accounts for a committed event. The caller holds the gate.
-func (s *Store) stored(ev pendingEvent) {
+// stored accounts for a committed event and hands its record to the
+// queue's forwarder; it reports whether the record was kept for it. The
+// caller holds the gate.
+func (s *Store) stored(ev pendingEvent) (kept bool) {
 	q := ev.q
 	q.mu.Lock()
 	q.tail = max(q.tail, ev.seq+1)
 	q.count++
 	q.bytes += ev.size
 	q.appended++
+	kept = s.keepFresh(q, ev.seq, *ev.val)
 	q.mu.Unlock()
 	s.total.Add(ev.size)
+	return kept
 }
 
 // refuseCommitted is refuse for an event that went through the writer:

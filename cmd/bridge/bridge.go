@@ -179,7 +179,7 @@ func newBridge(cfg *config.Config, opts bridgeOptions, logger *slog.Logger) (*br
 		b.gateway = newGateway(id, gw.Rate, logger.With("component", "gateway"))
 		lc := b.linkBase
 		lc.ClientID, lc.Username, lc.Password = uplink.GatewayClientID(id), uplink.TokenAuthUsername, gw.Token
-		lc.MaxInflight = min(cfg.Buffer.InFlight*(len(cfg.Devices)+1), platformGatewayInflight)
+		lc.MaxInflight = gatewayInflight(cfg)
 		// Every queue's forwarder (readings and command results per device,
 		// the gateway's own two) may have a full window waiting; a publish
 		// refused as busy would make a forwarder back off.
@@ -692,7 +692,7 @@ func (b *bridge) drain() {
 		b.logger.Warn("buffer not flushed before the drain", "err", err)
 	}
 	for time.Now().Before(deadline) {
-		left := b.store.Stats().Len
+		left := b.store.Counters().Len // every 50 ms: no event ages, no database reads
 		if left == 0 {
 			return
 		}
@@ -737,7 +737,27 @@ func bufferConfig(cfg *config.Config, opts bridgeOptions) buffer.Config {
 	if cfg.Platform.Mode == config.ModeQuickstart && (bc.Rate == 0 || bc.Rate > 1) {
 		bc.Rate = 1 // quickstart accepts at most one event per second per device
 	}
+	if cfg.Platform.Mode == config.ModeGateway {
+		bc.ReadAhead = gatewayReadAhead(cfg)
+	}
 	return bc
+}
+
+// gatewayReadAhead is how many records the forwarders may hold read ahead
+// in gateway mode: twice what the one connection takes on the wire (at
+// most the platform's 1 000), so its window stays full while what is read
+// beyond it does not wait in memory (a drain at 500 devices held the
+// buffer's default of 8 192 records, ~1.5 KiB each with the uplink's
+// request). Device mode keeps the default: 500 connections of 10 already
+// take 5 000.
+func gatewayReadAhead(cfg *config.Config) int {
+	return min(max(2*gatewayInflight(cfg), 256), buffer.DefaultReadAhead)
+}
+
+// gatewayInflight is the gateway connection's window: every device's
+// forward window and the gateway's own, within the platform's limit.
+func gatewayInflight(cfg *config.Config) int {
+	return min(cfg.Buffer.InFlight*(len(cfg.Devices)+1), platformGatewayInflight)
 }
 
 // openBus builds the adapters.Bus of a configured bus. It does not connect:

@@ -585,3 +585,32 @@ func TestQuickstartAgainstMosquitto(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayReadAhead: in gateway mode the buffer's forwarders hold at most
+// twice the gateway connection's window read ahead (at least 256, at most
+// the buffer's default); device mode keeps the default.
+func TestGatewayReadAhead(t *testing.T) {
+	cfgWith := func(mode string, devices, inflight int) *config.Config {
+		cfg := &config.Config{}
+		cfg.Platform.Mode = mode
+		cfg.Buffer.InFlight = inflight
+		for range devices {
+			cfg.Devices = append(cfg.Devices, &config.Device{})
+		}
+		return cfg
+	}
+	for _, c := range []struct {
+		mode              string
+		devices, inflight int
+		want              int
+	}{
+		{config.ModeGateway, 500, 64, 2000}, // the connection takes 1 000
+		{config.ModeGateway, 3, 64, 512},    // 4 queues × 64 on the wire
+		{config.ModeGateway, 1, 1, 256},     // the floor
+		{config.ModeDevice, 500, 64, 0},     // the buffer's default
+	} {
+		if got := bufferConfig(cfgWith(c.mode, c.devices, c.inflight), bridgeOptions{}).ReadAhead; got != c.want {
+			t.Errorf("%s mode, %d devices, in_flight %d: ReadAhead = %d, want %d", c.mode, c.devices, c.inflight, got, c.want)
+		}
+	}
+}

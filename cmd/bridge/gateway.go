@@ -238,7 +238,7 @@ func (b *bridge) runHealth(ctx context.Context) error {
 }
 
 func (b *bridge) health(start time.Time) health {
-	st := b.store.Stats()
+	st := b.store.Counters() // no event ages: they would cost database reads
 	devices := b.view().devices
 	h := health{
 		Devices: len(devices), Buffered: st.Len, Dropped: st.Dropped + st.Failed, Failed: st.Failed, Corrupt: st.Corrupt,

@@ -310,7 +310,7 @@ func (m *bridgeMetrics) writeBridge(w io.Writer) {
 		{"bridge_buffer_events", "Events waiting in the buffer, those in flight included.", float64(st.Len)},
 		{"bridge_buffer_bytes", "Bytes the waiting events count against max_bytes.", float64(st.Bytes)},
 		{"bridge_buffer_max_bytes", "The buffer's max_bytes.", float64(st.MaxBytes)},
-		{"bridge_buffer_oldest_age_seconds", "How long the oldest waiting event has waited; 0 when none waits.", oldest.Seconds()},
+		{"bridge_buffer_oldest_age_seconds", "How long the oldest waiting event has waited; 0 when none waits. Exact for queues being forwarded; for a queue whose oldest event was not read lately, the age of an older event of that queue (an upper bound) until the scrape's few database reads get to it.", oldest.Seconds()},
 		{"bridge_buffer_open", "1 while the buffer is open.", float64(boolValue(!st.Closed))},
 		{"bridge_buffer_fault", "1 while the buffer reports a storage problem (see the log and /readyz).", float64(boolValue(st.Fault != ""))},
 		{"bridge_buffer_in_memory", "1 when the buffer runs in memory (demo, or its directory failed).", float64(boolValue(st.InMemory))},
@@ -392,9 +392,10 @@ func boolValue(b bool) uint64 {
 }
 
 // drainStats returns the events waiting in the buffer and the events
-// acknowledged since start, for drainProgress.
+// acknowledged since start, for drainProgress: counters only, no database
+// read (it runs every few seconds, also while a backlog drains).
 func (b *bridge) drainStats() (left int64, sent uint64) {
-	st := b.store.Stats()
+	st := b.store.Counters()
 	for _, q := range st.Queues {
 		sent += q.Acked
 	}

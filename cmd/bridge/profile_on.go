@@ -3,17 +3,37 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"time"
 )
 
 // Built with -tags profile, the bridge writes a CPU profile of its whole run
-// to $BRIDGE_CPUPROFILE (measurements with the load rig; never in a release).
+// to $BRIDGE_CPUPROFILE, and with $BRIDGE_HEAPPROFILE set a heap profile to
+// $BRIDGE_HEAPPROFILE.<n> (n = 1, 2, ...) every $BRIDGE_HEAPPROFILE_EVERY
+// (a Go duration, default 10s) and a last one at exit: a drain lasts about a
+// minute, so a series of snapshots is what shows where the memory goes. Next
+// to each, $BRIDGE_HEAPPROFILE.<n>.goroutines lists the goroutines by stack
+// (what a slow /metrics scrape waits for). Measurements with the load rig;
+// never in a release.
 func init() {
-	path := os.Getenv("BRIDGE_CPUPROFILE")
-	if path == "" {
-		return
+	var stops []func()
+	if path := os.Getenv("BRIDGE_CPUPROFILE"); path != "" {
+		stops = append(stops, startCPUProfile(path))
 	}
+	if path := os.Getenv("BRIDGE_HEAPPROFILE"); path != "" {
+		stops = append(stops, startHeapProfiles(path, os.Getenv("BRIDGE_HEAPPROFILE_EVERY")))
+	}
+	stopProfile = func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}
+
+func startCPUProfile(path string) (stop func()) {
 	f, err := os.Create(path)
 	if err != nil {
 		panic(err)
@@ -21,5 +41,56 @@ func init() {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		panic(err)
 	}
-	stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// startHeapProfiles writes numbered heap profiles until stop, which writes
+// the last one and returns once the writer goroutine has ended.
+func startHeapProfiles(path, every string) (stop func()) {
+	interval := 10 * time.Second
+	if every != "" {
+		d, err := time.ParseDuration(every)
+		if err != nil || d <= 0 {
+			panic(fmt.Sprintf("BRIDGE_HEAPPROFILE_EVERY=%q: want a positive duration", every))
+		}
+		interval = d
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for n := 1; ; n++ {
+			select {
+			case <-ticker.C:
+			case <-quit:
+				writeHeapProfile(fmt.Sprintf("%s.%d", path, n))
+				return
+			}
+			writeHeapProfile(fmt.Sprintf("%s.%d", path, n))
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// writeHeapProfile writes the heap as of the last completed GC cycle
+// (what pprof's inuse figures mean) with the runtime's MemStats at its end.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "heap profile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "heap profile:", err)
+	}
+	if g, err := os.Create(path + ".goroutines"); err == nil {
+		_ = pprof.Lookup("goroutine").WriteTo(g, 1)
+		g.Close()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "heap profile %s: time=%s heap_inuse=%d heap_idle=%d heap_released=%d stack_inuse=%d sys=%d num_gc=%d\n",
+		path, time.Now().UTC().Format(time.TimeOnly), ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.StackInuse, ms.Sys, ms.NumGC)
 }

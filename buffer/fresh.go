@@ -1,0 +1,82 @@
+package buffer
+
+// Fresh records are served from memory. A live event used to be read back
+// from Badger by its forwarder (a read transaction, a lookup, a copy and a
+// decode) a millisecond after the writer had it in memory. Now whoever
+// commits an event (the writer, or Append) hands the encoded record to its
+// queue while a forwarder runs on it, and the forwarder takes the records it
+// wants next from there; it reads Badger only for what is not there: a
+// backlog, the records of before a restart, and after gaps.
+//
+// The queue keeps at most a window (Config.InFlight) of them, the newest: a
+// forwarder that is further behind reads Badger until it reaches them. A
+// record handed over is never written to again (it is not returned to
+// recordPool): the Publisher may keep its payload until the result.
+
+// freshRecord is one committed record kept for the forwarder.
+type freshRecord struct {
+	seq uint64
+	val []byte
+}
+
+// keepFresh hands a committed record to q's forwarder, if one runs. It
+// reports whether the record was kept (then val belongs to the queue). The
+// caller holds q.mu.
+func (s *Store) keepFresh(q *queue, seq uint64, val []byte) bool {
+	if !q.forwarding {
+		return false
+	}
+	if q.fresh == nil {
+		q.fresh = make([]freshRecord, 0, s.cfg.InFlight)
+	}
+	if len(q.fresh) == cap(q.fresh) {
+		// The forwarder is a window behind: it reads the oldest from
+		// Badger.
+		n := copy(q.fresh, q.fresh[1:])
+		q.fresh[n] = freshRecord{}
+		q.fresh = q.fresh[:n]
+	}
+	q.fresh = append(q.fresh, freshRecord{seq: seq, val: val})
+	return true
+}
+
+// takeFresh returns q's kept records from seq from on, consecutive, below
+// to and at most max, decoded, and drops every kept record below from.
+// next is the seq after the last returned (from when none is).
+func (s *Store) takeFresh(q *queue, from, to uint64, max int) (items []readItem, next uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	skip := 0
+	for skip < len(q.fresh) && q.fresh[skip].seq < from {
+		skip++
+	}
+	next = from
+	n := skip
+	for ; n < len(q.fresh) && len(items) < max; n++ {
+		r := q.fresh[n]
+		if r.seq != next || r.seq >= to {
+			break
+		}
+		items = append(items, decodeItem(r.val, r.seq))
+		next++
+	}
+	rest := copy(q.fresh, q.fresh[n:])
+	clear(q.fresh[rest:])
+	q.fresh = q.fresh[:rest]
+	if len(items) > 0 {
+		// As a read from Badger does: the oldest waiting event's time for
+		// OldestAge (stats.go), and the window's end for the read-ahead
+		// bound (readahead.go).
+		q.stamps.noteRead(q.head, from, items, max, s.cfg.InFlight)
+		if next > q.readTo {
+			q.readTo = next
+		}
+	}
+	return items, next
+}
+
+// dropFresh forgets q's kept records (its forwarder stopped).
+func (q *queue) dropFresh() {
+	clear(q.fresh)
+	q.fresh = q.fresh[:0]
+}
