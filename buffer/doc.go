@@ -217,11 +217,8 @@
 // write per batch, for acknowledgements shared by every queue in the
 // writer's transaction; no per-record tombstones); readers seek straight to
 // head+1 and never walk removed keys. Space is reclaimed deliberately: a
-// background task (once a minute, sooner when an eighth of MaxBytes was
-// removed, and just before Badger's memtable fills while what it holds is
-// mostly removed already, so that removed events are left out of the
-// memtable's flush and never reach a table) pauses writes and calls
-// Badger's DropPrefix for the whole key
+// background task (once a minute, or sooner when an eighth of MaxBytes was
+// removed) pauses writes and calls Badger's DropPrefix for the whole key
 // range of every empty queue and, for queues with a backlog, for the aligned
 // blocks of 256 seqs at or below the cursor (merged into blocks of 65 536 or
 // more where possible). See docs/performance-buffer.md for why this beats

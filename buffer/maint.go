@@ -80,69 +80,11 @@ func (s *Store) expireAll() {
 	}
 }
 
-// entryOverhead is what one Badger entry costs in the memtable beyond its
-// key and value: the skiplist node (about 30 bytes), the key's version (8)
-// and the value's header, rounded up.
-const entryOverhead = 48
-
-// noteWritten counts n bytes in entries Badger entries just written into the
-// active memtable, and wakes reclamation when the memtable is nearly full
-// and most of it is already acknowledged.
-//
-// Why: at paced load every event is acknowledged milliseconds after it is
-// written, yet Badger would flush it into a level-0 table, compact it into
-// level 1 (rewriting that level each time, as every table spans all
-// queues) and only then drop it. DropPrefix flushes the memtable without
-// the dropped prefixes, so reclaiming just before the memtable fills means
-// acknowledged events never reach a table at all (docs/performance.md,
-// "Badger's share of the CPU").
-//
-// Trigger: the estimate reaches 3/4 of the memtable (room for the writes
-// that arrive before the maintenance goroutine runs) while the bytes waiting
-// in all queues are at most a quarter of it, so that at least half of what
-// the memtable holds is dead. With a backlog the condition is false and the
-// MaxBytes/8 trigger (noteRemoved) keeps reclamation rare, because then each
-// DropPrefix rewrites tables that hold live events.
-func (s *Store) noteWritten(n, entries int64) {
-	mt := s.cfg.memTableSizeMiB << 20
-	if mt <= 0 || s.cfg.reclaim != reclaimDropPrefix {
-		return
-	}
-	fill := s.memFill.Add(n + entries*entryOverhead)
-	if fill >= mt {
-		// Badger has flushed the memtable on its own: start over.
-		s.memFill.Add(-mt)
-		return
-	}
-	if fill >= mt/4*3 && s.total.Load() <= mt/4 {
-		select {
-		case s.reclaimNow <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// noteCommitted is noteWritten for one of the writer's transactions: its
-// events if they were in it, and its cursors if they were.
-func (s *Store) noteCommitted(eventsIn bool, bytes int64, events int, cursorsIn bool, cursors []cursorWrite) {
-	var n, entries int64
-	if eventsIn {
-		n, entries = bytes, int64(events)
-	}
-	if cursorsIn {
-		n += cursorBytes(cursors)
-		entries += int64(len(cursors))
-	}
-	s.noteWritten(n, entries)
-}
-
 // maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
 // checks each key of the rewritten tables against every prefix (a linear
-// scan). It is above the queues of 500 devices on purpose: with 256, the
-// memtable trigger's call dropped half of the queues, the flush wrote the
-// other half's acknowledged events into a table, and the follow-up call
-// rewrote that table to drop them (docs/performance.md, "Badger's share of
-// the CPU").
+// scan). It is above the 1 000 queues of 500 devices (readings and command
+// results) on purpose: each call flushes the memtable and compacts level 0,
+// and with 256 a reclamation at 500 devices took four.
 const maxDropPrefixes = 1024
 
 // reclaim gives the disk space of removed records back.
@@ -218,7 +160,6 @@ func (s *Store) reclaim() {
 		s.log.Warn("buffer space reclamation failed", "err", err)
 		return
 	}
-	s.memFill.Store(0) // DropPrefix flushed the memtable (writes are paused)
 	for _, p := range plans {
 		p.q.mu.Lock()
 		p.q.reclaimedTo = max(p.q.reclaimedTo, p.to)

@@ -56,7 +56,6 @@ type Store struct {
 	dirty       atomic.Bool  // written since the last group-commit sync
 	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
 	removed     atomic.Int64 // bytes acknowledged or dropped since the last reclamation
-	memFill     atomic.Int64 // estimate of Badger's active memtable fill (maint.go, noteWritten)
 	reclaimNow  chan struct{}
 	dropChunk   int64 // drop_oldest removes at least this many bytes at a time
 
