@@ -119,6 +119,8 @@ func (s *Store) acksWaiting() bool {
 	return len(s.ackSet) > 0
 }
 
+// kick signals ch without waiting: ch holds one pending signal, which
+// covers any further one until it is taken.
 func kick(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:

@@ -128,12 +128,7 @@ func (s *Store) refuse(q *queue, seq uint64) {
 }
 
 // wake tells the queue's forwarder that there is something new.
-func (q *queue) wake() {
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
-}
+func (q *queue) wake() { kick(q.notify) }
 
 // makeRoom drops the oldest events of the largest queue until need more
 // bytes fit under MaxBytes. It removes at least dropChunk bytes at a time so
@@ -329,10 +324,7 @@ func (s *Store) deletesRecords() bool {
 // enough accumulated.
 func (s *Store) noteRemoved(n int64) {
 	if s.removed.Add(n) >= s.cfg.reclaimBytes {
-		select {
-		case s.reclaimNow <- struct{}{}:
-		default:
-		}
+		kick(s.reclaimNow)
 	}
 }
 
@@ -414,10 +406,7 @@ func (s *Store) checkDisk(k writeKind, n int64) error {
 				"dir", s.dir, "free_bytes", g.free, "min_free_bytes", s.cfg.MinFree)
 			s.setFault("disk full")
 			// Give back what acknowledged events still hold.
-			select {
-			case s.reclaimNow <- struct{}{}:
-			default:
-			}
+			kick(s.reclaimNow)
 		}
 		return fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, g.free, floor)
 	}

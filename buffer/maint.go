@@ -168,10 +168,7 @@ func (s *Store) reclaim() {
 	s.removed.Store(0)
 	if len(prefixes) >= maxDropPrefixes {
 		s.removed.Store(1) // more to do: go again
-		select {
-		case s.reclaimNow <- struct{}{}:
-		default:
-		}
+		kick(s.reclaimNow)
 	}
 	s.log.Debug("buffer space reclaimed", "prefixes", len(prefixes),
 		"duration_seconds", time.Since(start).Seconds())
