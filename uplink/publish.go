@@ -149,13 +149,7 @@ func (c *Client) retire(s *session, r *request) {
 }
 
 // pending is how many requests count against MaxPending.
-func (s *session) pending() int {
-	n := s.queue.len() + s.flight.len()
-	if s.inHand != nil {
-		n++
-	}
-	return n
-}
+func (s *session) pending() int { return s.queue.len() + s.inFlight() }
 
 // inFlight is how many requests hold an in-flight slot.
 func (s *session) inFlight() int {
@@ -318,21 +312,7 @@ func (c *Client) expire(s *session) {
 		r.finish(r.expiredErr())
 		return true
 	}
-	// Call order: the flight was written before the one in hand, which
-	// was taken from the queue before the rest.
-	for i := range s.flight.len() {
-		if !next(s.flight.at(i)) {
-			return
-		}
-	}
-	if s.inHand != nil && !next(s.inHand) {
-		return
-	}
-	for i := range s.queue.len() {
-		if !next(s.queue.at(i)) {
-			return
-		}
-	}
+	s.inCallOrder(next)
 }
 
 // armTimer makes sure the session's timer fires by the deadline of a new
@@ -350,21 +330,32 @@ func (c *Client) armTimer(s *session) {
 func (c *Client) failEnded(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fail := func(r *request) {
+	s.inCallOrder(func(r *request) bool {
 		if !r.done {
 			if err := r.ctx.Err(); err != nil {
 				r.finish(err)
 			}
 		}
-	}
+		return true
+	})
+}
+
+// inCallOrder calls f for the session's unsettled requests in call order
+// (the flight was written before the one in hand, which was taken from the
+// queue before the rest) until f returns false.
+func (s *session) inCallOrder(f func(*request) bool) {
 	for i := range s.flight.len() {
-		fail(s.flight.at(i))
+		if !f(s.flight.at(i)) {
+			return
+		}
 	}
-	if s.inHand != nil {
-		fail(s.inHand)
+	if s.inHand != nil && !f(s.inHand) {
+		return
 	}
 	for i := range s.queue.len() {
-		fail(s.queue.at(i))
+		if !f(s.queue.at(i)) {
+			return
+		}
 	}
 }
 
