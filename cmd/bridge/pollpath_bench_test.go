@@ -131,11 +131,7 @@ func benchPollPath(b *testing.B, paced, gateway bool) {
 		}
 	}
 	slices.Sort(all)
-	var worstP99 time.Duration
-	for _, ds := range bySecond {
-		slices.Sort(ds)
-		worstP99 = max(worstP99, ds[len(ds)*99/100])
-	}
+	worstP99 := worstSecondP99(bySecond)
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "poll_delay_p99_µs")
 	b.ReportMetric(float64(all[len(all)-1].Microseconds()), "poll_delay_max_µs")
 	b.ReportMetric(float64(worstP99.Microseconds()), "poll_delay_worst_second_p99_µs")
