@@ -74,19 +74,8 @@ func cmdPlatform(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer p.Close()
 	out := &lockedWriter{w: stdout}
-	logger.Info("platform listening", "address", p.Addr(), "org", cfg.Org)
-	fmt.Fprintf(out, "mqtt listening on %s\n", p.Addr())
-	if *httpAddr != "" {
-		url, stop, err := servePlatformHTTP(p, *httpAddr, *fwDir, *tlsCert, *tlsKey, logger)
-		if err != nil {
-			return fmt.Errorf("%v: %w", err, errConfig)
-		}
-		defer stop()
-		fmt.Fprintf(out, "api listening on %s%s\n", url, platform.APIPath)
-		if *fwDir != "" {
-			fmt.Fprintf(out, "firmware files of %s on %s/firmware/\n", *fwDir, url)
-		}
-	}
+	// Subscribe before announcing the addresses: whoever waits for
+	// "listening" must see every message it then causes printed.
 	if *show {
 		var printers sync.WaitGroup
 		defer printers.Wait() // after the subscriptions closed (deferred later, so run first)
@@ -102,6 +91,19 @@ func cmdPlatform(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			printers.Add(1)
 			go func() { defer printers.Done(); print(ctx, out, sub.C) }()
+		}
+	}
+	logger.Info("platform listening", "address", p.Addr(), "org", cfg.Org)
+	fmt.Fprintf(out, "mqtt listening on %s\n", p.Addr())
+	if *httpAddr != "" {
+		url, stop, err := servePlatformHTTP(p, *httpAddr, *fwDir, *tlsCert, *tlsKey, logger)
+		if err != nil {
+			return fmt.Errorf("%v: %w", err, errConfig)
+		}
+		defer stop()
+		fmt.Fprintf(out, "api listening on %s%s\n", url, platform.APIPath)
+		if *fwDir != "" {
+			fmt.Fprintf(out, "firmware files of %s on %s/firmware/\n", *fwDir, url)
 		}
 	}
 	<-ctx.Done()
