@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Acknowledgement cursors go through the writer. Committing a queue's
@@ -203,7 +201,7 @@ func cursorBytes(cursors []cursorWrite) int64 {
 }
 
 // writeCursors puts the cursors into txn.
-func writeCursors(txn *badger.Txn, cursors []cursorWrite) error {
+func writeCursors(txn kvWriter, cursors []cursorWrite) error {
 	for _, c := range cursors {
 		for _, k := range c.q.ackKeys {
 			if err := txn.Delete(k); err != nil {

@@ -134,6 +134,7 @@ type Config struct {
 	leaseBlock      uint64        // seq lease size; 0 means 1<<16
 	noBackground    bool          // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64         // 0 means defaultMemTableMiB
+	duringReclaim   func()        // tests: runs in reclaim after DropPrefix, the gate held
 	ackDelay        time.Duration // longest wait of a settled cursor for the writer; 0 means DefaultAckDelay
 	writeQueue      int           // events the writer's hand-over channel holds; 0 means DefaultWriteQueue
 	handoffWait     time.Duration // longest wait for room in that channel; 0 means DefaultHandoffWait

@@ -21,10 +21,16 @@ func (s *Store) syncLoop() {
 }
 
 func (s *Store) syncNow() {
+	s.syncJournal() // not behind the gate: reclamation holds it while the writer journals
 	if !s.dirty.Swap(false) {
 		return
 	}
-	s.gate.RLock()
+	if !s.gate.TryRLock() {
+		// Reclamation holds the gate (the writer journals meanwhile, and
+		// the journal was just synced): sync Badger at the next tick.
+		s.dirty.Store(true)
+		return
+	}
 	defer s.gate.RUnlock()
 	if s.closed {
 		return
@@ -111,8 +117,12 @@ func (s *Store) reclaim() {
 	}
 	qs := s.snapshotQueues() // before the gate: lock order is mu -> gate
 	start := time.Now()
+	// The writer journals its batches while the gate is held (journal.go);
+	// their entries go into Badger before the gate is released.
+	s.startJournal()
 	s.gate.Lock()
 	defer s.gate.Unlock()
+	defer s.finishJournal()
 	if s.closed {
 		return
 	}
@@ -156,7 +166,11 @@ func (s *Store) reclaim() {
 		s.log.Debug("buffer space reclamation postponed", "err", err)
 		return
 	}
-	if err := s.db.DropPrefix(prefixes...); err != nil {
+	err := s.db.DropPrefix(prefixes...)
+	if s.cfg.duringReclaim != nil {
+		s.cfg.duringReclaim()
+	}
+	if err != nil {
 		s.log.Warn("buffer space reclamation failed", "err", err)
 		return
 	}

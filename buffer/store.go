@@ -35,6 +35,22 @@ type Store struct {
 	gate   sync.RWMutex
 	closed bool // under gate
 
+	// The side journal (journal.go): while reclamation holds the gate the
+	// writer journals its batches instead of waiting. Reclamation sets
+	// journaling under jmu before it takes the gate and clears it after
+	// writing the journaled entries into Badger, before it releases the
+	// gate. The writer holds jmu from its check of journaling until it
+	// holds the gate (or has journaled), so it never waits for a
+	// reclamation's gate. Lock order: gate -> jmu for reclamation; the
+	// writer takes jmu -> gate only while journaling is false, when no
+	// one holds or waits for the gate exclusively (Close takes it after
+	// the writer exited). Queue registration (Store.queue) journals its
+	// name entry the same way, under s.mu: s.mu -> jmu -> gate.
+	jmu        sync.Mutex
+	journaling bool     // under jmu
+	jrn        *journal // under jmu
+	jrnBody    []byte   // the writer's scratch for a journal record
+
 	mu      sync.RWMutex // guards queues and nextQID
 	queues  map[string]*queue
 	nextQID uint32
@@ -196,10 +212,15 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		}
 		s.db = db
 	} else if err := s.openDisk(); err != nil {
+		_ = s.jrn.close()
 		return nil, err
+	}
+	if !s.persistent {
+		s.jrn = &journal{} // in memory: the journal's copy in memory is all
 	}
 	if err := s.loadOrRecover(); err != nil {
 		_ = closeQuietly(s.db)
+		_ = s.jrn.close()
 		return nil, err
 	}
 	if s.persistent {
@@ -306,6 +327,9 @@ func (s *Store) openDisk() error {
 			}
 			quarantined = true
 		}
+	}
+	if s.loadJournal(db, replaced) {
+		quarantined = true
 	}
 	s.db = db
 	s.dir = dir
@@ -664,16 +688,23 @@ func (s *Store) queue(name string) (*queue, error) {
 	if err := s.checkDisk(writeCursor, int64(len(name))+16); err != nil {
 		return nil, err
 	}
-	s.gate.RLock()
-	var err error
-	if s.closed {
-		err = ErrClosed
-	} else {
-		err = s.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(nameKey(name), binary.BigEndian.AppendUint32(nil, q.qid))
-		})
+	put := func(kv kvWriter) error {
+		return kv.Set(nameKey(name), binary.BigEndian.AppendUint32(nil, q.qid))
 	}
-	s.gate.RUnlock()
+	var err error
+	// During a reclamation the name is journaled, as the writer's batches
+	// are: s.mu is held here, and every Enqueue would wait behind it.
+	if s.enterWrite(int64(len(name)) + 16) {
+		err = s.journalBatch(put)
+		s.jmu.Unlock()
+	} else {
+		if s.closed {
+			err = ErrClosed
+		} else {
+			err = s.db.Update(func(txn *badger.Txn) error { return put(txn) })
+		}
+		s.gate.RUnlock()
+	}
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, err
@@ -734,6 +765,18 @@ func (s *Store) close() error {
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close database: %v", err))
 	}
+	s.jmu.Lock()
+	if s.jrn != nil && len(s.jrn.buf) > 0 {
+		// Reclamation could not write it into Badger: Open replays it.
+		errs = append(errs, fmt.Errorf("journal of %d bytes left for the next start", len(s.jrn.buf)))
+	}
+	if err := s.jrn.syncFile(); err != nil {
+		errs = append(errs, fmt.Errorf("sync journal: %v", err))
+	}
+	if err := s.jrn.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close journal: %v", err))
+	}
+	s.jmu.Unlock()
 	qs := s.snapshotQueues() // before leaseMu: lock order is mu -> leaseMu
 	s.leaseMu.Lock()
 	defer s.leaseMu.Unlock()

@@ -319,7 +319,9 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 	} else {
 		evErr = errNothing
 	}
-	s.gate.RLock()
+	// While reclamation holds the gate the batch goes to the side journal
+	// (journal.go) instead of waiting; then jmu is held instead of the gate.
+	journaled := s.enterWrite(bytes)
 	w.acks = s.takeAcks(w.acks[:0])
 	w.cursors, more = s.lockCursors(w.acks, w.cursors[:0])
 	if more {
@@ -331,21 +333,26 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 		curErr = s.checkDisk(writeCursor, cursorBytes(w.cursors))
 	}
 	var err error
+	put := func(kv kvWriter) error {
+		if evErr == nil {
+			if err := s.writeEvents(kv, batch, w); err != nil {
+				return err
+			}
+		}
+		if curErr == nil {
+			return writeCursors(kv, w.cursors)
+		}
+		return nil
+	}
 	switch {
-	case s.closed:
+	case !journaled && s.closed: // s.closed is under the gate
 		evErr, curErr = ErrClosed, ErrClosed
 	case evErr == nil || curErr == nil:
-		err = s.db.Update(func(txn *badger.Txn) error {
-			if evErr == nil {
-				if err := s.writeEvents(txn, batch, w); err != nil {
-					return err
-				}
-			}
-			if curErr == nil {
-				return writeCursors(txn, w.cursors)
-			}
-			return nil
-		})
+		if journaled {
+			err = s.journalBatch(put)
+		} else {
+			err = s.db.Update(func(txn *badger.Txn) error { return put(txn) })
+		}
 		s.commits.Add(1)
 		if err != nil {
 			err = fmt.Errorf("buffer: append: %v", err)
@@ -360,14 +367,20 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 	}
 	if evErr == nil {
 		// Count before releasing the gate, so that reclamation (which
-		// holds it exclusively) sees the records.
+		// holds it exclusively) sees the records. Journaled events are
+		// counted too: they are stored, and their forwarders take them
+		// from memory while reclamation holds the gate.
 		for i := range batch {
 			if batch[i].val != nil {
 				batch[i].kept = s.stored(batch[i])
 			}
 		}
 	}
-	s.gate.RUnlock()
+	if journaled {
+		s.jmu.Unlock()
+	} else {
+		s.gate.RUnlock()
+	}
 	switch {
 	case err != nil:
 		s.noteWriteError(err)
@@ -386,7 +399,7 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 var errNothing = errors.New("nothing to write")
 
 // writeEvents puts the batch's records into txn.
-func (s *Store) writeEvents(txn *badger.Txn, batch []pendingEvent, w *writer) error {
+func (s *Store) writeEvents(txn kvWriter, batch []pendingEvent, w *writer) error {
 	keys := w.keys[:0]
 	defer func() { w.keys = keys }()
 	for _, ev := range batch {
