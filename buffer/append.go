@@ -35,9 +35,11 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 	}
 	q.appendMu.Lock()
 	defer q.appendMu.Unlock()
-	if q.pending.Load() > 0 {
+	if q.pending.Load() > 0 || s.reclaiming.Load() {
 		// Events of this queue wait for the writer: go behind them, so
-		// that the queue is committed in seq order.
+		// that the queue is committed in seq order. During a space
+		// reclamation the writer journals (journal.go) where this
+		// Append would wait for the gate.
 		return s.handOver(q, topic, build, true)
 	}
 

@@ -326,6 +326,7 @@ func (s *Store) journalBatch(put func(kvWriter) error) error {
 func (s *Store) startJournal() {
 	s.jmu.Lock()
 	s.journaling = s.jrn != nil
+	s.reclaiming.Store(s.journaling)
 	s.jmu.Unlock()
 }
 
@@ -345,6 +346,7 @@ func (s *Store) finishJournal() {
 		err := s.flushJournal()
 		if err == nil {
 			s.journaling = false
+			s.reclaiming.Store(false)
 			return
 		}
 		s.noteWriteError(err)

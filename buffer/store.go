@@ -47,9 +47,10 @@ type Store struct {
 	// the writer exited). Queue registration (Store.queue) journals its
 	// name entry the same way, under s.mu: s.mu -> jmu -> gate.
 	jmu        sync.Mutex
-	journaling bool     // under jmu
-	jrn        *journal // under jmu
-	jrnBody    []byte   // the writer's scratch for a journal record
+	journaling bool        // under jmu
+	reclaiming atomic.Bool // journaling, readable without jmu (Append)
+	jrn        *journal    // under jmu
+	jrnBody    []byte      // the writer's scratch for a journal record
 
 	mu      sync.RWMutex // guards queues and nextQID
 	queues  map[string]*queue
