@@ -106,6 +106,9 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		s.dirty.Store(true)
 	}
 	s.gate.RUnlock()
+	if err == nil {
+		s.noteWritten(size, 1)
+	}
 	if err != nil {
 		s.noteWriteError(err)
 		s.refuse(q, seq)
@@ -315,6 +318,7 @@ func (s *Store) commitHead(q *queue, head uint64, keys [][]byte) error {
 	}
 	q.persisted = max(q.persisted, head)
 	s.dirty.Store(true)
+	s.noteWritten(int64(1+4+8+len(keys)*keyLen), int64(1+len(keys))) // head key and value, deletes
 	return nil
 }
 

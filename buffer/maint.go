@@ -86,23 +86,81 @@ func (s *Store) expireAll() {
 	}
 }
 
+// entryOverhead is what one Badger entry costs in the memtable beyond its
+// key and value: the skiplist node (about 30 bytes), the key's version (8)
+// and the value's header, rounded up.
+const entryOverhead = 48
+
+// noteWritten counts n bytes in entries Badger entries just written into the
+// active memtable, and wakes reclamation when the memtable is nearly full
+// and most of it is already acknowledged.
+//
+// Why: at paced load every event is acknowledged milliseconds after it is
+// written, yet Badger would flush it into a level-0 table, compact it into
+// level 1 (rewriting that level each time, as every table spans all
+// queues) and only then drop it. DropPrefix flushes the memtable without
+// the dropped prefixes, so reclaiming just before the memtable fills means
+// acknowledged events never reach a table at all (docs/performance.md,
+// "Badger's share of the CPU").
+//
+// Trigger: the estimate reaches 3/4 of the memtable (room for the writes
+// that arrive before the maintenance goroutine runs) while the bytes waiting
+// in all queues are at most a quarter of it, so that at least half of what
+// the memtable holds is dead. With a backlog the condition is false and the
+// MaxBytes/8 trigger (noteRemoved) keeps reclamation rare, because then each
+// DropPrefix rewrites tables that hold live events.
+func (s *Store) noteWritten(n, entries int64) {
+	mt := s.cfg.memTableSizeMiB << 20
+	if mt <= 0 || s.cfg.reclaim != reclaimDropPrefix {
+		return
+	}
+	fill := s.memFill.Add(n + entries*entryOverhead)
+	if fill >= mt {
+		// Badger has flushed the memtable on its own: start over.
+		s.memFill.Add(-mt)
+		return
+	}
+	if fill >= mt/4*3 && s.total.Load() <= mt/4 {
+		kick(s.reclaimNow)
+	}
+}
+
+// noteCommitted is noteWritten for one of the writer's transactions: its
+// events if they were in it, and its cursors if they were.
+func (s *Store) noteCommitted(eventsIn bool, bytes int64, events int, cursorsIn bool, cursors []cursorWrite) {
+	var n, entries int64
+	if eventsIn {
+		n, entries = bytes, int64(events)
+	}
+	if cursorsIn {
+		n += cursorBytes(cursors)
+		entries += int64(len(cursors))
+	}
+	s.noteWritten(n, entries)
+}
+
 // maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
 // checks each key of the rewritten tables against every prefix (a linear
 // scan). It is above the 1 000 queues of 500 devices (readings and command
-// results) on purpose: each call flushes the memtable and compacts level 0,
-// and with 256 a reclamation at 500 devices took four.
+// results) on purpose: each call flushes the memtable and compacts level 0;
+// with 256, the memtable trigger's call dropped a quarter of the queues, the
+// flush wrote the others' acknowledged events into a table, and follow-up
+// calls rewrote that table to drop them (docs/performance.md, "Badger's
+// share of the CPU").
 const maxDropPrefixes = 1024
 
 // reclaim gives the disk space of removed records back.
 //
 // With the default strategy (reclaimDropPrefix) records are never deleted
-// one by one; the cursor alone hides them. Here, with writes paused, the
+// one by one; the cursor alone hides them. Here, with Badger's writes
+// paused (the writer journals meanwhile, journal.go), the
 // whole key range of every empty queue, and every aligned block of 256 seqs
 // that lies entirely at or below a queue's cursor (as few prefixes as
 // possible, see rangePrefixes), is dropped with DropPrefix, which rewrites or
 // discards only the tables that hold those keys. The cost is one memtable
-// flush per call, so it runs once a minute or when reclaimBytes were
-// removed, whichever comes first.
+// flush per call, so it runs once a minute, when reclaimBytes were
+// removed, or just before the memtable fills while it is mostly
+// acknowledged (noteWritten), whichever comes first.
 func (s *Store) reclaim() {
 	switch s.cfg.reclaim {
 	case reclaimNone, reclaimDeletes:
@@ -119,6 +177,11 @@ func (s *Store) reclaim() {
 	start := time.Now()
 	// The writer journals its batches while the gate is held (journal.go);
 	// their entries go into Badger before the gate is released.
+	// One reclamation at a time (tests call reclaim beside the maintenance
+	// goroutine): the journaling of one must span its whole hold of the
+	// gate, not end with another's.
+	s.reclaimMu.Lock()
+	defer s.reclaimMu.Unlock()
 	s.startJournal()
 	s.gate.Lock()
 	defer s.gate.Unlock()
@@ -141,7 +204,9 @@ func (s *Store) reclaim() {
 		case q.count == 0 && q.persisted >= q.tail-1 && q.tail-1 > q.reclaimedTo:
 			// Nothing waits and the cursor says so on disk (a record
 			// above the persisted cursor keeps the queue's numbering
-			// after a kill -9): with writes paused, the whole range can go.
+			// after a kill -9): with Badger's writes paused (a journaled
+			// event of this queue reaches Badger after the drop), the
+			// whole range can go.
 			prefixes = append(prefixes, q.prefix)
 			plans = append(plans, plan{q, q.tail - 1})
 		default:
@@ -174,6 +239,10 @@ func (s *Store) reclaim() {
 		s.log.Warn("buffer space reclamation failed", "err", err)
 		return
 	}
+	// DropPrefix flushed the memtable. What the writer journaled meanwhile
+	// was counted when journaled; it reaches the new memtable only in
+	// finishJournal, so the estimate is low by at most that much.
+	s.memFill.Store(0)
 	for _, p := range plans {
 		p.q.mu.Lock()
 		p.q.reclaimedTo = max(p.q.reclaimedTo, p.to)

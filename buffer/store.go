@@ -47,6 +47,7 @@ type Store struct {
 	// the writer exited). Queue registration (Store.queue) journals its
 	// name entry the same way, under s.mu: s.mu -> jmu -> gate.
 	jmu        sync.Mutex
+	reclaimMu  sync.Mutex  // serialises reclaim (maint.go)
 	journaling bool        // under jmu
 	reclaiming atomic.Bool // journaling, readable without jmu (Append)
 	jrn        *journal    // under jmu
@@ -73,6 +74,7 @@ type Store struct {
 	dirty       atomic.Bool  // written since the last group-commit sync
 	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
 	removed     atomic.Int64 // bytes acknowledged or dropped since the last reclamation
+	memFill     atomic.Int64 // estimate of Badger's active memtable fill (maint.go, noteWritten)
 	reclaimNow  chan struct{}
 	dropChunk   int64 // drop_oldest removes at least this many bytes at a time
 

@@ -359,6 +359,7 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 			evErr, curErr = err, err
 		} else {
 			s.dirty.Store(true)
+			s.noteCommitted(evErr == nil, bytes, events, curErr == nil, w.cursors)
 		}
 	}
 	if len(w.cursors) > 0 {
