@@ -94,8 +94,21 @@
 //     wait, at most DefaultHandoffWait, and then the event is refused
 //     (ErrFull, seq not consumed, counted in Dropped, logged).
 //     Append waits for its own commit; while events of its queue wait for
-//     the writer it goes through the writer too, so each queue is
-//     committed in seq order. Forward only sees committed events.
+//     the writer (or space reclamation runs) it goes through the writer
+//     too, so each queue is committed in seq order. Forward only sees
+//     committed events.
+//   - Space reclamation does not stop the writer (journal.go): while it
+//     holds the gate (Badger's DropPrefix blocks every write for 30-300 ms
+//     at 500 queues), the writer appends each batch, exactly the entries
+//     it would commit (events, cursors; queue registrations too), as one
+//     length- and CRC-32C-framed record to Dir/journal, fsynced per record
+//     with Sync = 0 and by the group commit otherwise, and answers it as
+//     stored; the forwarders take those events from memory. Reclamation
+//     writes the journaled entries into Badger and empties the journal
+//     before it releases the gate, so no reader of Badger (they all hold
+//     the gate) misses them. Open replays a journal a crash left behind
+//     before anything reads (idempotent). At most journalLimit (8 MiB) is
+//     journaled per reclamation; past it the writer waits as before.
 //   - Counters: QueueCounters and Counters read every counter from memory
 //     (no database access; OldestAge is left 0). Stats also gives
 //     OldestAge, from memory for queues being forwarded (the forwarder's
@@ -121,7 +134,12 @@
 //     committed. TestCrashKill9 (Append), TestCrashKill9Enqueue (Enqueue
 //     then Flush), TestCrashKill9LazyAcks (cursors committed only with
 //     event batches or when the forwarder waits),
-//     TestContract/*/reopen_after_unclean_stop.
+//     TestContract/*/reopen_after_unclean_stop. While space reclamation
+//     holds the gate and the writer journals: TestJournalCrashKill9 (the
+//     journal is replayed at Open, nothing answered as stored is lost, no
+//     seq reused); TestWriterJournalsDuringReclaim (Enqueue, Flush and
+//     Append complete, events are published from memory, and are in
+//     Badger once reclamation ends).
 //   - Acknowledgements share commits: TestAcksShareCommits (100 queues,
 //     one event each per round: the cursors ride with the next round's
 //     events), TestAckDelayCommitsQuietCursors, TestAcksCommittedOnStopAndClose.
@@ -129,10 +147,10 @@
 //     TestFreshRecordsForwarderBehind.
 //   - Close: the writer commits everything accepted before Close returns.
 //     TestCloseCommitsEnqueued.
-//   - The disk stalls (flush, compaction, reclamation holding the gate):
-//     Enqueue keeps returning; past the channel's capacity events are
-//     refused and counted, never dropped silently.
-//     TestEnqueueNeverWaitsForTheDisk.
+//   - The disk stalls (flush, compaction): Enqueue keeps returning; past
+//     the channel's capacity events are refused and counted, never dropped
+//     silently. TestEnqueueNeverWaitsForTheDisk. Reclamation holding the
+//     gate no longer stalls the writer (the journal, above).
 //   - Power loss: with sync = always nothing confirmed is lost; with group
 //     commit at most about the last Sync interval, and numbering resumes
 //     above the lease (Skipped). TestContract/*/reopen_after_power_loss.
@@ -177,6 +195,16 @@
 //     TestOpenRecovers/corrupt_manifest.
 //   - A damaged value log: set aside (it never holds our records: they are
 //     all inline); nothing is lost. TestCorruptFiles/vlog.
+//   - A damaged journal (a crash while reclamation ran, then damage): the
+//     records before the damage are replayed, the rest dropped, reported
+//     in Stats.Fault, numbering resumes above the leases; a record cut
+//     short at the end (a write that never finished) is dropped with a
+//     warning, numbering also above the leases. A journal write that fails
+//     refuses its batch (Failed) and is cut back; the Store then runs
+//     without the journal. Disk below MinFree while journaling refuses
+//     events as before, nothing journaled is lost. TestJournalReplayAtOpen,
+//     TestJournalTornAndDamaged, FuzzJournal, TestJournalWriteFails,
+//     TestJournalDiskFull.
 //   - A damaged memtable log (the newest events, not yet in a table): the
 //     events from the damage on are lost (uncounted: their number cannot be
 //     read), reported in Stats.Fault, and numbering resumes above the
@@ -205,7 +233,8 @@
 // # On-disk layout
 //
 // Dir/state.json holds the seq leases and the clean-shutdown flag; Dir/db is
-// the Badger database. Keys are fixed width and big-endian so that byte order
+// the Badger database; Dir/journal is the side journal (empty except while
+// space reclamation runs, or after a crash during one). Keys are fixed width and big-endian so that byte order
 // is numeric order:
 //
 //	0x00 'f'                     format version (uint32)
@@ -217,8 +246,10 @@
 // write per batch, for acknowledgements shared by every queue in the
 // writer's transaction; no per-record tombstones); readers seek straight to
 // head+1 and never walk removed keys. Space is reclaimed deliberately: a
-// background task (once a minute, or sooner when an eighth of MaxBytes was
-// removed) pauses writes and calls Badger's DropPrefix for the whole key
+// background task (once a minute, sooner when an eighth of MaxBytes was
+// removed, or just before Badger's memtable fills while it is mostly
+// acknowledged, so that acknowledged events never reach a table) pauses
+// Badger's writes (the writer journals meanwhile) and calls Badger's DropPrefix for the whole key
 // range of every empty queue and, for queues with a backlog, for the aligned
 // blocks of 256 seqs at or below the cursor (merged into blocks of 65 536 or
 // more where possible). See docs/performance-buffer.md for why this beats
