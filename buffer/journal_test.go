@@ -195,6 +195,24 @@ func (h *reclaimHold) hook() {
 	<-h.release
 }
 
+// within runs f, failing the test if f fails or still waits after 20 s
+// (then for the held reclamation: the hold is released first, so that the
+// Store can close).
+func (h *reclaimHold) within(t *testing.T, what string, f func() error) {
+	t.Helper()
+	res := make(chan error, 1)
+	go func() { res <- f() }()
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(20 * time.Second):
+		close(h.release)
+		t.Fatalf("%s waited for the reclamation", what)
+	}
+}
+
 // startHeldReclaim gives queue "a" acknowledged events, then starts a
 // reclamation in the background and returns once it holds the gate (held by
 // h). done is closed when reclaim returns.
@@ -257,41 +275,28 @@ func TestWriterJournalsDuringReclaim(t *testing.T) {
 			done := startHeldReclaim(t, s, h)
 
 			var seqs []uint64
-			for range 5 {
-				for _, q := range []string{"live", "idle"} {
-					seq, err := s.Enqueue(q, "t", seqPayload(20))
-					if err != nil {
-						t.Fatal(err)
+			h.within(t, "Enqueue and Flush", func() error {
+				for range 5 {
+					for _, q := range []string{"live", "idle"} {
+						seq, err := s.Enqueue(q, "t", seqPayload(20))
+						if err != nil {
+							return err
+						}
+						if q == "live" {
+							seqs = append(seqs, seq)
+						}
 					}
-					if q == "live" {
-						seqs = append(seqs, seq)
+					if err := s.Flush(); err != nil {
+						return err
 					}
 				}
-				flushed := make(chan error, 1)
-				go func() { flushed <- s.Flush() }()
-				select {
-				case err := <-flushed:
-					if err != nil {
-						t.Fatal(err)
-					}
-				case <-time.After(20 * time.Second):
-					t.Fatal("Flush waited for the reclamation")
-				}
-			}
+				return nil
+			})
 			// Append too: it goes through the writer while reclamation runs.
-			appended := make(chan error, 1)
-			go func() {
+			h.within(t, "Append", func() error {
 				_, err := s.Append("idle", "t", seqPayload(20))
-				appended <- err
-			}()
-			select {
-			case err := <-appended:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("Append waited for the reclamation")
-			}
+				return err
+			})
 			if got := s.QueueCounters("idle").Appended; got != 6 {
 				t.Errorf("idle: Appended %d during the reclamation, want 6", got)
 			}
