@@ -337,6 +337,12 @@ func (s *Store) startJournal() {
 // that are only in the journal. At Close it gives up, marks the Store
 // closed (readers then stop) and leaves the journal on disk for Open.
 func (s *Store) finishJournal() {
+	if !s.reclaiming.Load() {
+		// No journal (unusable): the writer may hold jmu while it waits
+		// for the gate, as before the journal. Only reclaim (serialised
+		// by reclaimMu) changes reclaiming, so this read is exact.
+		return
+	}
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
 	if !s.journaling {

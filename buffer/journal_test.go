@@ -527,3 +527,41 @@ func TestJournalWriteFails(t *testing.T) {
 		t.Errorf("delivered %v, want 1 2 (journaled), 4 (after the refused 3)", got)
 	}
 }
+
+// TestReclaimWithoutJournal: a Store whose journal is unusable (it could
+// not be opened, or a write failed) waits for reclamation as before the
+// journal, and nothing deadlocks: the writer waits for the gate holding
+// jmu, and reclamation must not take jmu then.
+func TestReclaimWithoutJournal(t *testing.T) {
+	dir := t.TempDir()
+	h := newReclaimHold()
+	s := openTest(t, Config{Dir: dir, Sync: 0, noBackground: true, duringReclaim: h.hook})
+	s.jmu.Lock()
+	_ = s.jrn.close()
+	s.jrn = nil
+	s.jmu.Unlock()
+	done := startHeldReclaim(t, s, h)
+	flushed := make(chan error, 1)
+	go func() {
+		if _, err := s.Enqueue("d", "t", seqPayload(10)); err != nil {
+			flushed <- err
+			return
+		}
+		flushed <- s.Flush()
+	}()
+	testwait.For(t, 20*time.Second, "the writer waiting for the gate, jmu held", func() bool {
+		if s.jmu.TryLock() {
+			s.jmu.Unlock()
+			return false
+		}
+		return true
+	})
+	close(h.release)
+	<-done
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if got := drainAll(t, s, "d"); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("delivered %v, want [1]", got)
+	}
+}
