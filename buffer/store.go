@@ -41,11 +41,13 @@ type Store struct {
 	// writing the journaled entries into Badger, before it releases the
 	// gate. The writer holds jmu from its check of journaling until it
 	// holds the gate (or has journaled), so it never waits for a
-	// reclamation's gate. Lock order: gate -> jmu for reclamation; the
-	// writer takes jmu -> gate only while journaling is false, when no
-	// one holds or waits for the gate exclusively (Close takes it after
-	// the writer exited). Queue registration (Store.queue) journals its
-	// name entry the same way, under s.mu: s.mu -> jmu -> gate.
+	// journaling reclamation's gate. Lock order: gate -> jmu for
+	// reclamation; the writer takes jmu -> gate only while journaling is
+	// false, and whoever then holds the gate exclusively never takes jmu
+	// (Close takes the gate after the writer exited, flattenWhenEmpty and
+	// a reclamation without a usable journal do not touch jmu). Queue
+	// registration (Store.queue) journals its name entry the same way,
+	// under s.mu: s.mu -> jmu -> gate.
 	jmu        sync.Mutex
 	reclaimMu  sync.Mutex  // serialises reclaim (maint.go)
 	journaling bool        // under jmu
