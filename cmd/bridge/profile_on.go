@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
+	"strings"
 	"time"
 )
 
@@ -91,6 +93,44 @@ func writeHeapProfile(path string) {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(os.Stderr, "heap profile %s: time=%s heap_inuse=%d heap_idle=%d heap_released=%d stack_inuse=%d sys=%d num_gc=%d\n",
-		path, time.Now().UTC().Format(time.TimeOnly), ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.StackInuse, ms.Sys, ms.NumGC)
+	fmt.Fprintf(os.Stderr, "heap profile %s: time=%s heap_inuse=%d heap_idle=%d heap_released=%d stack_inuse=%d sys=%d num_gc=%d %s\n",
+		path, time.Now().UTC().Format(time.TimeOnly), ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.StackInuse, ms.Sys, ms.NumGC, runtimeMemory())
+}
+
+// runtimeMemory names the runtime's memory classes that MemStats lumps
+// together (where the anonymous memory beside the heap goes), the size new
+// goroutines start their stacks with (it follows the average stack in use:
+// GODEBUG adaptivestackstart) and the goroutine count.
+func runtimeMemory() string {
+	names := []string{
+		"/memory/classes/heap/objects:bytes",
+		"/memory/classes/heap/unused:bytes",
+		"/memory/classes/heap/free:bytes",
+		"/memory/classes/heap/released:bytes",
+		"/memory/classes/heap/stacks:bytes",
+		"/memory/classes/os-stacks:bytes",
+		"/memory/classes/metadata/other:bytes",
+		"/memory/classes/metadata/mspan/inuse:bytes",
+		"/memory/classes/metadata/mcache/inuse:bytes",
+		"/memory/classes/profiling/buckets:bytes",
+		"/memory/classes/other:bytes",
+		"/gc/heap/goal:bytes",
+		"/gc/stack/starting-size:bytes",
+		"/sched/goroutines:goroutines",
+	}
+	samples := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		samples[i].Name = n
+	}
+	metrics.Read(samples)
+	var b strings.Builder
+	for _, s := range samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			continue
+		}
+		name := strings.TrimPrefix(s.Name, "/")
+		name = name[:strings.IndexByte(name, ':')]
+		fmt.Fprintf(&b, " %s=%d", strings.ReplaceAll(name, "/", "."), s.Value.Uint64())
+	}
+	return strings.TrimSpace(b.String())
 }
