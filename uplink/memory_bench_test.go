@@ -22,7 +22,15 @@ import (
 // (the platform's in-flight limit for a device), then went idle. The
 // "paho" row does the same with bare paho clients with the options
 // session.connect sets, so that the difference is what uplink adds; the
-// "uplink" row is the whole Client. Run with -benchtime 20x (rounds).
+// "uplink" row is the whole Client. Run each row in a process of its own,
+// with -benchtime 20x (rounds):
+//
+//	go test -run '^$' -bench 'MemoryPerConnection/client=paho' -benchtime 20x ./uplink
+//	go test -run '^$' -bench 'MemoryPerConnection/client=uplink' -benchtime 20x ./uplink
+//
+// (the runtime keeps the g struct of every goroutine that ended, ~0.4 KiB,
+// and gives it to the next one: the second row of one process would reuse
+// the first row's and count too little heap).
 //
 // Both are measured after two forced GCs (the second shrinks stacks that
 // use less than a quarter of their size), as the difference of the
