@@ -54,6 +54,7 @@ type Store struct {
 	salvaged    map[string]uint64 // records lost to damage found at Open, per queue
 
 	dirty       atomic.Bool  // written since the last group-commit sync
+	syncTimer   *time.Timer  // armed by markDirty; syncLoop receives (sync.go)
 	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
 	removed     atomic.Int64 // bytes acknowledged or dropped since the last reclamation
 	reclaimNow  chan struct{}
@@ -87,6 +88,7 @@ type Store struct {
 	reads   atomic.Uint64
 	// For tests: how often the writer woke up (writeLoop).
 	writerWakes atomic.Uint64
+	syncWakes   atomic.Uint64 // syncLoop
 
 	faultMu    sync.Mutex
 	fault      string
@@ -191,6 +193,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		wch:        make(chan pendingEvent, cfg.writeQueue),
 		ackNow:     make(chan struct{}, 1),
 		ackTimer:   stoppedTimer(),
+		syncTimer:  stoppedTimer(),
 		readAhead:  readAhead{max: int64(cfg.ReadAhead)},
 	}
 	if cfg.InMemory {

@@ -337,7 +337,7 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 			err = fmt.Errorf("buffer: append: %v", err)
 			evErr, curErr = err, err
 		} else {
-			s.dirty.Store(true)
+			s.markDirty()
 		}
 	}
 	if len(w.cursors) > 0 {
