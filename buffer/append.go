@@ -101,7 +101,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		s.keepFresh(q, seq, val)
 		q.mu.Unlock()
 		s.total.Add(size)
-		s.dirty.Store(true)
+		s.markDirty()
 	}
 	s.gate.RUnlock()
 	if err != nil {
@@ -312,7 +312,7 @@ func (s *Store) commitHead(q *queue, head uint64, keys [][]byte) error {
 		return fmt.Errorf("buffer: advance cursor of %q: %v", q.name, err)
 	}
 	q.persisted = max(q.persisted, head)
-	s.dirty.Store(true)
+	s.markDirty()
 	return nil
 }
 

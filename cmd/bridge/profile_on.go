@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 )
@@ -18,8 +19,11 @@ import (
 // (a Go duration, default 10s) and a last one at exit: a drain lasts about a
 // minute, so a series of snapshots is what shows where the memory goes. Next
 // to each, $BRIDGE_HEAPPROFILE.<n>.goroutines lists the goroutines by stack
-// (what a slow /metrics scrape waits for). Measurements with the load rig;
-// never in a release.
+// (what a slow /metrics scrape waits for). With $BRIDGE_TRACE set it writes
+// an execution trace of $BRIDGE_TRACE_FOR (default 10s) starting
+// $BRIDGE_TRACE_AFTER (default 10s) into the run: which goroutine wakes
+// which, and how often (the fixed per-second costs at small scale, see
+// docs/performance.md). Measurements with the load rig; never in a release.
 func init() {
 	var stops []func()
 	if path := os.Getenv("BRIDGE_CPUPROFILE"); path != "" {
@@ -27,6 +31,9 @@ func init() {
 	}
 	if path := os.Getenv("BRIDGE_HEAPPROFILE"); path != "" {
 		stops = append(stops, startHeapProfiles(path, os.Getenv("BRIDGE_HEAPPROFILE_EVERY")))
+	}
+	if path := os.Getenv("BRIDGE_TRACE"); path != "" {
+		stops = append(stops, startTrace(path, envDuration("BRIDGE_TRACE_AFTER", 10*time.Second), envDuration("BRIDGE_TRACE_FOR", 10*time.Second)))
 	}
 	stopProfile = func() {
 		for _, stop := range stops {
@@ -44,6 +51,46 @@ func startCPUProfile(path string) (stop func()) {
 		panic(err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		panic(fmt.Sprintf("%s=%q: want a positive duration", name, v))
+	}
+	return d
+}
+
+// startTrace writes an execution trace of the window [after, after+span)
+// of the run, or of its part before stop.
+func startTrace(path string, after, span time.Duration) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-time.After(after):
+		case <-quit:
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			panic(err)
+		}
+		defer trace.Stop()
+		select {
+		case <-time.After(span):
+		case <-quit:
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // startHeapProfiles writes numbered heap profiles until stop, which writes
