@@ -10,8 +10,10 @@ import (
 // did not (GOMEMLIMIT unset). It grows with the configuration, because what
 // the bridge holds does: each device has its queues, forwarders and mapping
 // state (~30 KiB of heap and ~15 KiB of goroutine stacks in gateway mode at
-// 500 devices), each MQTT connection its client, paho's nine goroutines and
-// our three (~60 KiB of stacks and ~20 KiB of heap); the rest (Badger's
+// 500 devices), each MQTT connection its client, paho's ten goroutines and
+// our Run (~38 KiB of stacks and ~18 KiB of heap, uplink's
+// BenchmarkMemoryPerConnection; stacks grow to ~45 KiB after an outage's
+// drain); the rest (Badger's
 // memtable arena and the tables it builds at a flush or compaction, the
 // runtime) is fixed. The limit sits above that live memory with room for a
 // flush or compaction, so that the GC collects early instead of letting the
