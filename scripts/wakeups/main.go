@@ -162,8 +162,17 @@ func (c *counter) flush() {
 // and the standard library say how a goroutine waits, not which one it is.
 var stdPrefixes = []string{"runtime.", "internal/", "sync.", "time.", "context.", "os.", "net.", "syscall.", "io.", "bufio.", "crypto/"}
 
+// tracer is the place of the tracer's own goroutines (its CPU sample
+// reader wakes ~10 times a second), which a trace-less run does not have.
+const tracer = "(the tracer itself)"
+
 // place names a stack by its first n frames outside stdPrefixes.
 func place(frames []string, n int) string {
+	if slices.ContainsFunc(frames, func(f string) bool {
+		return strings.HasPrefix(f, "runtime.trace") || strings.HasPrefix(f, "runtime/trace.")
+	}) {
+		return tracer
+	}
 	var own []string
 	for _, f := range frames {
 		if !slices.ContainsFunc(stdPrefixes, func(p string) bool { return strings.HasPrefix(f, p) }) {
