@@ -198,7 +198,8 @@ func (c *counter) print(w io.Writer, top int) {
 	for _, n := range c.places {
 		total += n
 	}
-	fmt.Fprintf(w, "window %.1f s, %.1f wake-ups/s\n\nwoken goroutine, where it parked:\n", secs, float64(total)/secs)
+	fmt.Fprintf(w, "window %.1f s, %.1f wake-ups/s, %.1f without the tracer's own\n\nwoken goroutine, where it parked:\n",
+		secs, float64(total)/secs, float64(total-c.places[tracer])/secs)
 	list(w, c.places, secs, top)
 	fmt.Fprintln(w, "\nwoken by:")
 	list(w, c.wakers, secs, top/2)
