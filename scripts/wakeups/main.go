@@ -162,8 +162,17 @@ func (c *counter) flush() {
 // and the standard library say how a goroutine waits, not which one it is.
 var stdPrefixes = []string{"runtime.", "internal/", "sync.", "time.", "context.", "os.", "net.", "syscall.", "io.", "bufio.", "crypto/"}
 
+// tracer is the place of the tracer's own goroutines (its CPU sample
+// reader wakes ~10 times a second), which a trace-less run does not have.
+const tracer = "(the tracer itself)"
+
 // place names a stack by its first n frames outside stdPrefixes.
 func place(frames []string, n int) string {
+	if slices.ContainsFunc(frames, func(f string) bool {
+		return strings.HasPrefix(f, "runtime.trace") || strings.HasPrefix(f, "runtime/trace.")
+	}) {
+		return tracer
+	}
 	var own []string
 	for _, f := range frames {
 		if !slices.ContainsFunc(stdPrefixes, func(p string) bool { return strings.HasPrefix(f, p) }) {
@@ -189,7 +198,8 @@ func (c *counter) print(w io.Writer, top int) {
 	for _, n := range c.places {
 		total += n
 	}
-	fmt.Fprintf(w, "window %.1f s, %.1f wake-ups/s\n\nwoken goroutine, where it parked:\n", secs, float64(total)/secs)
+	fmt.Fprintf(w, "window %.1f s, %.1f wake-ups/s, %.1f without the tracer's own\n\nwoken goroutine, where it parked:\n",
+		secs, float64(total)/secs, float64(total-c.places[tracer])/secs)
 	list(w, c.places, secs, top)
 	fmt.Fprintln(w, "\nwoken by:")
 	list(w, c.wakers, secs, top/2)

@@ -87,3 +87,22 @@ func TestCountsWakeUpsByPlaceAndWaker(t *testing.T) {
 		t.Errorf("the report does not list parkOnChannel:\n%s", buf.String())
 	}
 }
+
+// TestPlaceNamesOwnFrames: a place is named by frames outside the runtime
+// and the standard library, and the tracer's own goroutines are set apart.
+func TestPlaceNamesOwnFrames(t *testing.T) {
+	for _, c := range []struct {
+		frames []string
+		want   string
+	}{
+		{[]string{"runtime.gopark", "runtime.selectgo", "fieldbridge/buffer.(*Store).writeLoop", "fieldbridge/buffer.Open"},
+			"fieldbridge/buffer.(*Store).writeLoop < fieldbridge/buffer.Open"},
+		{[]string{"runtime.chanrecv1", "runtime.(*wakeableSleep).sleep", "runtime.traceStartReadCPU.func1"}, tracer},
+		{[]string{"runtime.gopark", "runtime.chanrecv1"}, "runtime.gopark"},
+		{nil, "?"},
+	} {
+		if got := place(c.frames, 2); got != c.want {
+			t.Errorf("place(%q) = %q, want %q", c.frames, got, c.want)
+		}
+	}
+}
