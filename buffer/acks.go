@@ -84,24 +84,42 @@ func (s *Store) settle(q *queue, fl []flight) error {
 }
 
 // markCursor puts q in the set of queues whose cursor the writer commits.
-// The first queue of an empty set starts the writer's ackDelay timer.
+// The first queue of an empty set arms the ackDelay timer here, on the
+// settling goroutine: waking the writer only to arm it cost a wake-up per
+// acknowledgement at paced load, where the next batch takes the cursor
+// along long before the timer fires (and takeAcks stops it, so that it does
+// not wake the writer for nothing either).
 func (s *Store) markCursor(q *queue) {
 	s.ackMu.Lock()
-	first := len(s.ackSet) == 0
+	defer s.ackMu.Unlock()
 	if !q.inAckSet {
 		q.inAckSet = true
 		s.ackSet = append(s.ackSet, q)
 	}
-	s.ackMu.Unlock()
-	if first {
-		kick(s.ackLater)
+	if !s.ackArmed {
+		s.ackArmed = true
+		s.ackTimer.Reset(s.cfg.ackDelay)
+		s.ackTimerSet.Add(1)
 	}
 }
 
-// takeAcks empties the set of queues whose cursor waits, for the writer.
+// ackTimerArmed tells whether the ackDelay timer runs (for tests).
+func (s *Store) ackTimerArmed() bool {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	return s.ackArmed
+}
+
+// takeAcks empties the set of queues whose cursor waits, for the writer,
+// and stops the ackDelay timer: nothing waits for it any more. (Since Go
+// 1.23 a stopped timer delivers no stale tick.)
 func (s *Store) takeAcks(into []*queue) []*queue {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
+	if s.ackArmed {
+		s.ackTimer.Stop()
+		s.ackArmed = false
+	}
 	for _, q := range s.ackSet {
 		q.inAckSet = false
 	}
@@ -111,10 +129,11 @@ func (s *Store) takeAcks(into []*queue) []*queue {
 	return into
 }
 
-func (s *Store) acksWaiting() bool {
-	s.ackMu.Lock()
-	defer s.ackMu.Unlock()
-	return len(s.ackSet) > 0
+// stoppedTimer is a timer that runs only once Reset.
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 // kick signals ch without waiting: ch holds one pending signal, which

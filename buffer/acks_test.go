@@ -118,6 +118,57 @@ func TestAckDelayCommitsQuietCursors(t *testing.T) {
 		}
 		return true
 	})
+	// The timer fired, the writer took the cursors: nothing waits, so
+	// nothing is armed to wake it again.
+	testwait.For(t, 20*time.Second, "the ack timer stopped", func() bool { return !s.ackTimerArmed() })
+}
+
+// TestAckTimerRunsOnlyWhileCursorsWait: an idle Store arms no timer;
+// settling an acknowledgement arms the ackDelay timer without waking the
+// writer; the next batch (here a Flush) takes the cursors along and stops
+// the timer, so that it does not wake the writer for nothing.
+func TestAckTimerRunsOnlyWhileCursorsWait(t *testing.T) {
+	s := openTest(t, Config{Dir: t.TempDir(), Sync: 5 * time.Millisecond, ackDelay: time.Hour})
+	names := queueNames(10)
+	if err := s.Prepare(names...); err != nil {
+		t.Fatal(err)
+	}
+	if s.ackTimerArmed() || s.ackTimerSet.Load() != 0 {
+		t.Fatal("a fresh Store armed the ack timer")
+	}
+	runForwarders(t, s, names, &fakePublisher{})
+	// Append returns after its commit: the last queue's event is settled
+	// after the last batch, so the timer must be running at the end (the
+	// earlier ones may ride with a later append's batch).
+	for _, q := range names {
+		mustAppend(t, s, q, 1, 20)
+	}
+	wakes := s.writerWakes.Load()
+	testwait.For(t, 20*time.Second, "every event acknowledged", func() bool {
+		for _, q := range names {
+			if s.QueueCounters(q).Acked != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := s.writerWakes.Load() - wakes; got != 0 {
+		t.Errorf("settling 10 acknowledgements woke the writer %d times, want 0 (the timer is armed by the settler)", got)
+	}
+	if !s.ackTimerArmed() {
+		t.Fatal("settled cursors wait, but the ack timer is not armed")
+	}
+	if err := s.Flush(); err != nil { // a batch: it takes the cursors
+		t.Fatal(err)
+	}
+	if s.ackTimerArmed() {
+		t.Error("the batch took every cursor, but the ack timer still runs")
+	}
+	for _, q := range names {
+		if got := diskCursor(t, s, q); got != 1 {
+			t.Errorf("cursor of %s on disk = %d, want 1", q, got)
+		}
+	}
 }
 
 // TestAcksCommittedOnStopAndClose: a forwarder that stops commits its

@@ -103,7 +103,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 		s.keepFresh(q, seq, val)
 		q.mu.Unlock()
 		s.total.Add(size)
-		s.dirty.Store(true)
+		s.markDirty()
 	}
 	s.gate.RUnlock()
 	if err == nil {
@@ -317,7 +317,7 @@ func (s *Store) commitHead(q *queue, head uint64, keys [][]byte) error {
 		return fmt.Errorf("buffer: advance cursor of %q: %v", q.name, err)
 	}
 	q.persisted = max(q.persisted, head)
-	s.dirty.Store(true)
+	s.markDirty()
 	s.noteWritten(int64(1+4+8+len(keys)*keyLen), int64(1+len(keys))) // head key and value, deletes
 	return nil
 }

@@ -174,6 +174,7 @@ func crashKill9(t *testing.T, enqueue, lazyAcks bool) {
 				}
 			}
 			if len(missing) > 0 {
+				abandon(t, s) // no Badger goroutine outlives the test
 				t.Fatalf("round %d: queue %s lost %d appended events, first %v\nchild stderr:\n%s",
 					round, q, len(missing), missing[:min(5, len(missing))], stderr)
 			}
@@ -288,9 +289,8 @@ func storedSeqs(t testing.TB, s *Store, queue string) map[uint64]bool {
 	q.mu.Lock()
 	head, tail := q.head, q.tail
 	q.mu.Unlock()
-	// read, not readRange: the forwarders' read-ahead bound
-	// (DefaultReadAhead, 8 192) would cut a long queue short and make its
-	// tail look lost.
+	// s.read, not readRange: the read-ahead budget (Config.ReadAhead)
+	// would cap this census of everything stored and report the rest lost.
 	items, _, err := s.read(q, head+1, tail, 1<<30)
 	if err != nil {
 		t.Fatal(err)

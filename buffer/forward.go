@@ -138,7 +138,7 @@ type forwarder struct {
 func (f *forwarder) run(ctx context.Context) error {
 	s, q := f.s, f.q
 	inflight := s.cfg.InFlight
-	f.slots = make([]flight, inflight)
+	f.slots = make([]flight, 0, min(inflight, windowStart))
 	f.win = f.slots[:0]
 	q.mu.Lock()
 	f.next = q.head + 1
@@ -297,13 +297,35 @@ func (f *forwarder) run(ctx context.Context) error {
 	}
 }
 
+// windowStart is the room a forwarder's window starts with, and goes back
+// to whenever it empties. A live queue has one or two events outstanding
+// (one a second, published at once); only a backlog fills the window up to
+// Config.InFlight. In device mode each of 500 devices has its forwarder for
+// the bridge's life, and a window array of InFlight 64 was 2 KiB each.
+const windowStart = 4
+
+// push adds fl at the end of the window. When the array had to grow, the
+// larger one is kept for the rest of the window's life (pop gives it back
+// once the window is empty): after a reallocation f.win starts at the new
+// array's front.
+func (f *forwarder) push(fl flight) {
+	f.win = append(f.win, fl)
+	if cap(f.win) > cap(f.slots) {
+		f.slots = f.win[:0]
+	}
+}
+
 // pop settles the front of the window with its result.
 func (f *forwarder) pop(err error) {
 	fl := f.win[0]
 	f.win = f.win[1:]
 	if len(f.win) == 0 {
 		// Back to the front, or appends would walk off the array and
-		// allocate a new one every window.
+		// allocate a new one every window. A window grown in a drain is
+		// given back (see windowStart).
+		if cap(f.slots) > windowStart {
+			f.slots = make([]flight, 0, windowStart)
+		}
 		f.win = f.slots[:0]
 	}
 	if f.failing {
@@ -480,7 +502,7 @@ func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
 				fl.res = errResult(errNoResult) // never take "no channel" for an acknowledgement
 			}
 		}
-		f.win = append(f.win, fl)
+		f.push(fl)
 	}
 	if len(recs) == 0 && len(f.win) == 0 && len(f.acked) == 0 {
 		// Nothing exists in [head+1, tail): skip the gap.

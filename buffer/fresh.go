@@ -13,6 +13,12 @@ package buffer
 // record handed over is never written to again (it is not returned to
 // recordPool): the Publisher may keep its payload until the result.
 
+// freshStart is the room a queue's kept records start with, and go back to
+// once the forwarder has taken them all: a live queue holds one or two at a
+// time; a forwarder that falls behind grows it up to the window (InFlight).
+// 1 000 queues (device mode, 500 devices) kept 2 KiB each at InFlight 64.
+const freshStart = 4
+
 // freshRecord is one committed record kept for the forwarder.
 type freshRecord struct {
 	seq uint64
@@ -27,9 +33,9 @@ func (s *Store) keepFresh(q *queue, seq uint64, val []byte) bool {
 		return false
 	}
 	if q.fresh == nil {
-		q.fresh = make([]freshRecord, 0, s.cfg.InFlight)
+		q.fresh = make([]freshRecord, 0, min(s.cfg.InFlight, freshStart))
 	}
-	if len(q.fresh) == cap(q.fresh) {
+	if len(q.fresh) >= s.cfg.InFlight {
 		// The forwarder is a window behind: it reads the oldest from
 		// Badger.
 		n := copy(q.fresh, q.fresh[1:])
@@ -63,6 +69,9 @@ func (s *Store) takeFresh(q *queue, from, to uint64, max int) (items []readItem,
 	rest := copy(q.fresh, q.fresh[n:])
 	clear(q.fresh[rest:])
 	q.fresh = q.fresh[:rest]
+	if rest == 0 && cap(q.fresh) > freshStart {
+		q.fresh = nil // grown behind a slow forwarder: give it back
+	}
 	if len(items) > 0 {
 		// As a read from Badger does: the oldest waiting event's time for
 		// OldestAge (stats.go), and the window's end for the read-ahead
@@ -77,6 +86,5 @@ func (s *Store) takeFresh(q *queue, from, to uint64, max int) (items []readItem,
 
 // dropFresh forgets q's kept records (its forwarder stopped).
 func (q *queue) dropFresh() {
-	clear(q.fresh)
-	q.fresh = q.fresh[:0]
+	q.fresh = nil
 }

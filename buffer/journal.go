@@ -318,6 +318,7 @@ func (s *Store) journalBatch(put func(kvWriter) error) error {
 		s.log.Error("buffer journal write failed", "err", err)
 		return err
 	}
+	s.markDirty() // arms the group commit, which fsyncs the journal too
 	return nil
 }
 
@@ -378,7 +379,7 @@ func (s *Store) flushJournal() error {
 	if _, _, err := applyJournal(s.db, s.jrn.buf); err != nil {
 		return fmt.Errorf("buffer: journal into the database: %w", err)
 	}
-	s.dirty.Store(true)
+	s.markDirty()
 	if err := s.jrn.reset(); err != nil || s.jrn.broken {
 		// The entries are in Badger; what stays in the file would only be
 		// replayed again at the next start (the same values, or an older

@@ -4,43 +4,6 @@ import (
 	"time"
 )
 
-// syncLoop is the group commit: with SyncWrites off, it fsyncs Badger's logs
-// every Config.Sync when something was written. It exits on Close.
-func (s *Store) syncLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.Sync)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-			s.syncNow()
-		}
-	}
-}
-
-func (s *Store) syncNow() {
-	s.syncJournal() // not behind the gate: reclamation holds it while the writer journals
-	if !s.dirty.Swap(false) {
-		return
-	}
-	if !s.gate.TryRLock() {
-		// Reclamation holds the gate (the writer journals meanwhile, and
-		// the journal was just synced): sync Badger at the next tick.
-		s.dirty.Store(true)
-		return
-	}
-	defer s.gate.RUnlock()
-	if s.closed {
-		return
-	}
-	if err := s.db.Sync(); err != nil {
-		s.dirty.Store(true)
-		s.noteWriteError(err)
-	}
-}
-
 // maintain runs the max_age sweep and space reclamation until Close.
 func (s *Store) maintain() {
 	defer s.wg.Done()

@@ -74,6 +74,7 @@ type Store struct {
 	salvaged    map[string]uint64 // records lost to damage found at Open, per queue
 
 	dirty       atomic.Bool  // written since the last group-commit sync
+	syncTimer   *time.Timer  // armed by markDirty; syncLoop receives (sync.go)
 	failedDirty atomic.Bool  // a Failed counter moved since state.json was written
 	removed     atomic.Int64 // bytes acknowledged or dropped since the last reclamation
 	memFill     atomic.Int64 // estimate of Badger's active memtable fill (maint.go, noteWritten)
@@ -94,16 +95,21 @@ type Store struct {
 	// forwarder settles its acknowledged events in memory at once and
 	// leaves the cursor write to the writer, which commits the cursors of
 	// every queue in ackSet together, with its next batch of events or
-	// after ackDelay, or at once when a forwarder waits (ackNow).
-	ackMu    sync.Mutex
-	ackSet   []*queue      // under ackMu; queue.inAckSet marks membership
-	ackNow   chan struct{} // capacity 1: a forwarder waits for its cursor
-	ackLater chan struct{} // capacity 1: ackSet became non-empty
+	// after ackDelay (ackTimer), or at once when a forwarder waits (ackNow).
+	ackMu       sync.Mutex
+	ackSet      []*queue      // under ackMu; queue.inAckSet marks membership
+	ackNow      chan struct{} // capacity 1: a forwarder waits for its cursor
+	ackTimer    *time.Timer   // Reset and Stop under ackMu; the writer receives from C
+	ackArmed    bool          // under ackMu: ackTimer runs for the cursors in ackSet
+	ackTimerSet atomic.Uint64 // for tests: how often ackTimer was armed
 
 	// For tests: Badger write transactions of events and cursors, and
 	// forward reads from Badger.
 	commits atomic.Uint64
 	reads   atomic.Uint64
+	// For tests: how often the writer woke up (writeLoop).
+	writerWakes atomic.Uint64
+	syncWakes   atomic.Uint64 // syncLoop
 
 	faultMu    sync.Mutex
 	fault      string
@@ -207,7 +213,8 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		done:       make(chan struct{}),
 		wch:        make(chan pendingEvent, cfg.writeQueue),
 		ackNow:     make(chan struct{}, 1),
-		ackLater:   make(chan struct{}, 1),
+		ackTimer:   stoppedTimer(),
+		syncTimer:  stoppedTimer(),
 		readAhead:  readAhead{max: int64(cfg.ReadAhead)},
 	}
 	if cfg.InMemory {

@@ -205,9 +205,6 @@ func (s *Store) writeLoop() {
 		// drop_oldest could not make room for it.
 		limit: min(maxBatchBytes, s.cfg.MaxBytes/4),
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var timerC <-chan time.Time // non-nil while the ack timer runs
 	for {
 		select {
 		case ev, ok := <-s.wch:
@@ -217,25 +214,14 @@ func (s *Store) writeLoop() {
 			}
 			w.add(ev)
 		case <-s.ackNow:
-		case <-s.ackLater:
-			if timerC == nil {
-				timer.Reset(s.cfg.ackDelay)
-				timerC = timer.C
-			}
-			continue
-		case <-timerC:
-			timerC = nil
+		case <-s.ackTimer.C:
 		}
+		s.writerWakes.Add(1)
 		if !w.gather(s.wch) {
 			s.commitLast(w)
 			return
 		}
 		s.commitBatch(w)
-		if timerC == nil && s.acksWaiting() {
-			// Settled while this batch committed, or failed: retry.
-			timer.Reset(s.cfg.ackDelay)
-			timerC = timer.C
-		}
 	}
 }
 
@@ -358,7 +344,7 @@ func (s *Store) commitBatch(w *writer) (more bool) {
 			err = fmt.Errorf("buffer: append: %v", err)
 			evErr, curErr = err, err
 		} else {
-			s.dirty.Store(true)
+			s.markDirty()
 			s.noteCommitted(evErr == nil, bytes, events, curErr == nil, w.cursors)
 		}
 	}

@@ -126,8 +126,8 @@ type ExecutorStats struct {
 
 type deviceQueue struct {
 	name, typ string
-	jobs      chan job
-	working   bool // a worker runs for this queue (Executor.mu)
+	jobs      chan *job // pointers: a device keeps its queue for the bridge's life, commands are rare
+	working   bool      // a worker runs for this queue (Executor.mu)
 
 	mu   sync.Mutex
 	seen map[string]bool // reqIds taken
@@ -167,7 +167,7 @@ func NewExecutor(cfg ExecutorConfig, logger *slog.Logger) (*Executor, error) {
 	}
 	e := &Executor{cfg: cfg, logger: logger, devices: map[string]*deviceQueue{}}
 	for name, typ := range cfg.Devices {
-		e.devices[name] = &deviceQueue{name: name, typ: typ, jobs: make(chan job, cfg.QueueLength), seen: map[string]bool{}}
+		e.devices[name] = &deviceQueue{name: name, typ: typ, jobs: make(chan *job, cfg.QueueLength), seen: map[string]bool{}}
 	}
 	return e, nil
 }
@@ -256,7 +256,7 @@ func (e *Executor) HandleCommand(ctx context.Context, c Command) {
 		return
 	}
 	select {
-	case q.jobs <- job{command: c.Name, reqID: reqID, payload: append([]byte(nil), c.Payload...)}:
+	case q.jobs <- &job{command: c.Name, reqID: reqID, payload: append([]byte(nil), c.Payload...)}:
 		e.accepted.Add(1)
 		e.kick(q)
 	default:

@@ -18,7 +18,10 @@ import (
 const maxWakeSpread = time.Second
 
 // inboundQueue is how many received messages may wait for the Handler
-// before the connection stops reading.
+// before the connection stops reading. The queue holds pointers: device
+// mode has a Client per device for the bridge's life, and commands are
+// rare, so a message is allocated when it arrives instead of every Client
+// keeping room for 64 (3.6 KiB each, 1.8 MiB at 500 devices).
 const inboundQueue = 64
 
 // Client is one MQTT connection to the platform (or any MQTT 3.1.1 broker),
@@ -40,7 +43,7 @@ type Client struct {
 	dispatching bool            // a dispatch goroutine runs
 	stopped     bool            // Run is returning: no goroutine starts any more
 
-	inbound chan inboundMessage
+	inbound chan *inboundMessage
 	wg      sync.WaitGroup // every goroutine Run starts
 }
 
@@ -64,7 +67,7 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	return &Client{
 		cfg:     cfg,
 		log:     logger.With("client_id", cfg.ClientID, "broker", cfg.Broker),
-		inbound: make(chan inboundMessage, inboundQueue),
+		inbound: make(chan *inboundMessage, inboundQueue),
 	}, nil
 }
 
@@ -419,7 +422,7 @@ func (c *Client) startDispatch() {
 func (c *Client) dispatch(ctx context.Context) {
 	defer c.wg.Done()
 	for {
-		var m inboundMessage
+		var m *inboundMessage
 		select {
 		case m = <-c.inbound:
 		default:

@@ -251,7 +251,7 @@ func (w *watchedConn) Close() error {
 func (c *Client) onMessage(s *session, stop <-chan struct{}) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
 		select {
-		case c.inbound <- inboundMessage{topic: m.Topic(), payload: m.Payload(), ack: m.Ack, s: s}:
+		case c.inbound <- &inboundMessage{topic: m.Topic(), payload: m.Payload(), ack: m.Ack, s: s}:
 		case <-s.down:
 			return
 		case <-stop:

@@ -63,6 +63,9 @@ type process struct {
 	// setMemoryLimit is debug.SetMemoryLimit; nil when the caller (a test)
 	// runs the bridge in-process. See applyMemoryLimit.
 	setMemoryLimit func(int64) int64
+	// setGCPercent is debug.SetGCPercent; nil when the caller (a test)
+	// runs the bridge in-process. See applyGCPercent.
+	setGCPercent func(int) int
 }
 
 // run is runProcess for callers that deliver no SIGHUP.
@@ -228,6 +231,7 @@ func cmdRun(ctx context.Context, proc process, args []string, stderr io.Writer) 
 		return err
 	}
 	applyMemoryLimit(cfg, os.LookupEnv, proc.setMemoryLimit, logger)
+	applyGCPercent(os.LookupEnv, proc.setGCPercent, logger)
 	b, err := newBridge(cfg, bridgeOptions{Drain: *drain, OnStop: proc.stop}, logger)
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, errConfig)

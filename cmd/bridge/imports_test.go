@@ -30,6 +30,7 @@ func TestImportCharters(t *testing.T) {
 		"internal/loadrig":         {"uplink"}, // a measuring tool: the bridge is a binary there
 		"scripts/loadrig":          {"internal/loadrig"},
 		"scripts/compare-telegraf": {"internal/loadrig"},
+		"scripts/wakeups":          {}, // reads `go tool trace` output; imports none of ours
 	}
 	forbidden := map[string][]string{ // third-party modules kept inside one package
 		"github.com/dgraph-io/badger":  {"buffer"},

@@ -27,8 +27,9 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// `bridge run` sets a soft memory limit from its configuration unless
-	// GOMEMLIMIT is set (memlimit.go).
-	code := runProcess(ctx, process{stop: stop, hangups: hangups, setMemoryLimit: debug.SetMemoryLimit}, os.Args[1:], os.Stdout, os.Stderr)
+	// GOMEMLIMIT is set, and the GC's target unless GOGC is (memlimit.go).
+	proc := process{stop: stop, hangups: hangups, setMemoryLimit: debug.SetMemoryLimit, setGCPercent: debug.SetGCPercent}
+	code := runProcess(ctx, proc, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	stopProfile()
 	os.Exit(code)

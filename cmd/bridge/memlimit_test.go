@@ -57,3 +57,22 @@ func TestApplyMemoryLimit(t *testing.T) {
 
 	applyMemoryLimit(cfg, unset, nil, quietLogger()) // must not panic
 }
+
+// applyGCPercent sets gcPercent unless GOGC is in the environment (any
+// value, "off" included), and does nothing without a setter.
+func TestApplyGCPercent(t *testing.T) {
+	var set []int
+	setter := func(v int) int { set = append(set, v); return 100 }
+	applyGCPercent(func(string) (string, bool) { return "", false }, setter, quietLogger())
+	if len(set) != 1 || set[0] != gcPercent {
+		t.Fatalf("without GOGC: set %v, want [%d]", set, gcPercent)
+	}
+	for _, v := range []string{"100", "off", ""} {
+		set = nil
+		applyGCPercent(func(k string) (string, bool) { return v, k == "GOGC" }, setter, quietLogger())
+		if len(set) != 0 {
+			t.Errorf("GOGC=%q: the bridge set its own target %v; the operator's must win", v, set)
+		}
+	}
+	applyGCPercent(func(string) (string, bool) { return "", false }, nil, quietLogger()) // must not panic
+}
