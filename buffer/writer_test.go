@@ -3,6 +3,7 @@ package buffer
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,4 +317,52 @@ func TestEnqueueDropOldestLargeBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEventsReadiedTogetherShareACommit: events handed over by goroutines
+// that became runnable at the same moment (the buses of one poll slot) go
+// into one Badger transaction. On one CPU the first of them makes the
+// writer run next; without its yield the writer committed that event alone.
+// The runtime's run-queue fairness check may still let the writer in early
+// now and then, so most rounds, not all, must share one commit (without the
+// yield none does).
+func TestEventsReadiedTogetherShareACommit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := openTest(t, Config{Dir: t.TempDir(), Sync: time.Second, ackDelay: time.Hour})
+	names := queueNames(8)
+	if err := s.Prepare(names...); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 10
+	shared := 0
+	for range rounds {
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		before := s.commits.Load()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, q := range names {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if _, err := s.Enqueue(q, testTopic, seqPayload(20)); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if s.commits.Load()-before == 1 {
+			shared++
+		}
+	}
+	if shared < rounds/2 {
+		t.Errorf("%d of %d rounds of 8 events readied together went into one commit, want at least %d", shared, rounds, rounds/2)
+	}
+	t.Logf("%d of %d rounds in one commit", shared, rounds)
 }
