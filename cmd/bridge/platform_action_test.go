@@ -100,11 +100,12 @@ func startPlatformCommand(t *testing.T, extra ...string) (mqttAddr, httpURL stri
 // the CLI's round trips: it answers every request, downloads the staged
 // firmware over HTTP and checks its sha256 against the verifier.
 type scriptedAgent struct {
-	t      *testing.T
-	c      mqtt.Client
-	mu     sync.Mutex
-	uri    string
-	verify string
+	t        *testing.T
+	c        mqtt.Client
+	mu       sync.Mutex
+	handlers sync.WaitGroup // the handle goroutines
+	uri      string
+	verify   string
 }
 
 func startAgent(t *testing.T, mqttAddr string) *scriptedAgent {
@@ -116,14 +117,20 @@ func startAgent(t *testing.T, mqttAddr string) *scriptedAgent {
 	if tok := a.c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
-	t.Cleanup(func() { a.c.Disconnect(100) })
+	// Handlers still publishing (an answer whose PUBACK had not come back
+	// when the action returned) finish before the connection closes.
+	t.Cleanup(func() { a.handlers.Wait(); a.c.Disconnect(100) })
 	managed := make(chan struct{}, 1)
 	if tok := a.c.Subscribe("iotdm-1/#", 1, func(_ mqtt.Client, m mqtt.Message) {
 		if m.Topic() == "iotdm-1/response" {
 			managed <- struct{}{}
 			return
 		}
-		go a.handle(m.Topic(), m.Payload()) // not on paho's goroutine: handle publishes and waits
+		a.handlers.Add(1)
+		go func() { // not on paho's goroutine: handle publishes and waits
+			defer a.handlers.Done()
+			a.handle(m.Topic(), m.Payload())
+		}()
 	}); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
 		t.Fatalf("device subscribe: %v", tok.Error())
 	}
