@@ -72,28 +72,7 @@ func TestCrashChild(t *testing.T) {
 	tick := time.NewTicker(200 * time.Microsecond)
 	if os.Getenv(crashEnqueueEnv) == "1" {
 		for range tick.C {
-			var seqs []uint64
-			for range 5 {
-				for _, q := range []string{"a", "b"} {
-					seq, err := s.Enqueue(q, "iot-2/evt/x/fmt/json", seqPayload(40))
-					if err != nil {
-						fmt.Fprintln(os.Stderr, "enqueue:", err)
-						os.Exit(4)
-					}
-					seqs = append(seqs, seq)
-				}
-			}
-			if err := s.Flush(); err != nil {
-				fmt.Fprintln(os.Stderr, "flush:", err)
-				os.Exit(4)
-			}
-			if st := s.Stats(); st.Failed > 0 {
-				fmt.Fprintln(os.Stderr, "writer refused events:", st.Failed)
-				os.Exit(4)
-			}
-			for i, seq := range seqs {
-				report("A", []string{"a", "b"}[i%2], seq)
-			}
+			enqueueRound(s, "iot-2/evt/x/fmt/json", report)
 		}
 	}
 	for range tick.C {
@@ -105,6 +84,34 @@ func TestCrashChild(t *testing.T) {
 			}
 			report("A", q, seq)
 		}
+	}
+}
+
+// enqueueRound is one round of a crash child: five events into each of
+// queues a and b through the writer, a Flush, and only then a report of
+// each as appended ("A queue seq"); any refusal ends the child.
+func enqueueRound(s *Store, topic string, report func(kind, queue string, seq uint64)) {
+	var seqs []uint64
+	for range 5 {
+		for _, q := range []string{"a", "b"} {
+			seq, err := s.Enqueue(q, topic, seqPayload(40))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "enqueue:", err)
+				os.Exit(4)
+			}
+			seqs = append(seqs, seq)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		fmt.Fprintln(os.Stderr, "flush:", err)
+		os.Exit(4)
+	}
+	if st := s.Counters(); st.Failed > 0 {
+		fmt.Fprintln(os.Stderr, "writer refused events:", st.Failed)
+		os.Exit(4)
+	}
+	for i, seq := range seqs {
+		report("A", []string{"a", "b"}[i%2], seq)
 	}
 }
 

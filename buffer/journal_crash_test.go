@@ -71,28 +71,7 @@ func TestJournalCrashChild(t *testing.T) {
 	}
 	report("R", "-", 0)
 	for {
-		var seqs []uint64
-		for range 5 {
-			for _, q := range []string{"a", "b"} {
-				seq, err := s.Enqueue(q, "t", seqPayload(40))
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "enqueue:", err)
-					os.Exit(4)
-				}
-				seqs = append(seqs, seq)
-			}
-		}
-		if err := s.Flush(); err != nil {
-			fmt.Fprintln(os.Stderr, "flush:", err)
-			os.Exit(4)
-		}
-		if st := s.Counters(); st.Failed > 0 {
-			fmt.Fprintln(os.Stderr, "writer refused events:", st.Failed)
-			os.Exit(4)
-		}
-		for i, seq := range seqs {
-			report("A", []string{"a", "b"}[i%2], seq)
-		}
+		enqueueRound(s, "t", report)
 	}
 }
 
