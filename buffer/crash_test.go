@@ -50,13 +50,7 @@ func TestCrashChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(3)
 	}
-	var outMu sync.Mutex
-	report := func(kind, queue string, seq uint64) {
-		line := fmt.Sprintf("%s %s %d\n", kind, queue, seq)
-		outMu.Lock()
-		_, _ = os.Stdout.WriteString(line) // one write(2): survives the kill once it returned
-		outMu.Unlock()
-	}
+	report := childReporter()
 	go func() {
 		_ = s.Forward(context.Background(), "a", publisherFunc(func(_ context.Context, _ string, p []byte) <-chan error {
 			ch := make(chan error, 1)
@@ -212,6 +206,37 @@ func crashKill9(t *testing.T, enqueue, lazyAcks bool) {
 	}
 }
 
+// childReporter returns the crash children's report: one line "kind
+// queue seq" on stdout per call, each in one write(2), so that a line the
+// parent reads was complete before the kill.
+func childReporter() func(kind, queue string, seq uint64) {
+	var mu sync.Mutex
+	return func(kind, queue string, seq uint64) {
+		line := fmt.Sprintf("%s %s %d\n", kind, queue, seq)
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = os.Stdout.WriteString(line)
+	}
+}
+
+// startChild runs the test binary again with only test selected and env
+// added, and returns its stdout and what it writes to stderr.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, io.Reader, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out, stderr
+}
+
 type childLines struct {
 	appended, delivered map[string][]uint64
 }
@@ -220,23 +245,14 @@ type childLines struct {
 // after it has appended a little.
 func runAndKill(t *testing.T, dir string, round int, enqueue, lazyAcks bool) (childLines, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	env := []string{crashChildEnv + "=" + dir}
 	if enqueue {
-		cmd.Env = append(cmd.Env, crashEnqueueEnv+"=1")
+		env = append(env, crashEnqueueEnv+"=1")
 	}
 	if lazyAcks {
-		cmd.Env = append(cmd.Env, crashLazyAcksEnv+"=1")
+		env = append(env, crashLazyAcksEnv+"=1")
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, stderr := startChild(t, "TestCrashChild", env...)
 	lines := childLines{appended: map[string][]uint64{}, delivered: map[string][]uint64{}}
 	started := make(chan struct{})
 	done := make(chan struct{})

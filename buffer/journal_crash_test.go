@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +25,7 @@ func TestJournalCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process of TestJournalCrashKill9")
 	}
-	var outMu sync.Mutex
-	report := func(kind, queue string, seq uint64) {
-		line := fmt.Sprintf("%s %s %d\n", kind, queue, seq)
-		outMu.Lock()
-		_, _ = os.Stdout.WriteString(line) // one write(2): survives the kill once it returned
-		outMu.Unlock()
-	}
+	report := childReporter()
 	held := make(chan struct{})
 	var once sync.Once
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -130,17 +122,7 @@ func TestJournalCrashKill9(t *testing.T) {
 // reported after events as stored while its reclamation holds the gate.
 func runJournalChild(t *testing.T, dir string, after int) (appended map[string][]uint64, delivered map[string]map[uint64]bool, stderr string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestJournalCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), journalCrashEnv+"="+dir)
-	var errOut strings.Builder
-	cmd.Stderr = &errOut
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, errOut := startChild(t, "TestJournalCrashChild", journalCrashEnv+"="+dir)
 	appended = map[string][]uint64{}
 	delivered = map[string]map[uint64]bool{"a": {}, "b": {}}
 	reached := make(chan struct{})

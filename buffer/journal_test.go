@@ -22,6 +22,13 @@ import (
 func journalBytes(t testing.TB, records ...[]journalEntry) []byte {
 	t.Helper()
 	j := &journal{}
+	appendRecords(t, j, records...)
+	return j.buf
+}
+
+// appendRecords appends one journal record per list of entries to j.
+func appendRecords(t testing.TB, j *journal, records ...[]journalEntry) {
+	t.Helper()
 	for _, entries := range records {
 		var rec journalRecord
 		for _, e := range entries {
@@ -35,7 +42,6 @@ func journalBytes(t testing.TB, records ...[]journalEntry) []byte {
 			t.Fatal(err)
 		}
 	}
-	return j.buf
 }
 
 func decodeAll(data []byte) (entries []journalEntry, good int, torn bool, err error) {
@@ -60,19 +66,7 @@ func TestJournalRoundTrip(t *testing.T) {
 	if err != nil || len(data) != 0 {
 		t.Fatalf("openJournal on a new directory = %d bytes, %v", len(data), err)
 	}
-	for _, entries := range journalSample {
-		var rec journalRecord
-		for _, e := range entries {
-			if e.del {
-				_ = rec.Delete(e.key)
-			} else {
-				_ = rec.Set(e.key, e.val)
-			}
-		}
-		if err := j.append(&rec); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRecords(t, j, journalSample...)
 	_ = j.close()
 	file, err := os.ReadFile(filepath.Join(dir, journalName))
 	if err != nil {
