@@ -92,8 +92,9 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	//     paho client, so a lost connection completes nothing as "done"
 	//     (paho's auto-reconnect acks QoS 0 publishes it drops and completes
 	//     resent QoS 1 tokens before any PUBACK);
-	//   - a fresh in-memory store per connection: nothing is resent by paho;
-	//     the caller's buffer is the source of truth;
+	//   - a store that keeps nothing (discardStore): paho would resend from
+	//     its store only on a reconnect of the same paho client, which never
+	//     happens here; the caller's buffer is the source of truth;
 	//   - OrderMatters with AutoAckDisabled: the callback only queues, the
 	//     dispatcher acknowledges after the Handler returned;
 	//   - WriteTimeout: bounds a stuck socket write and paho's hand-off;
@@ -109,6 +110,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	opts.SetPingTimeout(min(10*time.Second, c.cfg.KeepAlive))
 	opts.SetConnectTimeout(c.cfg.ConnectTimeout)
 	opts.SetWriteTimeout(c.cfg.WriteTimeout)
+	opts.SetStore(discardStore{})
 	opts.SetAutoReconnect(false)
 	opts.SetConnectRetry(false)
 	opts.SetOrderMatters(true)
@@ -143,6 +145,27 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	return s, nil
 }
+
+// discardStore is paho's message store for a paho client that sees one
+// connection: it keeps nothing. paho's default, a MemoryStore per client,
+// put every outbound publish (and subscribe) into a map until its
+// acknowledgement and took it out again, under a lock, only to offer them
+// for a resend on a reconnect of the same client (and, with a durable
+// session, at connect): Run never reconnects a paho client, and each one
+// starts with an empty store, so nothing was ever read back. What must be
+// resent after a lost connection is the caller's to resend (the buffer
+// keeps every event until its nil result). Inbound QoS 1 messages are not
+// kept either: they are acknowledged once the Handler returned, and a
+// durable session gets an unacknowledged one again from the broker.
+type discardStore struct{}
+
+func (discardStore) Open()                             {}
+func (discardStore) Put(string, packets.ControlPacket) {}
+func (discardStore) Get(string) packets.ControlPacket  { return nil }
+func (discardStore) All() []string                     { return nil }
+func (discardStore) Del(string)                        {}
+func (discardStore) Close()                            {}
+func (discardStore) Reset()                            {}
 
 // connectError translates a failed CONNECT into our errors. Neither the
 // password nor anything derived from it is part of the message.
