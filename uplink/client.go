@@ -156,28 +156,23 @@ func (c *Client) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("uplink: Run called twice")
 	}
-	if c.cfg.TLS != nil && c.cfg.TLS.InsecureSkipVerify {
-		c.log.Warn("uplink tls certificate verification disabled")
-	}
-	c.mu.Lock()
-	c.runCtx = ctx
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.stopped = true // no dispatcher starts after this
-		c.mu.Unlock()
-		c.wg.Wait()
-	}()
+	c.begin(ctx)
+	defer c.end()
 
-	bo := backoff{base: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
-	short := 0 // connections in a row closed by the broker within StableAfter
-	lastFailure := ""
-	woken := false // this attempt was started early by another Client's connection
+	// Run's goroutine spends the connection's life parked in serve, under
+	// Run's own frame: Run keeps only the loop's state, and what takes
+	// room on the stack (logging, error formatting) is in connectionEnded
+	// and connectFailed, which return before serve is called again. In
+	// device mode there is one Run per device: with the frames under serve
+	// below ~1.2 KiB the GC shrinks the stack to 4 KiB after the logging
+	// and connecting grew it to 8 KiB (it halves a stack only when less
+	// than a quarter of it is in use), 2 MiB at 500 devices.
+	st := retryState{bo: backoff{base: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}}
 	for {
-		var wait time.Duration
 		// Taken before the attempt: a connection of another Client while
 		// this one is failing means the broker is back.
 		reached := c.cfg.Reachable.next()
+		var wait time.Duration
 		s, err := c.connect(ctx)
 		if err == nil {
 			began := time.Now()
@@ -185,56 +180,14 @@ func (c *Client) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// serve signalled this connection itself; wait for the next.
-			reached, woken = c.cfg.Reachable.next(), false
-			lived := time.Since(began)
-			if lived >= c.cfg.StableAfter {
-				bo.reset()
-				short = 0
-			} else if closedByPeer(s.cause) {
-				short++
-			}
-			wait = bo.next()
-			if short >= takeoverThreshold {
-				err = fmt.Errorf("%w: %d connections in a row closed within %v (last: %v)", ErrTakeover, short, c.cfg.StableAfter, s.cause)
-				short = 0
-				wait = jitter(c.cfg.LongBackoff)
-				reached = nil
-				c.log.Error("uplink client id taken over", "err", err, "retry_in_seconds", wait.Seconds())
-			} else {
-				// Info, not Warn: the owner hears of the state change through
-				// OnStateChange and reports it once (the bridge logs "uplink
-				// down"); these lines are the details.
-				c.log.Info("uplink connection lost", "err", err, "connected_seconds", lived.Seconds(), "retry_in_seconds", wait.Seconds())
-			}
-			lastFailure = ""
+			wait, reached, err = c.connectionEnded(&st, s, began, err)
 		} else {
 			if ctx.Err() != nil {
 				return nil
 			}
-			wait = bo.next()
-			refused := errors.Is(err, ErrNotAuthorized) || errors.Is(err, ErrIdentifierRejected)
-			if !refused {
-				// The broker could not be reached: the connections it
-				// closed before were lost to an outage (a restart, a
-				// network failure), not taken over by another client with
-				// our id, which needs the broker up. Counting them would
-				// make a few restarts in a row look like a takeover.
-				short = 0
-			}
-			switch {
-			case refused:
-				wait = jitter(c.cfg.LongBackoff)
-				reached = nil // the broker is there and said no: wait it out
-				c.log.Error("uplink connection refused", "err", err, "username", c.cfg.Username, "retry_in_seconds", wait.Seconds())
-			case err.Error() != lastFailure:
-				c.log.Info("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
-			default:
-				c.log.Debug("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
-			}
-			lastFailure = err.Error()
+			wait, reached = c.connectFailed(&st, err, reached)
 		}
-		if woken {
+		if st.woken {
 			// An early attempt failed although another Client got through:
 			// this one waits its own backoff, or a busy broker would see
 			// it retry on every other Client's connection.
@@ -242,34 +195,106 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.notify(false, err)
 		var live bool
-		if live, woken = sleep(ctx, wait, reached, min(c.cfg.MinBackoff, maxWakeSpread)); !live {
+		if live, st.woken = sleep(ctx, wait, reached, min(c.cfg.MinBackoff, maxWakeSpread)); !live {
 			return nil
 		}
 	}
+}
+
+// retryState is what Run's loop carries from one attempt to the next.
+type retryState struct {
+	bo          backoff
+	short       int    // connections in a row closed by the broker within StableAfter
+	lastFailure string // the last failed attempt's error, logged at Info once
+	woken       bool   // this attempt was started early by another Client's connection
+}
+
+// begin and end are Run's start and exit.
+func (c *Client) begin(ctx context.Context) {
+	if c.cfg.TLS != nil && c.cfg.TLS.InsecureSkipVerify {
+		c.log.Warn("uplink tls certificate verification disabled")
+	}
+	c.mu.Lock()
+	c.runCtx = ctx
+	c.mu.Unlock()
+}
+
+func (c *Client) end() {
+	c.mu.Lock()
+	c.stopped = true // no dispatcher starts after this
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// connectionEnded decides the wait after an established connection ended
+// with err (serve's result) and logs it. It returns the wait, the channel
+// that may cut it short, and the error to report.
+//
+//go:noinline // its frame must not be part of Run's (see Run)
+func (c *Client) connectionEnded(st *retryState, s *session, began time.Time, err error) (time.Duration, <-chan struct{}, error) {
+	// serve signalled this connection itself; wait for the next.
+	reached := c.cfg.Reachable.next()
+	st.woken = false
+	lived := time.Since(began)
+	if lived >= c.cfg.StableAfter {
+		st.bo.reset()
+		st.short = 0
+	} else if closedByPeer(s.cause) {
+		st.short++
+	}
+	wait := st.bo.next()
+	if st.short >= takeoverThreshold {
+		err = fmt.Errorf("%w: %d connections in a row closed within %v (last: %v)", ErrTakeover, st.short, c.cfg.StableAfter, s.cause)
+		st.short = 0
+		wait = jitter(c.cfg.LongBackoff)
+		reached = nil
+		c.log.Error("uplink client id taken over", "err", err, "retry_in_seconds", wait.Seconds())
+	} else {
+		// Info, not Warn: the owner hears of the state change through
+		// OnStateChange and reports it once (the bridge logs "uplink
+		// down"); these lines are the details.
+		c.log.Info("uplink connection lost", "err", err, "connected_seconds", lived.Seconds(), "retry_in_seconds", wait.Seconds())
+	}
+	st.lastFailure = ""
+	return wait, reached, err
+}
+
+// connectFailed decides the wait after a failed connection attempt and
+// logs it. It returns the wait and the channel that may cut it short.
+//
+//go:noinline // its frame must not be part of Run's (see Run)
+func (c *Client) connectFailed(st *retryState, err error, reached <-chan struct{}) (time.Duration, <-chan struct{}) {
+	wait := st.bo.next()
+	refused := errors.Is(err, ErrNotAuthorized) || errors.Is(err, ErrIdentifierRejected)
+	if !refused {
+		// The broker could not be reached: the connections it
+		// closed before were lost to an outage (a restart, a
+		// network failure), not taken over by another client with
+		// our id, which needs the broker up. Counting them would
+		// make a few restarts in a row look like a takeover.
+		st.short = 0
+	}
+	switch {
+	case refused:
+		wait = jitter(c.cfg.LongBackoff)
+		reached = nil // the broker is there and said no: wait it out
+		c.log.Error("uplink connection refused", "err", err, "username", c.cfg.Username, "retry_in_seconds", wait.Seconds())
+	case err.Error() != st.lastFailure:
+		c.log.Info("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
+	default:
+		c.log.Debug("uplink connect failed", "err", err, "retry_in_seconds", wait.Seconds())
+	}
+	st.lastFailure = err.Error()
+	return wait, reached
 }
 
 // serve runs one established connection: subscribe, accept publishes, and
 // wait for the connection to end or ctx to be done. It returns why the
 // connection ended (nil when ctx ended and the client disconnected).
 func (c *Client) serve(ctx context.Context, s *session) error {
-	if err := c.subscribe(ctx, s); err != nil {
-		s.pc.Disconnect(0)
-		s.markLost(err)
-		if ctx.Err() != nil {
-			return nil
-		}
+	if opened, err := c.open(ctx, s); !opened {
 		return err
 	}
-
-	c.mu.Lock()
-	s.epoch = c.epoch.Add(1)
-	c.sess = s
-	c.mu.Unlock()
-
-	c.log.Info("uplink connected", "session_present", s.sessionPresent, "epoch", s.epoch)
-	c.cfg.Reachable.connected()
-	c.notify(true, nil)
-
 	defer c.stopWatching(s)
 	for {
 		select {
@@ -283,13 +308,44 @@ func (c *Client) serve(ctx context.Context, s *session) error {
 			// it. The pump does nothing more once it returns; Run waits for
 			// it at exit.
 			c.endSession(s)
-			return fmt.Errorf("%w: %v", ErrConnectionLost, s.cause)
+			return lostError(s)
 		case <-s.timer.C:
 			c.expire(s)
 		case <-s.ctxEnded:
 			c.failEnded(s)
 		}
 	}
+}
+
+// open subscribes and then makes s the connection that accepts publishes.
+// When the subscription fails it disconnects and returns false with the
+// error serve returns.
+//
+//go:noinline // its frame must not be part of serve's (see Run)
+func (c *Client) open(ctx context.Context, s *session) (bool, error) {
+	if err := c.subscribe(ctx, s); err != nil {
+		s.pc.Disconnect(0)
+		s.markLost(err)
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, err
+	}
+
+	c.mu.Lock()
+	s.epoch = c.epoch.Add(1)
+	c.sess = s
+	c.mu.Unlock()
+
+	c.log.Info("uplink connected", "session_present", s.sessionPresent, "epoch", s.epoch)
+	c.cfg.Reachable.connected()
+	c.notify(true, nil)
+	return true, nil
+}
+
+//go:noinline // its frame must not be part of serve's (see Run)
+func lostError(s *session) error {
+	return fmt.Errorf("%w: %v", ErrConnectionLost, s.cause)
 }
 
 // subscribe sends the configured subscriptions and waits for the SUBACK.

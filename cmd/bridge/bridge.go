@@ -528,21 +528,38 @@ func (r *runner) spawn(ctx context.Context, wg *sync.WaitGroup, what string, f f
 	for _, w := range also {
 		w.Add(1)
 	}
+	// The goroutine's own frame stays small: it sits under every
+	// long-lived goroutine of the bridge (two per device in device mode),
+	// and the GC shrinks a parked goroutine's stack only while less than a
+	// quarter of it is in use (see uplink.Client.Run).
 	go func() {
-		defer wg.Done()
-		for _, w := range also {
-			defer w.Done()
-		}
-		err := f()
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		select {
-		case r.errs <- fmt.Errorf("%s: %w", what, err):
-		default: // the bridge is stopping already
-			r.logger.Error("component failed", "what", what, "err", err)
+		defer spawnDone(wg, also)
+		if err := f(); err != nil {
+			r.failed(ctx, what, err)
 		}
 	}()
+}
+
+func spawnDone(wg *sync.WaitGroup, also []*sync.WaitGroup) {
+	for _, w := range also {
+		w.Done()
+	}
+	wg.Done()
+}
+
+// failed reports the error of a goroutine spawn started: it stops the
+// bridge unless the goroutine's own ctx was cancelled.
+//
+//go:noinline // its frame must not be part of spawn's goroutine (see spawn)
+func (r *runner) failed(ctx context.Context, what string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	select {
+	case r.errs <- fmt.Errorf("%s: %w", what, err):
+	default: // the bridge is stopping already
+		r.logger.Error("component failed", "what", what, "err", err)
+	}
 }
 
 // Run runs until ctx is done, then stops in order: pollers first (no new
