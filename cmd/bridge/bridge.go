@@ -528,37 +528,51 @@ func (r *runner) spawn(ctx context.Context, wg *sync.WaitGroup, what string, f f
 	for _, w := range also {
 		w.Add(1)
 	}
-	// The goroutine's own frame stays small: it sits under every
-	// long-lived goroutine of the bridge (two per device in device mode),
-	// and the GC shrinks a parked goroutine's stack only while less than a
-	// quarter of it is in use (see uplink.Client.Run).
-	go func() {
-		defer spawnDone(wg, also)
-		if err := f(); err != nil {
-			r.failed(ctx, what, err)
-		}
-	}()
+	t := &spawned{r: r, ctx: ctx, wg: wg, also: also, what: what, f: f}
+	go t.run()
 }
 
-func spawnDone(wg *sync.WaitGroup, also []*sync.WaitGroup) {
-	for _, w := range also {
+// spawned is a goroutine spawn started. Its frame stays small (it is a
+// method on the heap-allocated task, not a closure with its variables
+// spilled to the stack): it sits under every long-lived goroutine of the
+// bridge (two per device in device mode), and the GC shrinks a parked
+// goroutine's stack only while less than a quarter of it is in use
+// (used + 800 B < size/4; see uplink.Client.Run and buffer.Store.Forward).
+type spawned struct {
+	r    *runner
+	ctx  context.Context
+	wg   *sync.WaitGroup
+	also []*sync.WaitGroup
+	what string
+	f    func() error
+}
+
+func (t *spawned) run() {
+	defer t.done()
+	if err := t.f(); err != nil {
+		t.failed(err)
+	}
+}
+
+func (t *spawned) done() {
+	for _, w := range t.also {
 		w.Done()
 	}
-	wg.Done()
+	t.wg.Done()
 }
 
-// failed reports the error of a goroutine spawn started: it stops the
-// bridge unless the goroutine's own ctx was cancelled.
+// failed reports the goroutine's error: it stops the bridge unless the
+// goroutine's own ctx was cancelled.
 //
-//go:noinline // its frame must not be part of spawn's goroutine (see spawn)
-func (r *runner) failed(ctx context.Context, what string, err error) {
-	if ctx.Err() != nil {
+//go:noinline // its frame must not be part of run's (see spawned)
+func (t *spawned) failed(err error) {
+	if t.ctx.Err() != nil {
 		return
 	}
 	select {
-	case r.errs <- fmt.Errorf("%s: %w", what, err):
+	case t.r.errs <- fmt.Errorf("%s: %w", t.what, err):
 	default: // the bridge is stopping already
-		r.logger.Error("component failed", "what", what, "err", err)
+		t.r.logger.Error("component failed", "what", t.what, "err", err)
 	}
 }
 
