@@ -226,9 +226,10 @@ func TestGatherFailedUncorkClosesTheConnection(t *testing.T) {
 	}
 }
 
-// A peer that stops reading: the gather's own write timeout ends the
-// uncork (paho's SetWriteDeadline calls are ignored, so a reset to "no
-// deadline" cannot leave it unbounded), and the connection is closed.
+// A peer that stops reading: the gather's own write timeout ends a write
+// blocked on the full socket (paho's SetWriteDeadline calls are ignored,
+// so its reset to "no deadline" cannot leave a write unbounded, here or in
+// an uncork), and the connection is closed.
 func TestGatherWriteTimeout(t *testing.T) {
 	conn, _, _, s := gatheredConn(t, 200*time.Millisecond)
 	if err := conn.SetWriteDeadline(time.Time{}); err != nil { // what paho does after each write
@@ -236,22 +237,23 @@ func TestGatherWriteTimeout(t *testing.T) {
 	}
 	conn.g.cork()
 	big := bytes.Repeat([]byte{0x30}, 64<<20) // a PUBLISH first byte; far more than the socket buffers hold
-	if _, err := conn.Write(big); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		conn.g.uncork()
-		close(done)
+		_, err := conn.Write(big) // too large to gather: written at once, and blocks
+		done <- err
 	}()
 	select {
-	case <-done:
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write = %v, want a deadline error", err)
+		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("uncork still blocked after 10 s with a 200 ms write timeout")
+		t.Fatal("write still blocked after 10 s with a 200 ms write timeout")
 	}
 	if _, err := conn.Write(pingPacket(t)); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Write after the timeout = %v, want a deadline error", err)
+		t.Fatalf("Write after the timeout = %v, want the deadline error again", err)
 	}
+	conn.g.uncork() // nothing to write, and no hang
 	select {
 	case <-s.down:
 	default:
@@ -259,17 +261,17 @@ func TestGatherWriteTimeout(t *testing.T) {
 	}
 }
 
-// Close while an uncork blocks on a full socket ends it at once, and what
+// Close while a write blocks on a full socket ends it at once, and what
 // was gathered is dropped with the connection.
 func TestGatherCloseEndsABlockedWrite(t *testing.T) {
 	conn, _, _, _ := gatheredConn(t, time.Minute)
 	conn.g.cork()
-	if _, err := conn.Write(bytes.Repeat([]byte{0x30}, 64<<20)); err != nil {
+	if _, err := conn.Write(publishPacket(t, 1, "gathered")); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
-		conn.g.uncork()
+		_, _ = conn.Write(bytes.Repeat([]byte{0x30}, 64<<20)) // behind the gathered one, and blocks
 		close(done)
 	}()
 	time.Sleep(100 * time.Millisecond) // let it block
@@ -279,9 +281,39 @@ func TestGatherCloseEndsABlockedWrite(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not end the blocked uncork")
+		t.Fatal("Close did not end the blocked write")
 	}
-	if _, err := conn.Write(publishPacket(t, 1, "a")); err == nil {
+	if _, err := conn.Write(publishPacket(t, 2, "a")); err == nil {
 		t.Fatal("Write after Close succeeded")
+	}
+}
+
+// A long corked run goes out in writes of at most gatherFlush bytes (plus
+// the packet that did not fit), in order, before uncork: the broker gets
+// the first messages of a large window while the pump still hands over the
+// rest.
+func TestGatherLongRunFlushesInChunks(t *testing.T) {
+	conn, wc, peer, _ := gatheredConn(t, time.Second)
+	conn.g.cork()
+	var want []byte
+	payload := string(bytes.Repeat([]byte("p"), 500))
+	for i := range 200 { // ~100 KiB
+		p := publishPacket(t, uint16(i+1), payload)
+		want = append(want, p...)
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := wc.count()
+	if min, max := len(want)/(gatherFlush+600), len(want)/(gatherFlush/2); before < min || before > max {
+		t.Fatalf("%d writes of a corked %d-byte run before uncork, want %d to %d (chunks near %d bytes)",
+			before, len(want), min, max, gatherFlush)
+	}
+	conn.g.uncork()
+	if got := readAll(t, peer, len(want)); !bytes.Equal(got, want) {
+		t.Fatal("the peer did not get the 200 publishes in write order")
+	}
+	if wc.count() != before+1 {
+		t.Fatalf("uncork made %d writes, want 1", wc.count()-before)
 	}
 }
