@@ -71,7 +71,7 @@ func (s *Store) settle(q *queue, fl []flight) error {
 	q.bytes -= bytes
 	q.acked += acked
 	q.corrupt += bad
-	q.dropped += old
+	q.dropped.Add(old)
 	q.droppedAge += old
 	if old > 0 {
 		s.logDrop(q, old, "buffer events older than max_age dropped")

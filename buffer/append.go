@@ -61,7 +61,7 @@ func (s *Store) Append(queue, topic string, build func(seq uint64) ([]byte, erro
 	if s.total.Load()+size > s.cfg.MaxBytes {
 		if s.cfg.OnFull == DropNewest {
 			q.mu.Lock()
-			q.dropped++
+			q.dropped.Add(1)
 			s.logDrop(q, 1, "buffer full, refusing new events")
 			q.mu.Unlock()
 			return 0, ErrFull
@@ -127,7 +127,7 @@ func (s *Store) refuse(q *queue, seq uint64) {
 	q.mu.Lock()
 	q.tail = seq + 1
 	q.next = seq + 1
-	q.failed++
+	q.failed.Add(1)
 	q.mu.Unlock()
 	s.failedDirty.Store(true)
 }
@@ -225,7 +225,7 @@ func (s *Store) dropOldest(q *queue, atLeast int64) (int64, error) {
 	q.head = newHead
 	q.count -= n
 	q.bytes -= freed
-	q.dropped += uint64(n)
+	q.dropped.Add(uint64(n))
 	s.total.Add(-freed)
 	s.noteRemoved(freed)
 	s.logDrop(q, uint64(n), "buffer full, dropping oldest events")
@@ -286,7 +286,7 @@ func (s *Store) expire(q *queue, cutoff time.Time) (int64, error) {
 	q.head = newHead
 	q.count -= n
 	q.bytes -= freed
-	q.dropped += uint64(old)
+	q.dropped.Add(uint64(old))
 	q.droppedAge += uint64(old)
 	q.corrupt += uint64(bad)
 	s.total.Add(-freed)
@@ -342,7 +342,7 @@ func (s *Store) logDrop(q *queue, n uint64, msg string) {
 	if now.Sub(q.dropLog.last) < 10*time.Second {
 		return
 	}
-	s.log.Warn(msg, "queue", q.name, "dropped", q.dropLog.pending, "dropped_total", q.dropped,
+	s.log.Warn(msg, "queue", q.name, "dropped", q.dropLog.pending, "dropped_total", q.dropped.Load(),
 		"policy", s.cfg.OnFull.String(), "queue_events", q.count)
 	q.dropLog.last, q.dropLog.pending = now, 0
 }

@@ -110,7 +110,9 @@
 //     before anything reads (idempotent). At most journalLimit (8 MiB) is
 //     journaled per reclamation; past it the writer waits as before.
 //   - Counters: QueueCounters and Counters read every counter from memory
-//     (no database access; OldestAge is left 0). Stats also gives
+//     (no database access; OldestAge is left 0); Lost reads a queue's
+//     dropped and failed counts without even its mutex, which the writer
+//     holds over its transaction (the per-reading call). Stats also gives
 //     OldestAge, from memory for queues being forwarded (the forwarder's
 //     reads leave the time of each queue's oldest waiting event there) and
 //     with at most statsReadBudget database reads per call for the others;

@@ -75,8 +75,8 @@ func withFailed(st stateFile, qs []*queue) stateFile {
 	for _, q := range qs {
 		ids[q.name] = q.qid
 		q.mu.Lock()
-		if q.failed > 0 {
-			failed[q.name] = q.failed
+		if n := q.failed.Load(); n > 0 {
+			failed[q.name] = n
 		}
 		q.mu.Unlock()
 	}

@@ -82,13 +82,28 @@ func (s *Store) QueueStats(queue string) QueueStats {
 
 // QueueCounters is QueueStats without OldestAge (always 0): only the
 // counters the Store keeps in memory, read under one mutex, with no access
-// to the database. It is meant for the hot path (a drop count per reading).
+// to the database.
 func (s *Store) QueueCounters(queue string) QueueStats {
 	q, unknown := s.lookupQueue(queue)
 	if q == nil {
 		return unknown
 	}
 	return q.counters()
+}
+
+// Lost is Dropped + Failed of the queue's counters: every event of the queue
+// the Store could not keep (dropped by policy or age, or refused for lack
+// of disk space). It is meant for the hot path (a drop count per reading):
+// it takes no lock of the queue, whose mutex the writer holds over its
+// Badger transaction while it commits the queue's cursor, so that a caller
+// never waits for the disk. (Under that mutex, QueueCounters took 2 % of
+// the bridge's CPU at 500 devices, most of it in the lock's slow path.)
+func (s *Store) Lost(queue string) uint64 {
+	q, _ := s.lookupQueue(queue)
+	if q == nil {
+		return 0
+	}
+	return q.dropped.Load() + q.failed.Load()
 }
 
 // lookupQueue returns the named queue, or, when it is not registered yet,
@@ -120,10 +135,10 @@ func (q *queue) countersLocked() QueueStats {
 		NextSeq:    q.next,
 		Appended:   q.appended,
 		Acked:      q.acked,
-		Dropped:    q.dropped,
+		Dropped:    q.dropped.Load(),
 		DroppedAge: q.droppedAge,
 		Corrupt:    q.corrupt,
-		Failed:     q.failed,
+		Failed:     q.failed.Load(),
 		Skipped:    q.skipped,
 	}
 }

@@ -1,9 +1,11 @@
 package buffer
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestQueueCountersWhileRegistering reads the statistics of queues that do
@@ -84,5 +86,46 @@ func TestQueueCountersWhileRegistering(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLostWithoutTheQueueLock: Lost counts what QueueCounters reports as
+// Dropped + Failed, and answers while the queue's mutex is held (as the
+// writer holds it over its Badger transaction): the poll path calls it for
+// every reading and must not wait for the disk.
+func TestLostWithoutTheQueueLock(t *testing.T) {
+	s := openTest(t, Config{Dir: t.TempDir(), MaxBytes: 512 << 10, OnFull: DropNewest, Sync: time.Second})
+	if got := s.Lost("q"); got != 0 {
+		t.Fatalf("Lost of an unknown queue = %d, want 0", got)
+	}
+	refused := 0
+	for range 1000 {
+		if _, err := s.Append("q", testTopic, seqPayload(1000)); errors.Is(err, ErrFull) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("nothing was refused: the test shows nothing")
+	}
+	c := s.QueueCounters("q")
+	if got := s.Lost("q"); got != c.Dropped+c.Failed || got != uint64(refused) {
+		t.Fatalf("Lost = %d, want Dropped %d + Failed %d = the %d refused", got, c.Dropped, c.Failed, refused)
+	}
+
+	q, _ := s.lookupQueue("q")
+	q.mu.Lock() // as the writer does over a transaction
+	got := make(chan uint64, 1)
+	go func() { got <- s.Lost("q") }()
+	select {
+	case n := <-got:
+		q.mu.Unlock()
+		if n != uint64(refused) {
+			t.Fatalf("Lost under the held lock = %d, want %d", n, refused)
+		}
+	case <-time.After(5 * time.Second):
+		q.mu.Unlock()
+		t.Fatal("Lost waited for the queue's mutex")
 	}
 }

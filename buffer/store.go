@@ -170,9 +170,13 @@ type queue struct {
 	readWindow  atomic.Int64
 	readGranted atomic.Int64
 
-	appended, acked, dropped, droppedAge, corrupt, failed uint64
-	skipped                                               uint64 // seqs skipped at Open
-	dropLog                                               rateLog
+	appended, acked, droppedAge, corrupt uint64
+	skipped                              uint64 // seqs skipped at Open
+	dropLog                              rateLog
+	// dropped and failed change under mu like the counters above, but are
+	// atomic so that Lost reads them without mu, which the writer holds
+	// over its Badger transaction (lockCursors).
+	dropped, failed atomic.Uint64
 }
 
 type diskGuard struct {
@@ -592,7 +596,7 @@ func (s *Store) load() error {
 		}
 		name := string(it.Item().Key()[1:])
 		q := newQueue(name, binary.BigEndian.Uint32(v))
-		q.failed = s.state.Failed[name]
+		q.failed.Store(s.state.Failed[name])
 		s.queues[name] = q
 		s.nextQID = max(s.nextQID, q.qid+1)
 	}
@@ -695,7 +699,7 @@ func (s *Store) queue(name string) (*queue, error) {
 	q.next = q.tail
 	s.leaseMu.Lock()
 	q.lease = s.state.Leases[name]
-	q.failed = s.state.Failed[name]
+	q.failed.Store(s.state.Failed[name])
 	s.leaseMu.Unlock()
 	if err := s.checkDisk(writeCursor, int64(len(name))+16); err != nil {
 		return nil, err

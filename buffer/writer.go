@@ -179,7 +179,7 @@ func (s *Store) send(ev pendingEvent, block bool) (sent, closed bool) {
 // consumed.
 func (s *Store) countRefused(q *queue, why string) {
 	q.mu.Lock()
-	q.dropped++
+	q.dropped.Add(1)
 	s.logDrop(q, 1, why)
 	q.mu.Unlock()
 }
@@ -462,7 +462,7 @@ func (s *Store) stored(ev pendingEvent) (kept bool) {
 func (s *Store) refuseCommitted(q *queue, seq uint64) {
 	q.mu.Lock()
 	q.tail = max(q.tail, seq+1)
-	q.failed++
+	q.failed.Add(1)
 	q.mu.Unlock()
 	s.failedDirty.Store(true)
 }

@@ -53,7 +53,10 @@
 // of its own: Run's goroutine keeps one Config.AckTimeout timer per
 // connection (for the oldest unsettled publish) and watches each distinct
 // publish ctx once per connection (publish.go). Publish keeps the payload
-// slice until its result arrives. Handler.HandleMessage is called from one
+// slice until its result arrives. The connection's writes go through a
+// gather (gather.go): while the pump hands paho a run of queued messages,
+// their PUBLISH packets share one write(2); anything else, and a lone
+// message, is written at once. Handler.HandleMessage is called from one
 // goroutine at a time, in arrival order; that dispatcher runs only while a
 // received message waits. Config.OnStateChange is called from Run's
 // goroutine. Every goroutine is started by Run or by Publish and has ended

@@ -40,7 +40,7 @@ func TestWatchedConnBuffersReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := &countingConn{data: bytes.NewReader(wire.Bytes())}
-	conn := newWatchedConn(raw, &session{})
+	conn := newWatchedConn(raw, &session{}, 0)
 	for id := range uint16(100) {
 		p, err := packets.ReadPacket(conn)
 		if err != nil {

@@ -42,6 +42,11 @@ type session struct {
 	watchMu   sync.Mutex
 	stopWatch func() bool // stops closing the connection when the attempt's ctx ends
 
+	// gather is the connection's write gather, set by the dialer under
+	// watchMu before connect returns; the pump (which starts after) corks
+	// it while it hands a run of requests to paho.
+	gather *writeGather
+
 	// epoch is set under Client.mu before the session accepts publishes
 	// and never changes afterwards.
 	epoch uint64
@@ -228,10 +233,11 @@ func (c *Client) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc
 		if err != nil {
 			return nil, err
 		}
-		w := newWatchedConn(conn, s)
+		w := newWatchedConn(conn, s, c.cfg.WriteTimeout)
 		stop := context.AfterFunc(ctx, func() { _ = w.Close() })
 		s.watchMu.Lock()
 		s.stopWatch = stop
+		s.gather = w.g
 		s.watchMu.Unlock()
 		return w, nil
 	}
@@ -245,10 +251,14 @@ func (c *Client) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc
 // byte at a time, so an unbuffered PUBACK cost three read calls on the
 // socket; buffered, one read call takes every acknowledgement that arrived.
 // Only paho's one reader goroutine reads (the CONNACK before it starts).
+//
+// Writes go through a writeGather (gather.go), which also owns the write
+// deadlines.
 type watchedConn struct {
 	net.Conn
 	s *session
 	r *bufio.Reader
+	g *writeGather
 }
 
 // readBuffer holds 128 PUBACKs; larger messages (commands) are read
@@ -256,11 +266,21 @@ type watchedConn struct {
 // device mode has one connection per device.
 const readBuffer = 512
 
-func newWatchedConn(conn net.Conn, s *session) *watchedConn {
-	return &watchedConn{Conn: conn, s: s, r: bufio.NewReaderSize(conn, readBuffer)}
+func newWatchedConn(conn net.Conn, s *session, writeTimeout time.Duration) *watchedConn {
+	w := &watchedConn{Conn: conn, s: s, r: bufio.NewReaderSize(conn, readBuffer)}
+	w.g = &writeGather{conn: conn, timeout: writeTimeout, close: w.Close}
+	return w
 }
 
 func (w *watchedConn) Read(p []byte) (int, error) { return w.r.Read(p) }
+
+func (w *watchedConn) Write(p []byte) (int, error) { return w.g.Write(p) }
+
+// SetWriteDeadline is ignored: the gather sets the deadline of each write.
+func (w *watchedConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only, for the same reason.
+func (w *watchedConn) SetDeadline(t time.Time) error { return w.Conn.SetReadDeadline(t) }
 
 func (w *watchedConn) Close() error {
 	w.s.downOnce.Do(func() { close(w.s.down) })

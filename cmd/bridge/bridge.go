@@ -394,8 +394,7 @@ func (b *bridge) readingHandler(devices map[string]*fieldDevice) adapters.Readin
 func (b *bridge) handleReading(d *fieldDevice, r adapters.Reading) {
 	// dropped_events counts every event of the device the buffer could
 	// not keep: dropped by policy or refused for lack of disk space.
-	qs := b.store.QueueCounters(d.name)
-	d.rules.NoteDropped(qs.Dropped + qs.Failed)
+	d.rules.NoteDropped(b.store.Lost(d.name))
 	if d.agent != nil {
 		noteManagement(d, r)
 	}
