@@ -15,6 +15,7 @@ require (
 	github.com/zclconf/go-cty v1.20.0
 	go.bug.st/serial v1.8.0
 	golang.org/x/net v0.46.0
+	golang.org/x/sys v0.43.0
 )
 
 require (
@@ -38,7 +39,6 @@ require (
 	go.opentelemetry.io/otel/trace v1.41.0 // indirect
 	golang.org/x/mod v0.29.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
-	golang.org/x/sys v0.43.0 // indirect
 	golang.org/x/text v0.31.0 // indirect
 	golang.org/x/tools v0.38.0 // indirect
 	google.golang.org/protobuf v1.36.7 // indirect

@@ -273,6 +273,10 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 			s.wg.Add(1)
 			go s.syncLoop()
 		}
+		if s.persistent && cfg.pageOutEvery > 0 {
+			s.wg.Add(1)
+			go s.pageOutLoop() // resident.go
+		}
 	}
 	return s, nil
 }
