@@ -1,29 +1,35 @@
 package buffer
 
 import (
+	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // DefaultPageOutEvery is how often, while a backlog lies in Badger's
-// tables, the Store asks the kernel to take the tables' pages out of the
-// process (pageOutTables).
+// tables, the Store takes the tables' pages out of the process's page
+// tables (dropTablePages).
 //
 // Why: Badger maps every table (.sst) into memory (ristretto's
 // z.OpenMmapFile, MAP_SHARED) and writes, compacts and reads it through
 // that mapping. Every page so touched stays mapped, and counts in the
 // process's RSS, until the table is deleted: through a 10-minute outage at
 // 500 devices the tables of the backlog (~300 MB) were 122 MiB of a 190 MiB
-// VmRSS, and a drain's DropPrefix rewrites touched the rest (peak 306 MiB;
+// VmRSS, and a drain's DropPrefix rewrites touched more (peak 306 MiB;
 // docs/performance.md, "Memory while the broker is down"). The kernel
-// reclaims such pages only under memory pressure; a box's memory budget
-// (and issue 12) counts them before that. Compaction writes tens of MiB a
-// second in bursts, so the period bounds what can pile up in between.
-const DefaultPageOutEvery = time.Second
+// takes such pages back only under memory pressure; a box's memory budget
+// (and issue 12) counts them before that. Compactions touch tens of MiB a
+// second in bursts, so the period bounds what piles up in between; each
+// pass costs a page-table walk of the mappings, and a page used again
+// comes back with a minor fault (it stays in the page cache).
+const DefaultPageOutEvery = 250 * time.Millisecond
 
-// pageOutLoop pages the tables out every cfg.pageOutEvery while the bytes
-// waiting exceed what the memtables hold (only then can a backlog lie in
-// tables), and once more when they fall below, so that the pages a drain
-// read are given back too. It runs until Close.
+// pageOutLoop drops the tables' pages every cfg.pageOutEvery while the
+// bytes waiting exceed what one memtable holds (only then does a backlog
+// lie in tables), and once more when they fall below, so that the pages a
+// drain touched are given back too. It runs until Close.
 func (s *Store) pageOutLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.pageOutEvery)
@@ -40,11 +46,31 @@ func (s *Store) pageOutLoop() {
 		if !backlog && !was {
 			continue
 		}
-		if _, err := s.pageOutTables(); err != nil {
-			// Unsupported (a kernel before 5.4, or no /proc): the
-			// pages stay, as they did before this existed.
-			s.log.Warn("buffer cannot page out Badger's tables; their pages stay in the RSS", "err", err)
+		if _, err := s.dropTablePages(); err != nil {
+			// Unsupported platform: the pages stay, as they did
+			// before this existed.
+			s.log.Warn("buffer cannot drop Badger's table pages; they stay in the RSS", "err", err)
 			return
 		}
 	}
+}
+
+// dropTablePages takes the pages of this Store's tables (.sst) out of the
+// process's page tables with z.DropResident (our ristretto fork,
+// third_party/ristretto/FIELDBRIDGE.md): MADV_DONTNEED on Badger's own
+// shared file mappings, under the lock that their unmapping takes, so the
+// advice never reaches an address that was unmapped and reused. The data
+// stays in the page cache; the next read maps it again. It returns the bytes
+// of mappings advised.
+func (s *Store) dropTablePages() (int64, error) {
+	if s.dir == "" {
+		return 0, nil
+	}
+	// Badger names its files filepath.Join(its Dir, name), and its Dir is
+	// this string (openDisk).
+	dbDir := filepath.Join(s.dir, "db") + string(filepath.Separator)
+	return z.DropResident(func(name string) bool {
+		return strings.HasPrefix(name, dbDir) && strings.HasSuffix(name, ".sst") &&
+			!strings.ContainsRune(name[len(dbDir):], filepath.Separator)
+	})
 }

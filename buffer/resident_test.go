@@ -4,6 +4,8 @@ package buffer
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,12 +92,12 @@ func appendBacklog(t *testing.T, s *Store, q string, bytes int64) []uint64 {
 	return seqs
 }
 
-// TestPageOutTables: a backlog that spilled into Badger's tables leaves
+// TestDropTablePages: a backlog that spilled into Badger's tables leaves
 // their pages resident in the process (the table builders wrote them
-// through the mapping); pageOutTables takes them out, and every event
+// through the mapping); dropTablePages takes them out, and every event
 // still reads back, in order, exactly once. Without the advice the tables'
 // resident size stays where it was.
-func TestPageOutTables(t *testing.T) {
+func TestDropTablePages(t *testing.T) {
 	s := openTest(t, Config{Dir: t.TempDir(), Sync: time.Second, memTableSizeMiB: 1, noBackground: true})
 	seqs := appendBacklog(t, s, "q", 12<<20)
 
@@ -104,9 +106,9 @@ func TestPageOutTables(t *testing.T) {
 	if before < 4<<20 {
 		t.Fatalf("tables resident %d bytes before the advice, want at least 4 MiB (the test shows nothing otherwise)", before)
 	}
-	advised, err := s.pageOutTables()
+	advised, err := s.dropTablePages()
 	if err != nil {
-		t.Fatalf("pageOutTables: %v", err)
+		t.Fatalf("dropTablePages: %v", err)
 	}
 	after := tableRSS(t, s)
 	t.Logf("advised %d bytes of mappings; resident after %d", advised, after)
@@ -125,12 +127,15 @@ func TestPageOutTables(t *testing.T) {
 
 // TestPageOutLoopBoundsTables: with the background loop on, the tables
 // of a backlog do not stay resident; with it off (pageOutEvery < 0) they
-// do. Both stores hold the same backlog.
+// do. Both stores hold the same backlog. With the loop on, the backlog then
+// drains and a reclamation rewrites and deletes tables while the loop
+// advises every millisecond (z.DropResident against the unmapping of
+// deleted tables, under -race): every event arrives once, in order.
 func TestPageOutLoopBoundsTables(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		every := time.Duration(-1)
 		if on {
-			every = 20 * time.Millisecond
+			every = time.Millisecond
 		}
 		s := openTest(t, Config{Dir: t.TempDir(), Sync: time.Second, memTableSizeMiB: 1,
 			reclaimEvery: time.Hour, reclaimBytes: 1 << 40, pageOutEvery: every})
@@ -146,6 +151,12 @@ func TestPageOutLoopBoundsTables(t *testing.T) {
 		})
 		if got := drainAll(t, s, "q"); !slices.Equal(got, seqs) {
 			t.Fatalf("%d events forwarded, want the %d appended in order once each", len(got), len(seqs))
+		}
+		before := tablesOnDisk(s)
+		s.reclaim()
+		t.Logf("reclamation: tables %d -> %d bytes on disk", before, tablesOnDisk(s))
+		if after := tablesOnDisk(s); after >= before {
+			t.Fatalf("reclamation left %d bytes of tables (before %d): no table was deleted under the loop", after, before)
 		}
 	}
 }
@@ -171,4 +182,29 @@ func TestParseMapsLine(t *testing.T) {
 			t.Errorf("parseMapsLine(%q) = %#x, %q, %v; want %#x, %q, %v", c.line, r.start, path, ok, c.start, c.path, c.ok)
 		}
 	}
+}
+
+// addrRange is one mapping's [start, end) from /proc/self/maps.
+type addrRange struct{ start, end uintptr }
+
+// parseMapsLine splits a /proc/self/maps line
+// ("start-end perms offset dev inode path") into its range and path.
+func parseMapsLine(line []byte) (addrRange, string, bool) {
+	fields := bytes.Fields(line)
+	if len(fields) < 6 {
+		return addrRange{}, "", false // anonymous
+	}
+	lo, hi, ok := bytes.Cut(fields[0], []byte("-"))
+	if !ok {
+		return addrRange{}, "", false
+	}
+	start, err1 := strconv.ParseUint(string(lo), 16, 64)
+	end, err2 := strconv.ParseUint(string(hi), 16, 64)
+	if err := errors.Join(err1, err2); err != nil || end <= start {
+		return addrRange{}, "", false
+	}
+	// The path is the rest of the line (it may hold spaces); a deleted
+	// file's ends in " (deleted)" and does not match ".sst".
+	path := string(line[bytes.Index(line, fields[5]):])
+	return addrRange{uintptr(start), uintptr(end)}, path, true
 }
