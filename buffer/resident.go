@@ -26,13 +26,20 @@ import (
 // comes back with a minor fault (it stays in the page cache).
 const DefaultPageOutEvery = 250 * time.Millisecond
 
+// pageOutIdle is how often pageOutLoop looks at the backlog while none
+// lies in tables: one wake-up a second at idle.
+const pageOutIdle = time.Second
+
 // pageOutLoop drops the tables' pages every cfg.pageOutEvery while the
 // bytes waiting exceed what one memtable holds (only then does a backlog
 // lie in tables), and once more when they fall below, so that the pages a
-// drain touched are given back too. It runs until Close.
+// drain touched are given back too. While a reclamation's DropPrefix runs
+// (it rewrites every table holding a dropped prefix, hundreds of MiB a
+// second during a drain) it does so five times as often. It runs until
+// Close.
 func (s *Store) pageOutLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.pageOutEvery)
+	t := time.NewTimer(pageOutIdle)
 	defer t.Stop()
 	backlog := false
 	for {
@@ -43,6 +50,14 @@ func (s *Store) pageOutLoop() {
 		}
 		was := backlog
 		backlog = s.total.Load() > s.cfg.memTableSizeMiB<<20
+		next := pageOutIdle
+		if backlog {
+			next = s.cfg.pageOutEvery
+			if s.reclaiming.Load() {
+				next /= 5
+			}
+		}
+		t.Reset(next)
 		if !backlog && !was {
 			continue
 		}
