@@ -134,6 +134,7 @@ type Config struct {
 	leaseBlock      uint64        // seq lease size; 0 means 1<<16
 	noBackground    bool          // do not start the maintenance goroutine (tests drive it)
 	memTableSizeMiB int64         // 0 means defaultMemTableMiB
+	pageOutEvery    time.Duration // page the tables out this often under a backlog (resident.go); 0 means DefaultPageOutEvery, < 0 never
 	duringReclaim   func()        // tests: runs in reclaim after DropPrefix, the gate held
 	ackDelay        time.Duration // longest wait of a settled cursor for the writer; 0 means DefaultAckDelay
 	writeQueue      int           // events the writer's hand-over channel holds; 0 means DefaultWriteQueue
@@ -228,6 +229,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.memTableSizeMiB == 0 {
 		c.memTableSizeMiB = defaultMemTableMiB
+	}
+	if c.pageOutEvery == 0 {
+		c.pageOutEvery = DefaultPageOutEvery
 	}
 	return nil
 }

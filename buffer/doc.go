@@ -80,6 +80,17 @@
 //     SIGBUS, so the memory-mapped files are allocated in full when created
 //     (third_party/ristretto): the log being written cannot fault however
 //     full another process makes the disk.
+//   - Memory under a backlog (resident.go): every page of a table that
+//     Badger wrote, compacted or read stays mapped, in the process's RSS,
+//     until the table is deleted. While more than a memtable's worth of
+//     events waits (and once after), every DefaultPageOutEvery the Store
+//     drops its tables' pages from the process's page tables
+//     (z.DropResident in third_party/ristretto: MADV_DONTNEED on Badger's
+//     own shared mappings, under the lock their unmapping takes); they
+//     stay in the page cache and come back with a minor fault when read.
+//     The fork also keeps at most one idle table builder's memory, not 8
+//     grown ones. TestDropTablePages, TestPageOutLoopBoundsTables,
+//     TestAllocatorPoolKeepsLittle.
 //   - Faults: a record that does not decode is skipped, counted (Corrupt)
 //     and logged; it never blocks start-up or delivery. Open never panics and
 //     never refuses to start on damaged storage (see the list below); what it

@@ -277,6 +277,10 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 			s.wg.Add(1)
 			go s.syncLoop()
 		}
+		if s.persistent && cfg.pageOutEvery > 0 {
+			s.wg.Add(1)
+			go s.pageOutLoop() // resident.go
+		}
 	}
 	return s, nil
 }
@@ -484,6 +488,12 @@ func (s *Store) badgerOptions(dir string) badger.Options {
 	} else {
 		o = badger.DefaultOptions(dir).WithSyncWrites(s.cfg.Sync == 0)
 	}
+	// Every level's tables BaseTableSize (2 MiB), not 2x more per level: a
+	// table builder holds 2x its table and more in the Go heap, and a
+	// compaction runs several at once; with the 8 MiB tables of the deeper
+	// levels under a growing backlog those were the RSS's peaks
+	// (docs/performance.md, "Memory while the broker is down").
+	o.TableSizeMultiplier = 1
 	return o.
 		// Memtables dominate RAM (~1.3x each); MemTableSize must not shrink
 		// between runs on a directory with a leftover .mem log.

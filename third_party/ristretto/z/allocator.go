@@ -303,7 +303,16 @@ type AllocatorPool struct {
 	closer  *Closer
 }
 
+// poolKeep bounds the allocators an AllocatorPool keeps for reuse
+// (fieldbridge patch, see ../FIELDBRIDGE.md, "Idle table builders"). Badger
+// makes its pool with room for 8, and keeps every table builder's allocator
+// there, grown to twice a table and more, for as long as flushes or
+// compactions keep asking for one at least every 2 s: through an outage
+// that was 48-92 MiB of the bridge's heap with no compaction running.
+const poolKeep = 1
+
 func NewAllocatorPool(sz int) *AllocatorPool {
+	sz = min(sz, poolKeep) // fieldbridge patch
 	a := &AllocatorPool{
 		allocCh: make(chan *Allocator, sz),
 		closer:  NewCloser(1),
@@ -334,7 +343,9 @@ func (p *AllocatorPool) Return(a *Allocator) {
 		a.Release()
 		return
 	}
-	a.TrimTo(400 << 20)
+	// fieldbridge patch: keep only the first buffer (the size the
+	// allocator was made with); was TrimTo(400 << 20).
+	a.TrimTo(len(a.buffers[0]) + 1)
 
 	select {
 	case p.allocCh <- a:

@@ -73,10 +73,12 @@ func OpenMmapFileUsing(fd *os.File, sz int, writable bool) (*MmapFile, error) {
 			return nil, err
 		}
 	}
-	return &MmapFile{
+	m := &MmapFile{
 		Data: buf,
 		Fd:   fd,
-	}, rerr
+	}
+	track(m) // fieldbridge patch: see resident.go
+	return m, rerr
 }
 
 // OpenMmapFile opens an existing file or creates a new file. If the file is
@@ -178,7 +180,7 @@ func (m *MmapFile) Delete() error {
 		return nil
 	}
 
-	if err := Munmap(m.Data); err != nil {
+	if err := untrackAndUnmap(m); err != nil { // fieldbridge patch: was Munmap
 		return fmt.Errorf("while munmap file: %s, error: %v\n", m.Fd.Name(), err)
 	}
 	m.Data = nil
@@ -201,7 +203,7 @@ func (m *MmapFile) Close(maxSz int64) error {
 	if err := m.Sync(); err != nil {
 		return fmt.Errorf("while sync file: %s, error: %v\n", m.Fd.Name(), err)
 	}
-	if err := Munmap(m.Data); err != nil {
+	if err := untrackAndUnmap(m); err != nil { // fieldbridge patch: was Munmap
 		return fmt.Errorf("while munmap file: %s, error: %v\n", m.Fd.Name(), err)
 	}
 	if maxSz >= 0 {

@@ -17,6 +17,10 @@ func (m *MmapFile) Truncate(maxSz int64) error {
 	if err := m.Sync(); err != nil {
 		return fmt.Errorf("while sync file: %s, error: %v\n", m.Fd.Name(), err)
 	}
+	// fieldbridge patch: the mapping ends and is made again under the
+	// registry's lock (resident.go).
+	mapped.Lock()
+	defer mapped.Unlock()
 	if err := Munmap(m.Data); err != nil {
 		return fmt.Errorf("while munmap file: %s, error: %v\n", m.Fd.Name(), err)
 	}

@@ -28,6 +28,10 @@ func (m *MmapFile) Truncate(maxSz int64) error {
 		}
 	}
 
+	// fieldbridge patch: the mapping moves under the registry's lock
+	// (resident.go).
+	mapped.Lock()
+	defer mapped.Unlock()
 	var err error
 	m.Data, err = mremap(m.Data, int(maxSz)) // Mmap up to max size.
 	return err
