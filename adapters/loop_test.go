@@ -92,9 +92,14 @@ func TestLoopDeadDeviceDoesNotStallOthers(t *testing.T) {
 	if failed < 1 {
 		t.Fatalf("dead device reported %d failed cycles, want at least 1", failed)
 	}
-	// The dead device is backed off: far fewer attempts than the live device's cycles.
-	if failed > 5 {
-		t.Errorf("dead device polled %d times while the live one did 20 cycles; backoff not applied", failed)
+	// The dead device is backed off: far fewer attempts than the live
+	// device's cycles (without backoff they would be as many). Compared
+	// with the live count taken now, not with a fixed number: on a loaded
+	// machine the 20 live cycles take longer, and the backoff's attempts,
+	// which follow the clock, are more.
+	alive := log.count("alive", true)
+	if failed*4 > alive {
+		t.Errorf("dead device polled %d times while the live one did %d cycles; backoff not applied", failed, alive)
 	}
 	// One timeout per cycle, not one per range.
 	bus.mu.Lock()
@@ -105,8 +110,9 @@ func TestLoopDeadDeviceDoesNotStallOthers(t *testing.T) {
 		}
 	}
 	bus.mu.Unlock()
-	if deadReads != failed {
-		t.Errorf("dead device: %d reads for %d cycles, want one read per cycle", deadReads, failed)
+	// The cancel may cut the last read short: that cycle reports nothing.
+	if deadReads != failed && deadReads != failed+1 {
+		t.Errorf("dead device: %d reads for %d failed cycles, want one read per cycle", deadReads, failed)
 	}
 }
 
