@@ -57,6 +57,11 @@ func TestDiskFullInjected(t *testing.T) {
 		t.Errorf("Fault after recovery = %q, want empty", st.Fault)
 	}
 
+	// The first drain's cursor is committed by the writer within the ack
+	// delay: wait for it, or its commit could land after the drop below
+	// (its free-space check passed before) and look like a forbidden write.
+	testwait.For(t, 20*time.Second, "cursor of the first drain committed", func() bool { return diskCursor(t, s, "d") == before[len(before)-1] })
+
 	// Below MinFree/2 even cursor writes stop: the acknowledged events stay
 	// on disk (a restart would deliver them again) until space returns.
 	free.Store(6 << 20)
