@@ -38,6 +38,35 @@ type levelsController struct {
 	kv     *DB
 
 	cstatus compactStatus
+
+	// fieldbridge: compactors sleep until there may be work (see
+	// runCompactor). wake holds one channel per compactor (capacity 1, so
+	// kicks coalesce); compactorWakeups counts how often a compactor woke
+	// up to look for work (read by the fork's tests).
+	wake             []chan struct{}
+	compactorWakeups atomic.Int64
+}
+
+// fieldbridge: how long a compactor that found nothing to do sleeps when
+// nothing kicks it (compactorBusyTick is upstream's fixed 50 ms tick, kept
+// while there is work). Every change to the levels' sizes that the score
+// logic reacts to kicks the compactors (a table added to L0, a compaction
+// finished, a flush stalled on L0), so the idle tick is only a safety net.
+var (
+	compactorIdleTick = 4 * time.Second
+	compactorBusyTick = 50 * time.Millisecond
+)
+
+// kickCompactors wakes every compactor that sleeps, without blocking: a
+// compactor that is busy or already kicked finds the kick when it next
+// waits.
+func (s *levelsController) kickCompactors() {
+	for _, ch := range s.wake {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // revertToManifest checks that all necessary table files exist and removes all table files not
@@ -73,6 +102,10 @@ func newLevelsController(db *DB, mf *Manifest) (*levelsController, error) {
 	}
 	s.cstatus.tables = make(map[uint64]struct{})
 	s.cstatus.levels = make([]*levelCompactStatus, db.opt.MaxLevels)
+	s.wake = make([]chan struct{}, db.opt.NumCompactors)
+	for i := range s.wake {
+		s.wake[i] = make(chan struct{}, 1)
+	}
 
 	for i := 0; i < db.opt.MaxLevels; i++ {
 		s.levels[i] = newLevelHandler(db, i)
@@ -507,7 +540,12 @@ func (s *levelsController) runCompactor(id int, lc *z.Closer) {
 	}
 
 	var priosBuffer []compactionPriority
-	runOnce := func() bool {
+	// runOnce compacts at most one level. busy reports whether some level
+	// was due (compacted, or tried and failed: errFillTables because the
+	// other compactor holds its tables, or an error such as a full disk);
+	// fieldbridge: the compactor then keeps upstream's 50 ms tick, else it
+	// sleeps until kicked.
+	runOnce := func() (busy bool) {
 		prios := s.pickCompactLevels(priosBuffer)
 		defer func() {
 			priosBuffer = prios
@@ -522,12 +560,13 @@ func (s *levelsController) runCompactor(id int, lc *z.Closer) {
 			} else if p.adjusted < 1.0 {
 				break
 			}
+			busy = true
 			if run(p) {
 				return true
 			}
 		}
 
-		return false
+		return busy
 	}
 
 	tryLmaxToLmaxCompaction := func() {
@@ -538,23 +577,60 @@ func (s *levelsController) runCompactor(id int, lc *z.Closer) {
 		run(p)
 
 	}
-	count := 0
-	ticker := time.NewTicker(50 * time.Millisecond)
-	defer ticker.Stop()
+	if s.kv.opt.LmaxCompaction && id == 2 {
+		// fieldbridge: the third compactor's Lmax->Lmax compaction counts
+		// 50 ms ticks (every 10 s) and reacts to stale data that no kick
+		// reports; it keeps upstream's loop. fieldbridge runs 2 compactors.
+		count := 0
+		ticker := time.NewTicker(compactorBusyTick)
+		defer ticker.Stop()
+		for {
+			select {
+			// Can add a done channel or other stuff.
+			case <-ticker.C:
+				s.compactorWakeups.Add(1)
+				count++
+				// Each ticker is 50ms so 50*200=10seconds.
+				if count >= 200 {
+					tryLmaxToLmaxCompaction()
+					count = 0
+				} else {
+					runOnce()
+				}
+			case <-lc.HasBeenClosed():
+				return
+			}
+		}
+	}
+
+	// fieldbridge: upstream ticks every 50 ms whether or not there is work,
+	// ~20 wake-ups/s per compactor in an idle DB. Here a compactor runs
+	// when kicked (kickCompactors: a table added to L0, any compaction
+	// finished, a flush stalled on L0) or when its timer fires: 50 ms after
+	// a round that found a level due, as upstream paces a busy compactor,
+	// else compactorIdleTick. A kick during a busy round is dropped (the
+	// 50 ms tick covers it); a kick during an idle round is kept, so a
+	// table added while the compactor was looking is not missed.
+	wake := s.wake[id]
+	timer := time.NewTimer(0) // first round right after the random delay, as upstream
+	defer timer.Stop()
 	for {
 		select {
-		// Can add a done channel or other stuff.
-		case <-ticker.C:
-			count++
-			// Each ticker is 50ms so 50*200=10seconds.
-			if s.kv.opt.LmaxCompaction && id == 2 && count >= 200 {
-				tryLmaxToLmaxCompaction()
-				count = 0
-			} else {
-				runOnce()
-			}
+		case <-wake:
+			timer.Stop()
+		case <-timer.C:
 		case <-lc.HasBeenClosed():
 			return
+		}
+		s.compactorWakeups.Add(1)
+		if runOnce() {
+			select {
+			case <-wake:
+			default:
+			}
+			timer.Reset(compactorBusyTick)
+		} else {
+			timer.Reset(compactorIdleTick)
 		}
 	}
 }
@@ -1621,6 +1697,11 @@ func (s *levelsController) doCompact(id int, p compactionPriority) error {
 			return errFillTables
 		}
 	}
+	// fieldbridge: once this compaction's tables are out of the compaction
+	// status (deferred calls run last-in first-out), kick the compactors:
+	// levels may now be over their targets, and one that found its tables
+	// taken by this compaction can retry.
+	defer s.kickCompactors()
 	defer s.cstatus.delete(cd) // Remove the ranges from compaction status.
 
 	span.SetAttributes(attribute.String("Compaction", fmt.Sprintf("%+v", cd)))
@@ -1676,6 +1757,9 @@ func (s *levelsController) addLevel0Table(t *table.Table) error {
 			break
 		}
 		stalled = true
+		// fieldbridge: compactors sleep while idle; make sure they look
+		// at L0 now (the table added before this one kicked them already).
+		s.kickCompactors()
 		// cond.Wait atomically releases l0's write lock and re-acquires it on
 		// wake. Spurious wakeups are safe because we re-check the predicate in
 		// this loop. Wakeups arrive via signalL0Drained() on compaction progress
@@ -1691,6 +1775,9 @@ func (s *levelsController) addLevel0Table(t *table.Table) error {
 	}
 	l0.addLevel0TableLocked(t)
 	l0.Unlock()
+	// fieldbridge: L0's score changed; wake the compactors (upstream's
+	// found it within 50 ms on their tick).
+	s.kickCompactors()
 
 	return nil
 }
