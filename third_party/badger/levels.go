@@ -285,7 +285,7 @@ func (s *levelsController) dropTree() (int, error) {
 // tables who only have keys with this prefix are quickly dropped. The ones which have other keys
 // are run through MergeIterator and compacted to create new tables. All the mechanisms of
 // compactions apply, i.e. level sizes and MANIFEST are updated as in the normal flow.
-func (s *levelsController) dropPrefixes(prefixes [][]byte) error {
+func (s *levelsController) dropPrefixes(prefixes prefixSet) error {
 	opt := s.kv.opt
 	// Iterate levels in the reverse order because if we were to iterate from
 	// lower level (say level 0) to a higher level (say level 3) we could have
@@ -332,7 +332,7 @@ func (s *levelsController) dropPrefixes(prefixes [][]byte) error {
 		}
 
 		for _, table := range l.tables {
-			if containsAnyPrefixes(table, prefixes) {
+			if prefixes.inTable(table) {
 				tableGroup = append(tableGroup, table)
 			} else {
 				finishGroup()
@@ -357,7 +357,8 @@ func (s *levelsController) dropPrefixes(prefixes [][]byte) error {
 			}
 			_, span := otel.Tracer("").Start(context.TODO(), "Badger.Compaction")
 			span.SetAttributes(attribute.Int("Compaction level", l.level))
-			span.SetAttributes(attribute.String("Drop Prefixes", fmt.Sprintf("%v", prefixes)))
+			// fieldbridge: the count, not up to ~1 000 prefixes formatted per group.
+			span.SetAttributes(attribute.Int("Drop Prefixes", prefixes.len()))
 			cd.t.baseLevel = l.level
 			if err := s.runCompactDef(-1, l.level, cd); err != nil {
 				opt.Warningf("While running compact def: %+v. Error: %v", cd, err)
@@ -639,7 +640,7 @@ type compactionPriority struct {
 	level        int
 	score        float64
 	adjusted     float64
-	dropPrefixes [][]byte
+	dropPrefixes prefixSet
 	t            targets
 }
 
@@ -821,7 +822,7 @@ func (s *levelsController) subcompact(it y.Iterator, kr keyRange, cd compactDef,
 		var tableKr keyRange
 		for ; it.Valid(); it.Next() {
 			// See if we need to skip the prefix.
-			if len(cd.dropPrefixes) > 0 && hasAnyPrefixes(it.Key(), cd.dropPrefixes) {
+			if !cd.dropPrefixes.empty() && cd.dropPrefixes.hasPrefixOf(it.Key()) {
 				numSkips++
 				updateStats(it.Value())
 				continue
@@ -1004,16 +1005,10 @@ func (s *levelsController) compactBuildTables(
 	defer y.NumCompactionTablesAdd(s.kv.opt.MetricsEnabled, -numTables)
 
 	keepTable := func(t *table.Table) bool {
-		for _, prefix := range cd.dropPrefixes {
-			if bytes.HasPrefix(t.Smallest(), prefix) &&
-				bytes.HasPrefix(t.Biggest(), prefix) {
-				// All the keys in this table have the dropPrefix. So, this
-				// table does not need to be in the iterator and can be
-				// dropped immediately.
-				return false
-			}
-		}
-		return true
+		// All the keys in a table covered by one prefix have the dropPrefix.
+		// So, this table does not need to be in the iterator and can be
+		// dropped immediately.
+		return !cd.dropPrefixes.coversTable(t)
 	}
 	var valid []*table.Table
 	for _, table := range botTables {
@@ -1169,7 +1164,7 @@ type compactDef struct {
 
 	thisSize int64
 
-	dropPrefixes [][]byte
+	dropPrefixes prefixSet
 }
 
 // addSplits can allow us to run multiple sub-compactions in parallel across the split key ranges.
@@ -1331,7 +1326,7 @@ func (s *levelsController) fillTablesL0ToLbase(cd *compactDef) bool {
 	}
 
 	var out []*table.Table
-	if len(cd.dropPrefixes) > 0 {
+	if !cd.dropPrefixes.empty() {
 		// Use all tables if drop prefix is set. We don't want to compact only a
 		// sub-range. We want to compact all the tables.
 		out = top
@@ -1704,7 +1699,11 @@ func (s *levelsController) doCompact(id int, p compactionPriority) error {
 	defer s.kickCompactors()
 	defer s.cstatus.delete(cd) // Remove the ranges from compaction status.
 
-	span.SetAttributes(attribute.String("Compaction", fmt.Sprintf("%+v", cd)))
+	// fieldbridge: format cd (with every drop prefix) only for a span that
+	// records; the default tracer's never does.
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("Compaction", fmt.Sprintf("%+v", cd)))
+	}
 	if err := s.runCompactDef(id, l, cd); err != nil {
 		// This compaction couldn't be done successfully.
 		s.kv.opt.Warningf("[Compactor: %d] LOG Compact FAILED with error: %+v: %+v", id, err, cd)
