@@ -153,6 +153,14 @@ func TestCompactorsRunOnKicksAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both compactors must have made their first round (after a random
+	// delay < 1 s) and found nothing due; from now on only kicks wake them.
+	for deadline := time.Now().Add(5 * time.Second); db.lc.compactorWakeups.Load() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the compactors made no first round")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	const n = 100000 // ~20 memtables, 5 times the stall
 	done := make(chan struct{})
 	var maxL0 int
