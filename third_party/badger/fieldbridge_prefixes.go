@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/badger/v4/y"
 )
 
 // prefixSet is the set of prefixes one DropPrefix call drops (fieldbridge).
@@ -89,6 +90,43 @@ func (s prefixSet) inTable(t *table.Table) bool {
 		if containsPrefix(t, s.ps[i]) {
 			return true
 		}
+	}
+	return false
+}
+
+// mayHoldKey reports whether some table may hold a version of key (an
+// internal key, with its timestamp): a table of level 0, or the tables of a
+// deeper level whose key range covers it, without a bloom filter or whose
+// bloom filter does not rule the key out. False means no table holds it.
+func (s *levelsController) mayHoldKey(key []byte) bool {
+	user := y.ParseKey(key)
+	hash := y.Hash(user)
+	for _, l := range s.levels {
+		l.RLock()
+		tables := l.tables
+		if l.level > 0 {
+			// Sorted and disjoint: from the first table whose biggest key
+			// is >= user, while its smallest key is <= user.
+			i := sort.Search(len(tables), func(i int) bool {
+				return bytes.Compare(y.ParseKey(tables[i].Biggest()), user) >= 0
+			})
+			j := i
+			for j < len(tables) && bytes.Compare(y.ParseKey(tables[j].Smallest()), user) <= 0 {
+				j++
+			}
+			tables = tables[i:j]
+		}
+		for _, t := range tables {
+			if l.level == 0 && (bytes.Compare(y.ParseKey(t.Smallest()), user) > 0 ||
+				bytes.Compare(y.ParseKey(t.Biggest()), user) < 0) {
+				continue
+			}
+			if !t.DoesNotHave(hash) {
+				l.RUnlock()
+				return true
+			}
+		}
+		l.RUnlock()
 	}
 	return false
 }
