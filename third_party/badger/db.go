@@ -1921,25 +1921,25 @@ func (db *DB) DropPrefix(prefixes ...[]byte) error {
 }
 
 func (db *DB) filterPrefixesToDrop(prefixes [][]byte) ([][]byte, error) {
+	// fieldbridge: one transaction and one iterator, with a Seek per prefix;
+	// upstream opened a transaction and a prefix iterator for every prefix
+	// (up to ~1 000 per call in the bridge). Writes are blocked meanwhile
+	// (prepareToDrop), so one read timestamp sees what each of those did.
 	var filtered [][]byte
-	for _, prefix := range prefixes {
-		err := db.View(func(txn *Txn) error {
-			iopts := DefaultIteratorOptions
-			iopts.Prefix = prefix
-			iopts.PrefetchValues = false
-			itr := txn.NewIterator(iopts)
-			defer itr.Close()
-			itr.Rewind()
+	err := db.View(func(txn *Txn) error {
+		iopts := DefaultIteratorOptions
+		iopts.PrefetchValues = false
+		itr := txn.NewIterator(iopts)
+		defer itr.Close()
+		for _, prefix := range prefixes {
+			itr.Seek(prefix)
 			if itr.ValidForPrefix(prefix) {
 				filtered = append(filtered, prefix)
 			}
-			return nil
-		})
-		if err != nil {
-			return filtered, err
 		}
-	}
-	return filtered, nil
+		return nil
+	})
+	return filtered, err
 }
 
 // Checks if the key is banned. Returns the respective error if the key belongs to any of the banned

@@ -241,3 +241,88 @@ func TestDropPrefixFlushLeavesOutUnheldKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// filterPrefixesToDropEach is upstream's filterPrefixesToDrop: a
+// transaction and a prefix iterator per prefix.
+func filterPrefixesToDropEach(db *DB, prefixes [][]byte) ([][]byte, error) {
+	var filtered [][]byte
+	for _, prefix := range prefixes {
+		err := db.View(func(txn *Txn) error {
+			iopts := DefaultIteratorOptions
+			iopts.Prefix = prefix
+			iopts.PrefetchValues = false
+			itr := txn.NewIterator(iopts)
+			defer itr.Close()
+			itr.Rewind()
+			if itr.ValidForPrefix(prefix) {
+				filtered = append(filtered, prefix)
+			}
+			return nil
+		})
+		if err != nil {
+			return filtered, err
+		}
+	}
+	return filtered, nil
+}
+
+// TestFilterPrefixesToDropMatchesUpstream: one iterator with a Seek per
+// prefix keeps the same prefixes, in the same order, as upstream's iterator
+// per prefix, over keys in tables and in the memtable, some deleted (a
+// prefix whose keys are all deleted holds no data), for random prefix lists
+// with prefixes of each other, duplicates and the empty prefix.
+func TestFilterPrefixesToDropMatchesUpstream(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	db, err := Open(fieldbridgeOptions(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var keys [][]byte
+	for range 400 {
+		wb := db.NewWriteBatch()
+		for range 50 {
+			k := append(randBytes(r, 3+r.Intn(5)), fmt.Sprintf("/%d", r.Int63())...)
+			keys = append(keys, k)
+			if err := wb.Set(k, bytes.Repeat([]byte{'v'}, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wb := db.NewWriteBatch()
+	for _, k := range keys {
+		if r.Intn(3) > 0 {
+			if err := wb.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for round := range 30 {
+		ps := randPrefixes(r, 1+r.Intn(300), 3)
+		if round == 3 {
+			ps = append(ps, []byte{})
+		}
+		got, err := db.filterPrefixesToDrop(ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := filterPrefixesToDropEach(db, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("round %d: kept %q, upstream %q", round, got, want)
+		}
+		kept += len(got)
+	}
+	if kept == 0 {
+		t.Fatal("no prefix held data: not a test")
+	}
+}
