@@ -91,6 +91,8 @@ type jobResult struct {
 
 type deviceState struct {
 	dev      Device
+	down     *atomic.Bool  // l.down[dev.Name], looked up once: two map lookups by name per cycle were ~1.3 % of the CPU at 500 devices
+	lastRead *atomic.Int64 // l.stats.lastRead[dev.Name]
 	slot     time.Duration // its poll time's position in every interval (pollSlot)
 	next     time.Time
 	failures int
@@ -132,7 +134,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	now := l.cfg.Now()
 	devs := make([]*deviceState, len(l.cfg.Devices))
 	for i, d := range l.cfg.Devices {
-		st := &deviceState{dev: d, slot: pollSlot(d.Name, d.Interval)}
+		st := l.newDeviceState(d)
 		st.next = st.slotAtOrAfter(now)
 		devs[i] = st
 	}
@@ -162,6 +164,11 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.poll(ctx, due)
 		}
 	}
+}
+
+// newDeviceState is the loop's state of d, which must be one of its devices.
+func (l *Loop) newDeviceState(d Device) *deviceState {
+	return &deviceState{dev: d, slot: pollSlot(d.Name, d.Interval), down: l.down[d.Name], lastRead: l.stats.lastRead[d.Name]}
 }
 
 func earliest(devs []*deviceState) *deviceState {
@@ -309,11 +316,11 @@ func (l *Loop) schedule(st *deviceState, due, start time.Time, r Reading) {
 		if st.failures == 1 {
 			l.logger.Info("device down", "device", st.dev.Name, "err", r.Err())
 		}
-		l.down[st.dev.Name].Store(true)
+		st.down.Store(true)
 		return
 	}
-	l.down[st.dev.Name].Store(false)
-	l.stats.lastRead[st.dev.Name].Store(now.UnixNano())
+	st.down.Store(false)
+	st.lastRead.Store(now.UnixNano())
 	if st.failures > 0 {
 		l.logger.Info("device up", "device", st.dev.Name, "failed_cycles", st.failures)
 		st.failures = 0

@@ -183,7 +183,7 @@ func TestScheduleKeepsTheSlot(t *testing.T) {
 	ok := Reading{Device: dev.Name, Blocks: []Block{{Registers: []uint16{1, 2}}}}
 	var now time.Time
 	loop := NewLoop(&slowBus{}, LoopConfig{Bus: "b", Devices: []Device{dev}, Now: func() time.Time { return now }}, nil)
-	st := &deviceState{dev: dev, slot: pollSlot(dev.Name, iv)}
+	st := loop.newDeviceState(dev)
 	onSlot := func(at time.Time) bool { return time.Duration(at.UnixNano()%int64(iv)) == st.slot }
 
 	due := st.slotAtOrAfter(time.Unix(1700000000, 0))

@@ -134,10 +134,11 @@ type forwarder struct {
 	pub Publisher
 	log *slog.Logger
 
-	win   []flight // outstanding, in seq order
-	slots []flight // win's array: win starts over at its front when empty
-	acked []flight // settled successfully, cursor not yet persisted
-	next  uint64   // next seq to read
+	win   []flight   // outstanding, in seq order
+	slots []flight   // win's array: win starts over at its front when empty
+	acked []flight   // settled successfully, cursor not yet persisted
+	items []readItem // fill's scratch for the records taken from memory
+	next  uint64     // next seq to read
 
 	untilIdle bool // ForwardUntilIdle: return once the queue is idle
 
@@ -493,7 +494,9 @@ func (f *forwarder) take(want int) (int, time.Duration) {
 // fill reads up to room records from f.next (below tail) and publishes them.
 func (f *forwarder) fill(ctx context.Context, room int, tail uint64) error {
 	s := f.s
-	recs, next := s.takeFresh(f.q, f.next, tail, room)
+	recs, next := s.takeFresh(f.q, f.next, tail, room, f.items[:0])
+	f.items = recs[:0]
+	defer clear(recs) // the scratch slice must not keep the payloads
 	if len(recs) == 0 {
 		var err error
 		if recs, next, err = s.readRange(f.q, f.next, tail, room); err != nil {
@@ -700,8 +703,14 @@ func readItemOf(item *badger.Item, seq uint64) readItem {
 
 // decodeItem decodes the record val stored under seq.
 func decodeItem(val []byte, seq uint64) readItem {
+	return decodeItemTopic(val, seq, "")
+}
+
+// decodeItemTopic is decodeItem that returns topic itself as the record's
+// topic when the bytes are equal (no string allocated).
+func decodeItemTopic(val []byte, seq uint64, topic string) readItem {
 	ri := readItem{seq: seq, size: int64(keyLen + len(val))}
-	if ri.rec, ri.err = decodeRecord(val); ri.err == nil && ri.rec.Seq != seq {
+	if ri.rec, ri.err = decodeRecordTopic(val, topic); ri.err == nil && ri.rec.Seq != seq {
 		ri.err = fmt.Errorf("record carries seq %d", ri.rec.Seq)
 	}
 	return ri

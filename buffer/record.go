@@ -63,6 +63,12 @@ func appendRecord(dst []byte, seq uint64, at time.Time, topic string, payload []
 // decodeRecord checks and decodes one encoded record. Payload aliases b; the
 // topic is copied.
 func decodeRecord(b []byte) (record, error) {
+	return decodeRecordTopic(b, "")
+}
+
+// decodeRecordTopic is decodeRecord that returns topic itself as the
+// record's topic when the bytes are equal, instead of a new string.
+func decodeRecordTopic(b []byte, topic string) (record, error) {
 	if len(b) < recordHeader+recordTrailer {
 		return record{}, errCorrupt
 	}
@@ -77,10 +83,13 @@ func decodeRecord(b []byte) (record, error) {
 	if tl == 0 || recordHeader+tl > len(body) {
 		return record{}, errCorrupt
 	}
+	if t := body[recordHeader : recordHeader+tl]; string(t) != topic {
+		topic = string(t)
+	}
 	return record{
 		Seq:      binary.BigEndian.Uint64(body[2:10]),
 		Appended: time.Unix(0, int64(binary.BigEndian.Uint64(body[10:18]))),
-		Topic:    string(body[recordHeader : recordHeader+tl]),
+		Topic:    topic,
 		Payload:  body[recordHeader+tl:],
 	}, nil
 }

@@ -160,6 +160,7 @@ type queue struct {
 	reclaimedTo uint64 // keys <= reclaimedTo are physically gone (best effort)
 	forwarding  bool
 	fresh       []freshRecord // committed records for the forwarder, in seq order (fresh.go)
+	topic       string        // topic of the last record takeFresh decoded, reused while equal
 	// stamps knows when recent records were appended, for OldestAge
 	// without a database read (stats.go).
 	stamps stamps

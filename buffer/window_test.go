@@ -76,7 +76,7 @@ func TestFreshRecordsStartSmall(t *testing.T) {
 	if len(q.fresh) != inflight || q.fresh[0].seq != 40-inflight+1 {
 		t.Fatalf("kept %d records from seq %d, want the newest %d (from %d)", len(q.fresh), q.fresh[0].seq, inflight, 40-inflight+1)
 	}
-	items, next := s.takeFresh(q, 40-inflight+1, 41, inflight)
+	items, next := s.takeFresh(q, 40-inflight+1, 41, inflight, nil)
 	if len(items) != inflight || next != 41 {
 		t.Fatalf("took %d records, next %d; want %d, 41", len(items), next, inflight)
 	}
@@ -87,5 +87,46 @@ func TestFreshRecordsStartSmall(t *testing.T) {
 	}
 	if q.fresh != nil {
 		t.Errorf("after the forwarder took every kept record the queue keeps room for %d, want none", cap(q.fresh))
+	}
+}
+
+// TestTakeFreshAllocatesNothing: a paced forwarder takes each new record
+// from memory without an allocation: into its scratch slice, with the
+// queue's last topic string reused while the bytes are equal (the slice
+// and the topic were two allocations per event).
+func TestTakeFreshAllocatesNothing(t *testing.T) {
+	s := openTest(t, Config{InMemory: true})
+	q, err := s.queue("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	q.forwarding = true // as Forward sets it
+	q.mu.Unlock()
+	at := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	const runs = 100
+	recs := make([][]byte, runs+2)
+	for i := range recs {
+		recs[i] = appendRecord(nil, uint64(i+1), at, "iot-2/type/t/id/d/evt/reading/fmt/json", []byte(`{"d":{}}`))
+	}
+	seq := uint64(1)
+	items := make([]readItem, 0, 4)
+	take := func() {
+		q.mu.Lock()
+		s.keepFresh(q, seq, recs[seq-1])
+		q.mu.Unlock()
+		var next uint64
+		items, next = s.takeFresh(q, seq, seq+1, 4, items[:0])
+		if len(items) != 1 || next != seq+1 || items[0].err != nil || items[0].rec.Seq != seq {
+			t.Fatalf("seq %d: took %d items, next %d, err %v", seq, len(items), next, items[0].err)
+		}
+		seq++
+	}
+	take() // the first topic string
+	if n := testing.AllocsPerRun(runs, take); n != 0 {
+		t.Errorf("taking a fresh record: %.1f allocations, want 0", n)
+	}
+	if got, want := items[0].rec.Topic, "iot-2/type/t/id/d/evt/reading/fmt/json"; got != want {
+		t.Errorf("topic %q, want %q", got, want)
 	}
 }

@@ -97,12 +97,19 @@ type ctxWatch struct {
 	stop func() bool
 }
 
-// maxIdleWatches is how many watchers of contexts without a request a
-// session keeps: the usual caller (the buffer's forward loop) publishes with
-// the same ctx for the whole session, and its watcher should not be made
-// anew for every publish; a caller with a ctx per publish should not make
-// the session's map grow without bound.
-const maxIdleWatches = 8
+// maxIdleWatches is how many watchers of live contexts without a request a
+// session keeps. The usual caller is the buffer's forward loop, which
+// publishes with the same ctx for the whole session; in gateway mode every
+// device's forwarder shares the one Client, each with a ctx of its own
+// (its device can be stopped alone on a reload). With 8 idle watchers, as
+// before, 500 devices made a watcher anew (context.AfterFunc, and its
+// registration in the parent ctx) for almost every publish: ~4 of the ~87
+// allocations per event at 500 devices. A watcher of an idle live ctx costs
+// ~200 bytes; a watcher whose ctx ended is dropped at once (retire,
+// sweepEnded), so a caller with a ctx per publish does not fill the map
+// either. The bound only stops a caller that keeps thousands of live
+// contexts from growing it further.
+const maxIdleWatches = 4096
 
 // watch counts a request with ctx, watching ctx if it is new to the session.
 func (c *Client) watch(s *session, ctx context.Context) {
@@ -125,6 +132,9 @@ func (c *Client) watch(s *session, ctx context.Context) {
 			}
 		})
 		s.watches[done] = w
+		s.watchesMade++
+	} else if w.n == 0 {
+		s.idleWatches--
 	}
 	w.n++
 }
@@ -140,11 +150,41 @@ func (c *Client) retire(s *session, r *request) {
 		return
 	}
 	w.n--
-	if w.n == 0 && len(s.watches) > maxIdleWatches {
-		if w.stop() {
-			s.callbacks.Done()
+	if w.n > 0 {
+		return
+	}
+	if isClosed(done) || s.idleWatches >= maxIdleWatches {
+		s.dropWatch(done, w)
+		return
+	}
+	s.idleWatches++
+}
+
+// dropWatch stops and forgets the watcher of a ctx without requests.
+func (s *session) dropWatch(done <-chan struct{}, w *ctxWatch) {
+	if w.stop() {
+		s.callbacks.Done()
+	}
+	delete(s.watches, done)
+}
+
+// sweepEnded drops the idle watchers whose ctx ended (their callback has
+// run). The caller holds Client.mu.
+func (s *session) sweepEnded() {
+	for done, w := range s.watches {
+		if w.n == 0 && isClosed(done) {
+			s.dropWatch(done, w)
+			s.idleWatches--
 		}
-		delete(s.watches, done)
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -352,6 +392,7 @@ func (c *Client) armTimer(s *session) {
 func (c *Client) failEnded(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	s.sweepEnded()
 	s.inCallOrder(func(r *request) bool {
 		if !r.done {
 			if err := r.ctx.Err(); err != nil {
@@ -409,7 +450,7 @@ func (c *Client) stopWatching(s *session) {
 			s.callbacks.Done()
 		}
 	}
-	s.watches = nil
+	s.watches, s.idleWatches = nil, 0
 	c.mu.Unlock()
 	s.callbacks.Wait()
 }

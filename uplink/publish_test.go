@@ -244,8 +244,8 @@ func TestCtxEndFailsItsPublishes(t *testing.T) {
 }
 
 // TestCtxWatchesStayBounded: many publishes with one ctx use one watcher,
-// and publishes with a fresh ctx each do not make the session's watchers
-// grow beyond maxIdleWatches.
+// and publishes with a fresh ctx each, ended after their result, leave no
+// watcher behind.
 func TestCtxWatchesStayBounded(t *testing.T) {
 	b := startBroker(t, &recorder{quiet: true})
 	c, _ := runClient(t, testConfig(b.url()), nil)
@@ -275,11 +275,42 @@ func TestCtxWatchesStayBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := watches(); n > maxIdleWatches+1 {
-		t.Errorf("100 publishes with a ctx each: %d watchers, want at most %d", n, maxIdleWatches+1)
-	}
+	testwait.For(t, waitLong, "the watchers of the ended contexts dropped", func() bool { return watches() == 1 })
 	if err := result(t, c.Publish(shared, topic, []byte("{}")), waitLong); err != nil {
 		t.Errorf("publish with the shared ctx after the others = %v", err)
+	}
+}
+
+// TestCtxWatchPerLiveContext: publishers that each keep a ctx of their own
+// (gateway mode: a forwarder per device on one Client) get one watcher per
+// ctx for the session, not one per publish. With the former limit of 8 idle
+// watchers, 50 such contexts made a watcher (context.AfterFunc) for almost
+// every publish.
+func TestCtxWatchPerLiveContext(t *testing.T) {
+	b := startBroker(t, &recorder{quiet: true})
+	c, _ := runClient(t, testConfig(b.url()), nil)
+	testwait.For(t, waitLong, "connected", c.Connected)
+	topic := DeviceEventTopic("reading", "json")
+	const publishers, rounds = 50, 4
+	ctxs := make([]context.Context, publishers)
+	for i := range ctxs {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ctxs[i] = ctx
+	}
+	for range rounds {
+		for _, ctx := range ctxs {
+			if err := result(t, c.Publish(ctx, topic, []byte("{}")), waitLong); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.mu.Lock()
+	made, kept := c.sess.watchesMade, len(c.sess.watches)
+	c.mu.Unlock()
+	if made != publishers || kept != publishers {
+		t.Errorf("%d publishes from %d live contexts: %d watchers made, %d kept; want %d and %d",
+			publishers*rounds, publishers, made, kept, publishers, publishers)
 	}
 }
 

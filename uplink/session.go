@@ -62,6 +62,8 @@ type session struct {
 	drainedClosed bool
 	timerArmed    bool
 	watches       map[<-chan struct{}]*ctxWatch // by the ctx's Done channel
+	idleWatches   int                           // watches without a request (n == 0)
+	watchesMade   int                           // watchers made in the session (for tests)
 }
 
 func (s *session) markLost(err error) {
