@@ -55,14 +55,6 @@ func tableRSS(t testing.TB, s *Store) int64 {
 	return rss
 }
 
-// tablesOnDisk is the size of Badger's tables.
-func tablesOnDisk(s *Store) int64 {
-	var n int64
-	for _, ti := range s.db.Tables() {
-		n += int64(ti.OnDiskSize)
-	}
-	return n
-}
 
 // appendBacklog appends about bytes of events to queue q, nothing
 // forwarded, and waits until Badger's tables hold most of them.
