@@ -55,7 +55,6 @@ func tableRSS(t testing.TB, s *Store) int64 {
 	return rss
 }
 
-
 // appendBacklog appends about bytes of events to queue q, nothing
 // forwarded, and waits until Badger's tables hold most of them.
 func appendBacklog(t *testing.T, s *Store, q string, bytes int64) []uint64 {
