@@ -134,9 +134,10 @@ const entryOverhead = 48
 // Trigger: the estimate reaches 3/4 of the memtable (room for the writes
 // that arrive before the maintenance goroutine runs) while the bytes waiting
 // in all queues are at most a quarter of it, so that at least half of what
-// the memtable holds is dead. With a backlog the condition is false and the
-// MaxBytes/8 trigger (noteRemoved) keeps reclamation rare, because then each
-// DropPrefix rewrites tables that hold live events.
+// the memtable holds is dead. With a backlog the condition is false, and
+// postponeReclaim holds reclamation until the backlog is gone (or the disk
+// needs it), because then each DropPrefix rewrites tables that hold live
+// events.
 func (s *Store) noteWritten(n, entries int64) {
 	mt := s.cfg.memTableSizeMiB << 20
 	if mt <= 0 || s.cfg.reclaim != reclaimDropPrefix {
@@ -188,7 +189,8 @@ const maxDropPrefixes = 1024
 // discards only the tables that hold those keys. The cost is one memtable
 // flush per call, so it runs once a minute, when reclaimBytes were
 // removed, or just before the memtable fills while it is mostly
-// acknowledged (noteWritten), whichever comes first.
+// acknowledged (noteWritten), whichever comes first; but not while a
+// backlog lies in the tables (postponeReclaim), unless the disk needs it.
 func (s *Store) reclaim() {
 	switch s.cfg.reclaim {
 	case reclaimNone, reclaimDeletes:
