@@ -263,8 +263,8 @@
 // removed, or just before Badger's memtable fills while it is mostly
 // acknowledged, so that acknowledged events never reach a table; not while
 // a backlog larger than a memtable drains, as each call would rewrite the
-// whole backlog's tables: then once it is gone, or sooner when MaxBytes
-// were acknowledged or less than 2*MinFree is free) pauses
+// whole backlog's tables: then once it is gone, or sooner when waiting and
+// acknowledged events reach 2*MaxBytes or less than 2*MinFree is free) pauses
 // Badger's writes (the writer journals meanwhile) and calls Badger's DropPrefix for the whole key
 // range of every empty queue and, for queues with a backlog, for the aligned
 // blocks of 256 seqs at or below the cursor (merged into blocks of 65 536 or

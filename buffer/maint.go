@@ -59,9 +59,11 @@ const postponeRecheck = time.Second
 // touch; docs/performance.md, "Reclamation after the drain"). Once the
 // backlog is gone one reclamation drops it all.
 //
-// It waits only while the disk allows: the acknowledged bytes not yet
-// reclaimed stay below MaxBytes (so the database holds at most about
-// twice MaxBytes of events), and the file system keeps at least
+// It waits only while the disk allows: the bytes of events in the
+// database, waiting and acknowledged but not reclaimed, stay below twice
+// MaxBytes (a drain shrinks the first as much as it grows the second, so
+// only the events arriving meanwhile add; a buffer full under drop_oldest
+// reclaims after MaxBytes were dropped), and the file system keeps at least
 // 2*MinFree free (events stop at MinFree; the reclamation that then runs
 // has MinFree of room to rewrite tables before it reaches its own floor).
 func (s *Store) postponeReclaim() bool {
@@ -71,8 +73,9 @@ func (s *Store) postponeReclaim() bool {
 // backlogPostpones is postponeReclaim without the disk: atomics only, for
 // the acknowledgement path (noteRemoved).
 func (s *Store) backlogPostpones() bool {
+	total := s.total.Load()
 	return s.cfg.reclaim == reclaimDropPrefix &&
-		s.total.Load() > s.cfg.memTableSizeMiB<<20 && s.removed.Load() < s.cfg.MaxBytes
+		total > s.cfg.memTableSizeMiB<<20 && total+s.removed.Load() < 2*s.cfg.MaxBytes
 }
 
 // diskRoomFor reports whether the file system holding the buffer has at
