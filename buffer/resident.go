@@ -33,7 +33,14 @@ const pageOutIdle = time.Second
 // pageOutLoop drops the tables' pages every cfg.pageOutEvery while the
 // bytes waiting exceed what one memtable holds (only then does a backlog
 // lie in tables), and once more when they fall below, so that the pages a
-// drain touched are given back too. A reclamation's DropPrefix, which
+// drain touched are given back too. While the backlog drains (events were
+// acknowledged since the last pass) it does so five times as often: the
+// forwarders' reads touch a little of many tables, and the kernel maps
+// more than was touched on each fault (fault-around, 64 KiB; on kernels
+// with large page-cache folios up to the whole 2 MiB table: on the
+// measuring machine's 6.18 one byte mapped 2 MiB), so ~1 000 queues reading
+// kept 20-40 MiB of tables mapped between 250 ms passes (docs/performance.md,
+// "Reclamation after the drain"). A reclamation's DropPrefix, which
 // rewrites every table holding a dropped prefix (hundreds of MiB a second
 // after a drain), has its own, faster passes (pageOutDuring). It runs
 // until Close.
@@ -42,6 +49,7 @@ func (s *Store) pageOutLoop() {
 	t := time.NewTimer(pageOutIdle)
 	defer t.Stop()
 	backlog := false
+	removed := s.removed.Load()
 	for {
 		select {
 		case <-s.done:
@@ -53,6 +61,12 @@ func (s *Store) pageOutLoop() {
 		next := pageOutIdle
 		if backlog {
 			next = s.cfg.pageOutEvery
+			// removed moves as events are acknowledged (or dropped);
+			// a reclamation resets it, which counts as moving too.
+			if r := s.removed.Load(); r != removed {
+				next /= 5
+				removed = r
+			}
 		}
 		t.Reset(next)
 		if !backlog && !was {

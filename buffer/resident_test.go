@@ -126,7 +126,7 @@ func TestDropTablePages(t *testing.T) {
 // TestPageOutLoopBoundsTables: with the background loop on, the tables
 // of a backlog do not stay resident; with it off (pageOutEvery < 0) they
 // do. Both stores hold the same backlog. With the loop on, the backlog then
-// drains and a reclamation rewrites and deletes tables while the loop
+// drains and a reclamation rewrites and deletes tables while pageOutDuring
 // advises every millisecond (z.DropResident against the unmapping of
 // deleted tables, under -race): every event arrives once, in order.
 func TestPageOutLoopBoundsTables(t *testing.T) {
