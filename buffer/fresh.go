@@ -9,7 +9,8 @@ package buffer
 // backlog, the records of before a restart, and after gaps.
 //
 // The queue keeps at most a window (Config.InFlight) of them, the newest: a
-// forwarder that is further behind reads Badger until it reaches them. A
+// forwarder that is further behind reads Badger until it reaches them; and
+// none while more than two windows wait (keepFresh). A
 // record handed over is never written to again (it is not returned to
 // recordPool): the Publisher may keep its payload until the result.
 
