@@ -327,9 +327,13 @@ func (s *Store) deletesRecords() bool {
 }
 
 // noteRemoved counts bytes that left the queues and wakes reclamation when
-// enough accumulated.
+// enough accumulated. While a backlog postpones reclamation (maint.go) it
+// wakes it only as the count crosses reclaimBytes: the maintenance
+// goroutine then looks again every second by itself (the drain's end, the
+// free disk space), rather than on every acknowledgement.
 func (s *Store) noteRemoved(n int64) {
-	if s.removed.Add(n) >= s.cfg.reclaimBytes {
+	r := s.removed.Add(n)
+	if r >= s.cfg.reclaimBytes && (r-n < s.cfg.reclaimBytes || !s.backlogPostpones()) {
 		kick(s.reclaimNow)
 	}
 }

@@ -92,7 +92,10 @@ type Config struct {
 	// MaxBytes caps the bytes of waiting events (key plus encoded record;
 	// our own accounting). 0 means DefaultMaxBytes. Disk use can exceed it by
 	// Badger's overhead: two memtable logs, the LSM levels, and acknowledged
-	// data not yet reclaimed (about MaxBytes/8 at most, capped at 64 MiB).
+	// data not yet reclaimed (about MaxBytes/8 at most, capped at 64 MiB;
+	// while a backlog drains, reclamation waits for the drain's end unless
+	// waiting and acknowledged bytes reach 2*MaxBytes or less than
+	// 2*MinFree is free: maint.go).
 	MaxBytes int64
 	// MaxAge removes events that waited longer than this; 0 disables it.
 	MaxAge time.Duration

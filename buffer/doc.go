@@ -56,10 +56,11 @@
 //     drops records above the persisted cursor. Forward's stop and Close
 //     commit what was settled before them.
 //   - Fresh records: whoever commits an event (the writer, Append) hands
-//     the encoded record to its queue while a forwarder runs on it (at
-//     most Config.InFlight, the newest); the forwarder publishes those from
-//     memory and reads Badger only for the rest (a backlog, after a
-//     restart, after gaps).
+//     the encoded record to its queue while a forwarder runs on it and at
+//     most 2*Config.InFlight events wait (at most Config.InFlight kept, the
+//     newest; none while the broker is down or a backlog drains); the
+//     forwarder publishes those from memory and reads Badger only for the
+//     rest (a backlog, after a restart, after gaps).
 //   - Bounds: Config.MaxBytes caps the bytes of waiting events (our own
 //     accounting: key plus encoded record; not Badger's lagging estimate) with
 //     the OnFull policy: drop_oldest removes the oldest events of the largest
@@ -157,7 +158,7 @@
 //     one event each per round: the cursors ride with the next round's
 //     events), TestAckDelayCommitsQuietCursors, TestAcksCommittedOnStopAndClose.
 //     Fresh records skip Badger: TestFreshRecordsSkipBadgerReads,
-//     TestFreshRecordsForwarderBehind.
+//     TestFreshRecordsForwarderBehind; none kept behind: TestFreshNotKeptBehind.
 //   - Close: the writer commits everything accepted before Close returns.
 //     TestCloseCommitsEnqueued.
 //   - The disk stalls (flush, compaction): Enqueue keeps returning; past
@@ -261,7 +262,10 @@
 // head+1 and never walk removed keys. Space is reclaimed deliberately: a
 // background task (once a minute, sooner when an eighth of MaxBytes was
 // removed, or just before Badger's memtable fills while it is mostly
-// acknowledged, so that acknowledged events never reach a table) pauses
+// acknowledged, so that acknowledged events never reach a table; not while
+// a backlog larger than a memtable drains, as each call would rewrite the
+// whole backlog's tables: then once it is gone, or sooner when waiting and
+// acknowledged events reach 2*MaxBytes or less than 2*MinFree is free) pauses
 // Badger's writes (the writer journals meanwhile) and calls Badger's DropPrefix for the whole key
 // range of every empty queue and, for queues with a backlog, for the aligned
 // blocks of 256 seqs at or below the cursor (merged into blocks of 65 536 or

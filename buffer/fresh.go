@@ -9,7 +9,8 @@ package buffer
 // backlog, the records of before a restart, and after gaps.
 //
 // The queue keeps at most a window (Config.InFlight) of them, the newest: a
-// forwarder that is further behind reads Badger until it reaches them. A
+// forwarder that is further behind reads Badger until it reaches them; and
+// none while more than two windows wait (keepFresh). A
 // record handed over is never written to again (it is not returned to
 // recordPool): the Publisher may keep its payload until the result.
 
@@ -25,11 +26,24 @@ type freshRecord struct {
 	val []byte
 }
 
-// keepFresh hands a committed record to q's forwarder, if one runs. It
-// reports whether the record was kept (then val belongs to the queue). The
-// caller holds q.mu.
+// keepFresh hands a committed record to q's forwarder, if one runs and is
+// at most two windows (2*InFlight: one in flight, one kept) behind the
+// queue's tail. It reports whether the record was kept (then val belongs
+// to the queue). The caller holds q.mu, with q.count counting this record.
+//
+// Why the distance: while the broker is down every forwarder waits, and
+// each queue kept the newest window of records for it, taken only once
+// the forwarder had read the whole backlog before them from Badger: 15-20
+// MiB of the heap through an outage at 500 devices (heap profiles,
+// docs/performance.md, "Reclamation after the drain"). Behind by more,
+// the forwarder reads Badger anyway; it reaches the records kept again
+// once it is back within two windows.
 func (s *Store) keepFresh(q *queue, seq uint64, val []byte) bool {
 	if !q.forwarding {
+		return false
+	}
+	if q.count > 2*int64(s.cfg.InFlight) {
+		q.fresh = nil
 		return false
 	}
 	if q.fresh == nil {

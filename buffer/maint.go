@@ -15,6 +15,13 @@ func (s *Store) maintain() {
 	}
 	reclaim := time.NewTicker(s.cfg.reclaimEvery)
 	defer reclaim.Stop()
+	// While a reclamation is postponed (postponeReclaim), look again every
+	// postponeRecheck: the drain's end and a filling disk are noticed
+	// here, not on the acknowledgement path.
+	recheck := time.NewTimer(postponeRecheck)
+	recheck.Stop()
+	defer recheck.Stop()
+	armed := false
 	for {
 		select {
 		case <-s.done:
@@ -26,8 +33,69 @@ func (s *Store) maintain() {
 			s.saveFailed()
 		case <-s.reclaimNow:
 			s.reclaim()
+		case <-recheck.C:
+			armed = false
+			s.reclaim()
+		}
+		if !armed && s.removed.Load() > 0 && s.postponeReclaim() {
+			recheck.Reset(postponeRecheck)
+			armed = true
 		}
 	}
+}
+
+// postponeRecheck is how often a postponed reclamation looks again at the
+// backlog and the free disk space.
+const postponeRecheck = time.Second
+
+// postponeReclaim reports whether a space reclamation waits because a
+// backlog lies in Badger's tables (more than a memtable's worth waits):
+// during a drain after an outage the forwarders' cursors move through
+// those tables, and a DropPrefix then rewrites every table holding a
+// dropped prefix (every table holds every queue's keys): the whole LSM,
+// once per reclaimBytes acknowledged, mostly to drop what the next
+// minutes of the drain would have dropped anyway. Those rewrites were the
+// drain's memory peaks (their table builders and the table pages they
+// touch; docs/performance.md, "Reclamation after the drain"). Once the
+// backlog is gone one reclamation drops it all.
+//
+// It waits only while the disk allows: the bytes of events in the
+// database, waiting and acknowledged but not reclaimed, stay below twice
+// MaxBytes (a drain shrinks the first as much as it grows the second, so
+// only the events arriving meanwhile add; a buffer full under drop_oldest
+// reclaims after MaxBytes were dropped), and the file system keeps at least
+// 2*MinFree free (events stop at MinFree; the reclamation that then runs
+// has MinFree of room to rewrite tables before it reaches its own floor).
+func (s *Store) postponeReclaim() bool {
+	return s.backlogPostpones() && s.diskRoomFor(2*s.cfg.MinFree)
+}
+
+// backlogPostpones is postponeReclaim without the disk: atomics only, for
+// the acknowledgement path (noteRemoved).
+func (s *Store) backlogPostpones() bool {
+	total := s.total.Load()
+	return s.cfg.reclaim == reclaimDropPrefix &&
+		total > s.cfg.memTableSizeMiB<<20 && total+s.removed.Load() < 2*s.cfg.MaxBytes
+}
+
+// diskRoomFor reports whether the file system holding the buffer has at
+// least n bytes free, by the disk guard's estimate (refreshed when older
+// than diskRecheck). In memory, or without the guard, it always has.
+func (s *Store) diskRoomFor(n int64) bool {
+	if !s.persistent || s.cfg.noDiskGuard {
+		return true
+	}
+	g := &s.disk
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now := time.Now(); now.Sub(g.checked) > diskRecheck {
+		free, err := s.cfg.diskFree(s.dir)
+		if err != nil {
+			return false // cannot tell: do not postpone
+		}
+		g.free, g.checked = free, now
+	}
+	return !g.full && g.free >= n
 }
 
 // expireAll drops the records older than MaxAge from every queue.
@@ -69,9 +137,10 @@ const entryOverhead = 48
 // Trigger: the estimate reaches 3/4 of the memtable (room for the writes
 // that arrive before the maintenance goroutine runs) while the bytes waiting
 // in all queues are at most a quarter of it, so that at least half of what
-// the memtable holds is dead. With a backlog the condition is false and the
-// MaxBytes/8 trigger (noteRemoved) keeps reclamation rare, because then each
-// DropPrefix rewrites tables that hold live events.
+// the memtable holds is dead. With a backlog the condition is false, and
+// postponeReclaim holds reclamation until the backlog is gone (or the disk
+// needs it), because then each DropPrefix rewrites tables that hold live
+// events.
 func (s *Store) noteWritten(n, entries int64) {
 	mt := s.cfg.memTableSizeMiB << 20
 	if mt <= 0 || s.cfg.reclaim != reclaimDropPrefix {
@@ -123,7 +192,8 @@ const maxDropPrefixes = 1024
 // discards only the tables that hold those keys. The cost is one memtable
 // flush per call, so it runs once a minute, when reclaimBytes were
 // removed, or just before the memtable fills while it is mostly
-// acknowledged (noteWritten), whichever comes first.
+// acknowledged (noteWritten), whichever comes first; but not while a
+// backlog lies in the tables (postponeReclaim), unless the disk needs it.
 func (s *Store) reclaim() {
 	switch s.cfg.reclaim {
 	case reclaimNone, reclaimDeletes:
@@ -133,7 +203,7 @@ func (s *Store) reclaim() {
 		s.flattenWhenEmpty()
 		return
 	}
-	if s.removed.Load() == 0 {
+	if s.removed.Load() == 0 || s.postponeReclaim() {
 		return
 	}
 	qs := s.snapshotQueues() // before the gate: lock order is mu -> gate
@@ -194,7 +264,9 @@ func (s *Store) reclaim() {
 		s.log.Debug("buffer space reclamation postponed", "err", err)
 		return
 	}
+	stopPageOut := s.pageOutDuring() // resident.go
 	err := s.db.DropPrefix(prefixes...)
+	stopPageOut()
 	if s.cfg.duringReclaim != nil {
 		s.cfg.duringReclaim()
 	}

@@ -33,15 +33,23 @@ const pageOutIdle = time.Second
 // pageOutLoop drops the tables' pages every cfg.pageOutEvery while the
 // bytes waiting exceed what one memtable holds (only then does a backlog
 // lie in tables), and once more when they fall below, so that the pages a
-// drain touched are given back too. While a reclamation's DropPrefix runs
-// (it rewrites every table holding a dropped prefix, hundreds of MiB a
-// second during a drain) it does so five times as often. It runs until
-// Close.
+// drain touched are given back too. While the backlog drains (events were
+// acknowledged since the last pass) it does so five times as often: the
+// forwarders' reads touch a little of many tables, and the kernel maps
+// more than was touched on each fault (fault-around, 64 KiB; on kernels
+// with large page-cache folios up to the whole 2 MiB table: on the
+// measuring machine's 6.18 one byte mapped 2 MiB), so ~1 000 queues reading
+// kept 20-40 MiB of tables mapped between 250 ms passes (docs/performance.md,
+// "Reclamation after the drain"). A reclamation's DropPrefix, which
+// rewrites every table holding a dropped prefix (hundreds of MiB a second
+// after a drain), has its own, faster passes (pageOutDuring). It runs
+// until Close.
 func (s *Store) pageOutLoop() {
 	defer s.wg.Done()
 	t := time.NewTimer(pageOutIdle)
 	defer t.Stop()
 	backlog := false
+	removed := s.removed.Load()
 	for {
 		select {
 		case <-s.done:
@@ -53,8 +61,11 @@ func (s *Store) pageOutLoop() {
 		next := pageOutIdle
 		if backlog {
 			next = s.cfg.pageOutEvery
-			if s.reclaiming.Load() {
+			// removed moves as events are acknowledged (or dropped);
+			// a reclamation resets it, which counts as moving too.
+			if r := s.removed.Load(); r != removed {
 				next /= 5
+				removed = r
 			}
 		}
 		t.Reset(next)
@@ -88,4 +99,54 @@ func (s *Store) dropTablePages() (int64, error) {
 		return strings.HasPrefix(name, dbDir) && strings.HasSuffix(name, ".sst") &&
 			!strings.ContainsRune(name[len(dbDir):], filepath.Separator)
 	})
+}
+
+// pageOutDuring starts dropping the tables' pages every cfg.pageOutEvery/5
+// until the returned stop is called, if the tables hold more than a
+// memtable's worth; reclaim runs it around DropPrefix.
+//
+// Why: the reclamation after a drain (postponeReclaim) rewrites every table
+// of the former backlog, reading it through the mappings at hundreds of
+// MiB a second, and the backlog that would keep pageOutLoop going is gone
+// by then; without these passes those pages stay in the RSS until Badger
+// deletes the old tables at the end of the rewrite. Small LSMs (the
+// memtable trigger's reclamations at steady state) are left alone: a
+// pass costs a wake-up and a page-table walk for little.
+func (s *Store) pageOutDuring() (stop func()) {
+	if !s.persistent || s.cfg.pageOutEvery <= 0 || tablesOnDisk(s) <= s.cfg.memTableSizeMiB<<20 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(max(s.cfg.pageOutEvery/5, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if _, err := s.dropTablePages(); err != nil {
+					return // unsupported platform; pageOutLoop logs it
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+		// What the last stretch touched, before the old tables are gone
+		// (Badger may keep a rewritten level's old tables a moment).
+		s.dropTablePages()
+	}
+}
+
+// tablesOnDisk is the size of Badger's tables.
+func tablesOnDisk(s *Store) int64 {
+	var n int64
+	for _, ti := range s.db.Tables() {
+		n += int64(ti.OnDiskSize)
+	}
+	return n
 }

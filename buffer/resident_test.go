@@ -55,21 +55,20 @@ func tableRSS(t testing.TB, s *Store) int64 {
 	return rss
 }
 
-// tablesOnDisk is the size of Badger's tables.
-func tablesOnDisk(s *Store) int64 {
-	var n int64
-	for _, ti := range s.db.Tables() {
-		n += int64(ti.OnDiskSize)
-	}
-	return n
-}
-
 // appendBacklog appends about bytes of events to queue q, nothing
 // forwarded, and waits until Badger's tables hold most of them.
 func appendBacklog(t *testing.T, s *Store, q string, bytes int64) []uint64 {
 	t.Helper()
 	const pad = 1000
 	seqs := mustAppend(t, s, q, int(bytes/pad), pad)
+	waitTablesSettled(t, s, bytes)
+	return seqs
+}
+
+// waitTablesSettled waits until Badger's tables hold at least half of
+// bytes and no compaction changed them for a second.
+func waitTablesSettled(t *testing.T, s *Store, bytes int64) {
+	t.Helper()
 	testwait.For(t, 30*time.Second, "backlog flushed into tables", func() bool {
 		return tablesOnDisk(s) >= bytes/2
 	})
@@ -89,7 +88,6 @@ func appendBacklog(t *testing.T, s *Store, q string, bytes int64) []uint64 {
 		}
 		return time.Since(since) >= time.Second
 	})
-	return seqs
 }
 
 // TestDropTablePages: a backlog that spilled into Badger's tables leaves
@@ -128,7 +126,7 @@ func TestDropTablePages(t *testing.T) {
 // TestPageOutLoopBoundsTables: with the background loop on, the tables
 // of a backlog do not stay resident; with it off (pageOutEvery < 0) they
 // do. Both stores hold the same backlog. With the loop on, the backlog then
-// drains and a reclamation rewrites and deletes tables while the loop
+// drains and a reclamation rewrites and deletes tables while pageOutDuring
 // advises every millisecond (z.DropResident against the unmapping of
 // deleted tables, under -race): every event arrives once, in order.
 func TestPageOutLoopBoundsTables(t *testing.T) {
@@ -207,4 +205,54 @@ func parseMapsLine(line []byte) (addrRange, string, bool) {
 	// file's ends in " (deleted)" and does not match ".sst".
 	path := string(line[bytes.Index(line, fields[5]):])
 	return addrRange{uintptr(start), uintptr(end)}, path, true
+}
+
+// TestPageOutDuring: while pageOutDuring runs (reclaim wraps DropPrefix in
+// it, which rewrites every table of a former backlog through the mappings
+// after pageOutLoop went idle), tables read through the mappings leave the
+// RSS again within its passes; without it (pageOutEvery < 0) they stay.
+// The tables are read the way a rewrite reads them, by iterating every key.
+// (Its effect inside a reclamation is timing: docs/performance.md.)
+func TestPageOutDuring(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		every := time.Duration(-1)
+		if on {
+			every = 5 * time.Millisecond // passes every 1 ms
+		}
+		s := openTest(t, Config{Dir: t.TempDir(), Sync: time.Second, memTableSizeMiB: 1,
+			noBackground: true, pageOutEvery: every})
+		appendBacklog(t, s, "q", 12<<20)
+		onDisk := tablesOnDisk(s)
+		if _, err := s.dropTablePages(); err != nil {
+			t.Fatal(err)
+		}
+		stop := s.pageOutDuring()
+		readAll := func() {
+			err := s.db.View(func(txn *badgerTxn) error {
+				it := txn.NewIterator(badgerIterOpts(nil, false))
+				defer it.Close()
+				for it.Rewind(); it.Valid(); it.Next() {
+					if err := it.Item().Value(func([]byte) error { return nil }); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		readAll()
+		if !on {
+			if rss := tableRSS(t, s); rss < onDisk/2 {
+				t.Fatalf("without page-out the tables read are resident %d bytes, want at least half of their %d (the test shows nothing otherwise)", rss, onDisk)
+			}
+			stop()
+			continue
+		}
+		testwait.For(t, 10*time.Second, "the tables read out of the RSS while pageOutDuring runs", func() bool {
+			return tableRSS(t, s) < 1<<20
+		})
+		stop()
+	}
 }
