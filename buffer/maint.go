@@ -130,9 +130,11 @@ const entryOverhead = 48
 // written, yet Badger would flush it into a level-0 table, compact it into
 // level 1 (rewriting that level each time, as every table spans all
 // queues) and only then drop it. DropPrefix flushes the memtable without
-// the dropped prefixes, so reclaiming just before the memtable fills means
-// acknowledged events never reach a table at all (docs/performance.md,
-// "Badger's share of the CPU").
+// the dropped keys that no table holds (the third patch of our Badger fork,
+// third_party/badger/FIELDBRIDGE.md; upstream v4.9.6 flushed them into a
+// level-0 table for the next compaction to drop), so reclaiming just before
+// the memtable fills means acknowledged events never reach a table at all
+// (docs/performance.md, "Badger's share of the CPU").
 //
 // Trigger: the estimate reaches 3/4 of the memtable (room for the writes
 // that arrive before the maintenance goroutine runs) while the bytes waiting
@@ -172,8 +174,8 @@ func (s *Store) noteCommitted(eventsIn bool, bytes int64, events int, cursorsIn 
 }
 
 // maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
-// checks each key of the rewritten tables against every prefix (a linear
-// scan). It is above the 1 000 queues of 500 devices (readings and command
+// checks each key of the flushed memtable and the rewritten tables against
+// them (a binary search in our fork, a linear scan upstream). It is above the 1 000 queues of 500 devices (readings and command
 // results) on purpose: each call flushes the memtable and compacts level 0;
 // with 256, the memtable trigger's call dropped a quarter of the queues, the
 // flush wrote the others' acknowledged events into a table, and follow-up
