@@ -51,7 +51,10 @@ platform {
 ## and deleted only when the broker acknowledged it.
 buffer {
   dir = "/var/lib/bridge/buffer"
-  ## Bounds: when either is reached, on_full decides what goes.
+  ## Bounds: when either is reached, on_full decides what goes. max_bytes counts
+  ## waiting events; while a backlog drains, the space of the events already
+  ## sent is given back only once it is gone, so the database can hold up to
+  ## twice max_bytes (sooner when free space falls below 2 x min_free).
   # max_bytes = "256MiB"
   # max_age   = "72h"
   # on_full   = "drop_oldest"   # drop_oldest | drop_newest
