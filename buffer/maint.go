@@ -175,12 +175,13 @@ func (s *Store) noteCommitted(eventsIn bool, bytes int64, events int, cursorsIn 
 
 // maxDropPrefixes bounds the prefixes handed to one DropPrefix call: Badger
 // checks each key of the flushed memtable and the rewritten tables against
-// them (a binary search in our fork, a linear scan upstream). It is above the 1 000 queues of 500 devices (readings and command
-// results) on purpose: each call flushes the memtable and compacts level 0;
-// with 256, the memtable trigger's call dropped a quarter of the queues, the
-// flush wrote the others' acknowledged events into a table, and follow-up
-// calls rewrote that table to drop them (docs/performance.md, "Badger's
-// share of the CPU").
+// them (a binary search in our fork, a linear scan upstream). It is above
+// the 1 000 queues of 500 devices (readings and command results) on
+// purpose: each call flushes the memtable and compacts level 0; with 256,
+// the memtable trigger's call dropped a quarter of the queues, the flush
+// wrote the others' acknowledged events into a table, and follow-up calls
+// rewrote that table to drop them (docs/performance.md, "Badger's share of
+// the CPU").
 const maxDropPrefixes = 1024
 
 // reclaim gives the disk space of removed records back.
