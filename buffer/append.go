@@ -397,12 +397,10 @@ func (s *Store) checkDisk(k writeKind, n int64) error {
 	floor := s.floor(k)
 	now := time.Now()
 	if g.full || now.Sub(g.checked) > diskRecheck || g.free-need < s.cfg.MinFree+(16<<20) {
-		free, err := s.cfg.diskFree(s.dir)
-		if err != nil {
+		if err := s.statDiskLocked(now); err != nil {
 			// Cannot tell: do not block on the guard itself.
-			free = s.cfg.MinFree + (1 << 30)
+			g.free, g.checked = s.cfg.MinFree+(1<<30), now
 		}
-		g.free, g.checked = free, now
 	}
 	if g.full && g.free >= s.cfg.MinFree {
 		g.full = false
@@ -421,6 +419,18 @@ func (s *Store) checkDisk(k writeKind, n int64) error {
 		return fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, g.free, floor)
 	}
 	g.free -= need
+	return nil
+}
+
+// statDiskLocked sets the guard's estimate to the free space statfs
+// reports now; on an error it leaves the estimate as it was. The caller
+// holds s.disk.mu.
+func (s *Store) statDiskLocked(now time.Time) error {
+	free, err := s.cfg.diskFree(s.dir)
+	if err != nil {
+		return err
+	}
+	s.disk.free, s.disk.checked = free, now
 	return nil
 }
 

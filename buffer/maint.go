@@ -73,9 +73,8 @@ func (s *Store) postponeReclaim() bool {
 // backlogPostpones is postponeReclaim without the disk: atomics only, for
 // the acknowledgement path (noteRemoved).
 func (s *Store) backlogPostpones() bool {
-	total := s.total.Load()
 	return s.cfg.reclaim == reclaimDropPrefix &&
-		total > s.cfg.memTableSizeMiB<<20 && total+s.removed.Load() < 2*s.cfg.MaxBytes
+		s.backlogInTables() && s.total.Load()+s.removed.Load() < 2*s.cfg.MaxBytes
 }
 
 // diskRoomFor reports whether the file system holding the buffer has at
@@ -89,11 +88,9 @@ func (s *Store) diskRoomFor(n int64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now := time.Now(); now.Sub(g.checked) > diskRecheck {
-		free, err := s.cfg.diskFree(s.dir)
-		if err != nil {
+		if err := s.statDiskLocked(now); err != nil {
 			return false // cannot tell: do not postpone
 		}
-		g.free, g.checked = free, now
 	}
 	return !g.full && g.free >= n
 }

@@ -57,7 +57,7 @@ func (s *Store) pageOutLoop() {
 		case <-t.C:
 		}
 		was := backlog
-		backlog = s.total.Load() > s.cfg.memTableSizeMiB<<20
+		backlog = s.backlogInTables()
 		next := pageOutIdle
 		if backlog {
 			next = s.cfg.pageOutEvery
@@ -79,6 +79,12 @@ func (s *Store) pageOutLoop() {
 			return
 		}
 	}
+}
+
+// backlogInTables reports whether more events wait than one memtable
+// holds: only then does a backlog lie in Badger's tables.
+func (s *Store) backlogInTables() bool {
+	return s.total.Load() > s.cfg.memTableSizeMiB<<20
 }
 
 // dropTablePages takes the pages of this Store's tables (.sst) out of the
